@@ -1,0 +1,299 @@
+"""Feed-forward spiking networks: layer structure, effective parameters, forward and backward."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from delgrad.runtime._errors import ParameterError
+from delgrad.runtime._kernels._backward import layer_backward
+from delgrad.runtime._kernels._forward import layer_forward
+from delgrad.runtime._neuron import NeuronParams
+
+DelayKind = Literal["none", "synaptic", "axonal", "dendritic"]
+DELAY_KINDS: tuple[str, ...] = get_args(DelayKind)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Structure of one all-to-all projection onto ``n_out`` LIF neurons.
+
+    Attributes:
+        n_in: presynaptic neurons (the previous layer's size or the input channels).
+        n_out: neurons of this layer.
+        delay: which transmission delays the layer has: one per synapse
+            (``"synaptic"``, shape (n_pre, n_out)), one per presynaptic neuron
+            (``"axonal"``, (n_pre,)), one per postsynaptic neuron (``"dendritic"``,
+            (n_out,)), or ``"none"`` ((0,)).
+        bias_times: spike times (model units) of extra, always-on inputs appended
+            after the ``n_in`` real ones; their weights are the last rows of ``w``.
+    """
+
+    n_in: int
+    n_out: int
+    delay: DelayKind = "none"
+    bias_times: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("n_in", "n_out"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ParameterError(f"Layer.{name} must be an integer >= 1, got {value!r}")
+        if self.delay not in DELAY_KINDS:
+            raise ParameterError(f"Layer.delay must be one of {DELAY_KINDS}, got {self.delay!r}")
+        times = tuple(float(t) for t in self.bias_times)
+        if not all(math.isfinite(t) for t in times):
+            raise ParameterError(f"Layer.bias_times must be finite, got {self.bias_times!r}")
+        object.__setattr__(self, "bias_times", times)
+
+    @property
+    def n_pre(self) -> int:
+        """Presynaptic inputs including bias inputs (rows of ``w``)."""
+        return self.n_in + len(self.bias_times)
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        """Shape of the weight matrix, (n_pre, n_out)."""
+        return (self.n_pre, self.n_out)
+
+    @property
+    def delay_shape(self) -> tuple[int, ...]:
+        """Shape of the delay array for this layer's delay kind."""
+        return {
+            "none": (0,),
+            "synaptic": (self.n_pre, self.n_out),
+            "axonal": (self.n_pre,),
+            "dendritic": (self.n_out,),
+        }[self.delay]
+
+
+@dataclass
+class LayerGradient:
+    """Gradients of one layer: ``w`` (n_pre, n_out) and ``d`` (the layer's delay shape)."""
+
+    w: np.ndarray
+    d: np.ndarray
+
+
+@dataclass
+class Gradients:
+    """Result of :func:`backward`.
+
+    Attributes:
+        layers: one :class:`LayerGradient` per layer (summed over the batch).
+        t_in: (B, n_inputs) dL/d(input spike times).
+        dropped: (sample, neuron) weight gradients dropped by ``max_dw_norm``, per layer.
+    """
+
+    layers: list[LayerGradient]
+    t_in: np.ndarray
+    dropped: list[int] = field(default_factory=list)
+
+
+def _as_param(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.array(value, dtype=np.float64, order="C", copy=True)
+    if arr.shape != shape:
+        raise ParameterError(f"{what} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{what} must be finite")
+    return arr
+
+
+class Network:
+    """A feed-forward network holding effective weights and delays per layer.
+
+    Args:
+        layers: the layer structure; ``layers[l].n_in == layers[l-1].n_out``.
+        neuron: neuron parameters shared by all layers.
+        w: per layer, weights of shape ``layer.weight_shape``.
+        d: per layer, effective delays (model units) of shape ``layer.delay_shape``;
+            zeros when omitted.
+
+    Attributes ``w`` and ``d`` are lists of float64 arrays that optimisers update
+    in place; the forward and backward passes read them on every call.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        neuron: NeuronParams,
+        w: Sequence[np.ndarray],
+        d: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        if not self.layers:
+            raise ParameterError("a Network needs at least one layer")
+        for prev, nxt in zip(self.layers, self.layers[1:], strict=False):
+            if nxt.n_in != prev.n_out:
+                raise ParameterError(
+                    f"layer sizes do not chain: n_out={prev.n_out} feeds n_in={nxt.n_in}"
+                )
+        if not isinstance(neuron, NeuronParams):
+            raise ParameterError(f"neuron must be NeuronParams, got {type(neuron).__name__}")
+        self.neuron = neuron
+        if len(w) != len(self.layers):
+            raise ParameterError(f"need {len(self.layers)} weight arrays, got {len(w)}")
+        self.w = [_as_param(wl, ly.weight_shape, f"w[{i}]") for i, (wl, ly) in
+                  enumerate(zip(w, self.layers, strict=True))]
+        if d is None:
+            d = [np.zeros(ly.delay_shape) for ly in self.layers]
+        if len(d) != len(self.layers):
+            raise ParameterError(f"need {len(self.layers)} delay arrays, got {len(d)}")
+        self.d = [_as_param(dl, ly.delay_shape, f"d[{i}]") for i, (dl, ly) in
+                  enumerate(zip(d, self.layers, strict=True))]
+        self._zeros = [
+            (np.zeros((ly.n_pre, ly.n_out)), np.zeros(ly.n_pre), np.zeros(ly.n_out))
+            for ly in self.layers
+        ]
+
+    @property
+    def n_inputs(self) -> int:
+        """Input channels of the first layer."""
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self) -> int:
+        """Neurons of the last layer."""
+        return self.layers[-1].n_out
+
+    def n_parameters(self) -> int:
+        """Number of trainable values (weights plus delays)."""
+        return int(sum(wl.size + dl.size for wl, dl in zip(self.w, self.d, strict=True)))
+
+    def copy(self) -> Network:
+        """Deep copy (parameters are copied)."""
+        return Network(self.layers, self.neuron, self.w, self.d)
+
+    def delay_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(d_syn (n_pre, n_out), d_ax (n_pre,), d_den (n_out,)) of layer ``index``.
+
+        The layer's own delay array is returned as is (no copy); the other two are zeros.
+        """
+        d_syn, d_ax, d_den = self._zeros[index]
+        kind = self.layers[index].delay
+        if kind == "synaptic":
+            d_syn = self.d[index]
+        elif kind == "axonal":
+            d_ax = self.d[index]
+        elif kind == "dendritic":
+            d_den = self.d[index]
+        return d_syn, d_ax, d_den
+
+    def layer_input(self, index: int, t_pre: np.ndarray) -> np.ndarray:
+        """Presynaptic times of layer ``index`` with its bias inputs appended, (B, n_pre)."""
+        bias = self.layers[index].bias_times
+        if not bias:
+            return t_pre
+        out = np.empty((t_pre.shape[0], t_pre.shape[1] + len(bias)))
+        out[:, : t_pre.shape[1]] = t_pre
+        out[:, t_pre.shape[1] :] = bias
+        return out
+
+    def forward(self, t_in: np.ndarray) -> list[np.ndarray]:
+        """Spike times of every layer; see :func:`forward`."""
+        return forward(self, t_in)
+
+    def backward(
+        self,
+        t_in: np.ndarray,
+        times: Sequence[np.ndarray],
+        grad_out: np.ndarray,
+        *,
+        max_dw_norm: float | None = None,
+    ) -> Gradients:
+        """Exact gradients; see :func:`backward`."""
+        return backward(self, t_in, times, grad_out, max_dw_norm=max_dw_norm)
+
+
+def _check_times(t: np.ndarray, shape1: int, what: str) -> np.ndarray:
+    arr = np.ascontiguousarray(t, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != shape1:
+        raise ParameterError(f"{what} must have shape (B, {shape1}), got {arr.shape}")
+    if np.isnan(arr).any() or np.isneginf(arr).any():
+        raise ParameterError(f"{what} contains nan or -inf (use +inf for a silent neuron)")
+    return arr
+
+
+def forward(net: Network, t_in: np.ndarray) -> list[np.ndarray]:
+    """First-spike times of every layer.
+
+    Args:
+        net: the network.
+        t_in: (B, n_inputs) input spike times in units of tau_s; inf = no spike.
+
+    Returns:
+        One array (B, n_out) per layer, inf where a neuron does not fire.
+
+    Raises:
+        ParameterError: on a wrong shape or nan / -inf times.
+    """
+    t = _check_times(t_in, net.n_inputs, "t_in")
+    p = net.neuron
+    times = []
+    for index, layer in enumerate(net.layers):
+        out = np.empty((t.shape[0], layer.n_out))
+        d_syn, d_ax, d_den = net.delay_arrays(index)
+        layer_forward(net.layer_input(index, t), net.w[index], d_syn, d_ax, d_den,
+                      p.tau_s, p.tau_m, p.theta, p.eps, p.mode, out)
+        times.append(out)
+        t = out
+    return times
+
+
+def backward(
+    net: Network,
+    t_in: np.ndarray,
+    times: Sequence[np.ndarray],
+    grad_out: np.ndarray,
+    *,
+    max_dw_norm: float | None = None,
+) -> Gradients:
+    """Exact DelGrad gradients from spike times alone.
+
+    Args:
+        net: the network whose parameters define the ideal model.
+        t_in: (B, n_inputs) input spike times.
+        times: per layer (B, n_out) spike times, from :func:`forward` or observed
+            on a chip (the gradient is then evaluated at the observed times).
+        grad_out: (B, n_outputs) dL/d(output spike times).
+        max_dw_norm: if given, per (sample, neuron) weight gradients with an entry
+            above this magnitude are dropped (the DelGrad authors' stabiliser).
+
+    Returns:
+        :class:`Gradients` with dL/dw and dL/dd per layer and dL/dt_in.
+    """
+    t0 = _check_times(t_in, net.n_inputs, "t_in")
+    if len(times) != len(net.layers):
+        raise ParameterError(f"need spike times of {len(net.layers)} layers, got {len(times)}")
+    n_batch = t0.shape[0]
+    ts = [np.ascontiguousarray(t, dtype=np.float64) for t in times]
+    for index, (t, layer) in enumerate(zip(ts, net.layers, strict=True)):
+        if t.shape != (n_batch, layer.n_out):
+            raise ParameterError(f"times[{index}] must have shape {(n_batch, layer.n_out)}")
+    g = np.ascontiguousarray(grad_out, dtype=np.float64)
+    if g.shape != (n_batch, net.n_outputs):
+        raise ParameterError(f"grad_out must have shape {(n_batch, net.n_outputs)}, got {g.shape}")
+    max_dw = 0.0 if max_dw_norm is None else float(max_dw_norm)
+    p = net.neuron
+    grads: list[LayerGradient] = [None] * len(net.layers)  # type: ignore[list-item]
+    dropped = [0] * len(net.layers)
+    for index in range(len(net.layers) - 1, -1, -1):
+        layer = net.layers[index]
+        t_pre = net.layer_input(index, t0 if index == 0 else ts[index - 1])
+        d_syn, d_ax, d_den = net.delay_arrays(index)
+        gw = np.zeros(layer.weight_shape)
+        gsyn = np.zeros((layer.n_pre, layer.n_out))
+        gax = np.zeros(layer.n_pre)
+        gden = np.zeros(layer.n_out)
+        gt = np.zeros((n_batch, layer.n_pre))
+        dropped[index] = layer_backward(t_pre, net.w[index], d_syn, d_ax, d_den, ts[index], g,
+                                        p.tau_s, p.tau_m, p.mode, max_dw, gw, gsyn, gax, gden,
+                                        gt)
+        gd = {"none": np.zeros(0), "synaptic": gsyn, "axonal": gax, "dendritic": gden}
+        grads[index] = LayerGradient(w=gw, d=gd[layer.delay])
+        g = np.ascontiguousarray(gt[:, : layer.n_in])
+    return Gradients(layers=grads, t_in=g, dropped=dropped)

@@ -1,0 +1,65 @@
+"""The ``delgrad`` console command: a thin dispatcher over subcommand modules.
+
+Each subcommand lives in its own module ``delgrad.tools._cmd_<name>`` that
+defines ``register(parser)`` (adds its arguments) and ``run(args) -> int``.
+Modules are imported only when their subcommand runs, so ``delgrad --help``
+stays fast and never compiles a kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Sorted by name.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("delgrad.tools._cmd_bench", "measure kernel and codec throughput"),
+    "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full argument parser (imports every subcommand module)."""
+    parser = argparse.ArgumentParser(
+        prog="delgrad",
+        description="DelGrad Runtime: exact event-based learning for spiking networks.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in sorted(COMMANDS.items()):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).register(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``delgrad`` command. Returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from importlib.metadata import version
+
+        print(version("delgrad-runtime"))
+        return 0
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 0
+        args = parser.parse_args(argv)  # prints help or an "invalid choice" error
+        return 0
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    sp = argparse.ArgumentParser(prog=f"delgrad {name}", description=COMMANDS[name][1])
+    module.register(sp)
+    args = sp.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
