@@ -224,15 +224,14 @@ class FirstSpikeCrossEntropy:
         tau_reg = float(self.beta) * float(self.tau_s)
         # Logits z = -t / (xi tau_s); silent neurons (and dead rows) are masked
         # out before exponentiation so no inf - inf can arise.
-        z = np.where(finite, -np.where(finite, t, 0.0) / tau_soft, 0.0)
-        z_max = np.max(np.where(finite, z, -np.inf), axis=1)
-        z_max = np.where(live, z_max, 0.0)
-        e = np.where(finite, np.exp(z - z_max[:, None]), 0.0)
+        z = np.where(finite, -np.where(finite, t, 0.0) / tau_soft, -np.inf)
+        z_max = np.where(live, np.max(z, axis=1), 0.0)
+        e = np.exp(z - z_max[:, None])
         s = e.sum(axis=1)
         s = np.where(live, s, 1.0)
         p = e / s[:, None]
         log_sum = z_max + np.log(s)
-        z_c = z[rows, lab]
+        z_c = np.where(live, z[rows, lab], 0.0)
         u = np.where(live, t_c, 0.0) / tau_reg
         u_capped = np.minimum(u, _MAX_EXP)
         reg = float(self.alpha) * np.exp(u_capped)
