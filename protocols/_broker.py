@@ -1,0 +1,135 @@
+"""The embedded MQTT broker (amqtt; the only module that imports amqtt, lazily).
+
+``delgrad`` starts one on 127.0.0.1 when no broker is configured, so a job needs no
+separate server; ``delgrad broker`` runs it alone. amqtt speaks MQTT 3.1.1 only, which
+the protocol fully supports (the MQTT transport falls back automatically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from types import TracebackType
+from typing import Any, Self
+
+from delgrad.runtime._errors import ParameterError
+
+from ._errors import TransportError
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """An in-process MQTT 3.1.1 broker bound to one address.
+
+    Use ``async with EmbeddedBroker() as broker: ... broker.port ...``.
+
+    Args:
+        host: Address to bind; loopback only unless ``allow_remote``.
+        port: TCP port; 0 picks a free ephemeral port.
+        allow_remote: Allow a non-loopback ``host`` (anonymous access is on: only do
+            this on a trusted network).
+
+    Raises:
+        ParameterError: For a non-loopback host without ``allow_remote``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False):
+        if not allow_remote and not is_loopback(host):
+            raise ParameterError(f"refusing to bind {host!r}: not loopback (allow_remote=False)")
+        if not 0 <= int(port) <= 65535:
+            raise ParameterError("port must be in 0 .. 65535")
+        self.host = host
+        self._requested_port = int(port)
+        self._port: int | None = None
+        self._broker: Any = None
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._port is None:
+            raise TransportError("broker not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port`` of the running broker."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker is serving."""
+        return self._broker is not None
+
+    async def start(self) -> None:
+        """Bind and start serving. A stopped broker may be started again (same port).
+
+        Raises:
+            TransportError: If amqtt cannot start (e.g. the port is taken).
+        """
+        if self._broker is not None:
+            return
+        from amqtt.broker import Broker
+        from amqtt.errors import BrokerError
+
+        attempts = 3 if self._requested_port == 0 and self._port is None else 1
+        last: BaseException | None = None
+        for _ in range(attempts):
+            port = self._port or self._requested_port or _free_port(self.host)
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            config = {
+                "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+            try:
+                broker = Broker(config)
+                await broker.start()
+            except (BrokerError, OSError) as exc:
+                last = exc
+                continue
+            self._broker, self._port = broker, port
+            return
+        raise TransportError(f"embedded broker failed to start on {self.host}: {last}") from last
+
+    async def stop(self) -> None:
+        """Stop serving and drop every connection (no wills are sent for the
+        broker's own shutdown by MQTT rules; clients see a lost connection)."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            from amqtt.errors import BrokerError
+
+            try:
+                await broker.shutdown()
+            except BrokerError as exc:
+                raise TransportError(f"embedded broker failed to stop: {exc}") from exc
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

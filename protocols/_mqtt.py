@@ -1,0 +1,324 @@
+"""MQTT transport over aiomqtt 2.x (the only module that imports aiomqtt, lazily).
+
+Speaks MQTT 5 where the broker does (adding a content type to every message and a
+message expiry to metrics) and plain MQTT 3.1.1 otherwise; everything the protocol
+needs is inside the envelope, so both carry the same information.
+
+A supervisor task connects, resubscribes every filter, then runs a reader (broker ->
+:class:`~._queues.Inbox`) and a writer (:class:`~._queues.Outbox` -> broker). When the
+link fails it reconnects with exponential backoff (``reconnect_min_s`` doubling up to
+``reconnect_max_s``, with +-25 % jitter) until :meth:`MqttTransport.close`. A QoS >= 1
+message whose publication did not complete is put back in the outbox and sent again
+after reconnecting (at-least-once; the receiver may see a duplicate sequence number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from delgrad.runtime._errors import ParameterError
+
+from ._errors import TransportError
+from ._queues import Inbox, IncomingMessage, Outbox, OutgoingMessage, TransportStats
+from ._topics import policy_for, validate_pattern, validate_publish_topic
+from ._transport import DEFAULT_INBOX, Transport, Will, resolve_delivery
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+#: MQTT 5 content type of every payload.
+CONTENT_TYPE = "application/vnd.delgrad.v1+msgpack"
+PROTOCOLS = ("auto", "5", "3.1.1")
+
+
+class MqttTransport(Transport):
+    """A :class:`Transport` to an MQTT broker.
+
+    Args:
+        host: Broker host name or address.
+        port: Broker TCP port (1883 plain, usually 8883 with TLS).
+        client_id: MQTT client id; a random ``delgrad-<hex>`` when ``None``.
+        username: User name, or ``None`` for anonymous access.
+        password: Password for ``username``.
+        tls: TLS context (e.g. ``ssl.create_default_context(cafile=...)``), or ``None``
+            for plain TCP.
+        protocol: ``"5"``, ``"3.1.1"`` or ``"auto"`` (try 5, fall back to 3.1.1 if the
+            broker refuses the protocol version).
+        will: Last will, registered with the broker on every connect.
+        keepalive_s: MQTT keep-alive interval in seconds.
+        timeout_s: Timeout of connect, subscribe and publish acknowledgements in seconds.
+        reconnect_min_s: First reconnect delay in seconds.
+        reconnect_max_s: Largest reconnect delay in seconds.
+        inbox_capacity: Incoming queue size (messages).
+        outbox_lossy_capacity: Outgoing QoS 0 queue size (messages).
+        outbox_reliable_capacity: Outgoing QoS >= 1 queue size (messages).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        protocol: str = "auto",
+        will: Will | None = None,
+        keepalive_s: int = 30,
+        timeout_s: float = 5.0,
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 5.0,
+        inbox_capacity: int = DEFAULT_INBOX,
+        outbox_lossy_capacity: int = 1_000,
+        outbox_reliable_capacity: int = 10_000,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ParameterError(f"protocol must be one of {PROTOCOLS}")
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise ParameterError("need 0 < reconnect_min_s <= reconnect_max_s")
+        self.host = host
+        self.port = int(port)
+        self.client_id = client_id or f"delgrad-{uuid.uuid4().hex[:12]}"
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.protocol = protocol
+        self.will = will
+        self.keepalive_s = keepalive_s
+        self.timeout_s = timeout_s
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.stats = TransportStats()
+        self._inbox = Inbox(inbox_capacity, self.stats)
+        self._outbox = Outbox(
+            self.stats,
+            lossy_capacity=outbox_lossy_capacity,
+            reliable_capacity=outbox_reliable_capacity,
+        )
+        self._subs: dict[str, int] = {}
+        self._client: aiomqtt.Client | None = None
+        self._up = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._v5: bool | None = {"5": True, "3.1.1": False}.get(protocol)
+        self.last_error: BaseException | None = None
+
+    # ---- state -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    @property
+    def protocol_version(self) -> str | None:
+        """``"5"`` or ``"3.1.1"`` once known (after the first connection)."""
+        return None if self._v5 is None else ("5" if self._v5 else "3.1.1")
+
+    async def wait_connected(self, *, timeout: float | None = None) -> None:
+        """Wait until the link is up (and every subscription is renewed)."""
+        async with asyncio.timeout(timeout):
+            await self._up.wait()
+
+    # ---- life cycle ----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._supervisor is not None:
+            raise TransportError("already connected; MqttTransport is not reusable")
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._supervisor = asyncio.create_task(self._supervise(first), name="mqtt-supervisor")
+        try:
+            await asyncio.wait_for(asyncio.shield(first), self.timeout_s * 2)
+        except (TimeoutError, TransportError) as exc:
+            await self.close()
+            if isinstance(exc, TransportError):
+                raise
+            raise TransportError(
+                f"cannot connect to {self.host}:{self.port}: {self.last_error}"
+            ) from self.last_error
+
+    async def close(self) -> None:
+        self._closing.set()
+        task, self._supervisor = self._supervisor, self._supervisor and None
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._inbox.close()
+
+    # ---- interface -----------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int | None = None, retain: bool | None = None
+    ) -> None:
+        if self._closing.is_set():
+            raise TransportError("transport closed")
+        validate_publish_topic(topic)
+        q, r, state_like = resolve_delivery(topic, qos, retain)
+        self._outbox.put(OutgoingMessage(topic, bytes(payload), q, r, state_like and q > 0))
+
+    async def subscribe(self, pattern: str, qos: int = 1) -> None:
+        validate_pattern(pattern)
+        self._subs[pattern] = qos
+        client = self._client
+        if client is not None and self.connected:
+            from aiomqtt import MqttError
+
+            try:
+                await client.subscribe(pattern, qos=qos, timeout=self.timeout_s)
+            except MqttError as exc:  # renewed on the next reconnect
+                self.last_error = exc
+
+    async def unsubscribe(self, pattern: str) -> None:
+        self._subs.pop(pattern, None)
+        client = self._client
+        if client is not None and self.connected:
+            from aiomqtt import MqttError
+
+            try:
+                await client.unsubscribe(pattern, timeout=self.timeout_s)
+            except MqttError as exc:
+                self.last_error = exc
+
+    async def recv(self, *, timeout: float | None = None) -> IncomingMessage:
+        try:
+            return await self._inbox.get(timeout)
+        except EOFError:
+            raise TransportError("transport closed") from None
+
+    async def flush(self, *, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._outbox.wait_idle()
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _make_client(self, v5: bool) -> aiomqtt.Client:
+        import aiomqtt
+
+        will = None
+        if self.will is not None:
+            w = self.will
+            will = aiomqtt.Will(
+                w.topic, w.payload, w.qos, w.retain, self._props(w.topic, v5, will=True)
+            )
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            username=self.username,
+            password=self.password,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=will,
+            keepalive=self.keepalive_s,
+            timeout=self.timeout_s,
+            tls_context=self.tls,
+        )
+
+    @staticmethod
+    def _props(topic: str, v5: bool, *, will: bool = False) -> Any:
+        if not v5:
+            return None
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.WILLMESSAGE if will else PacketTypes.PUBLISH)
+        props.ContentType = CONTENT_TYPE
+        expiry = policy_for(topic).expiry_s
+        if expiry is not None:
+            props.MessageExpiryInterval = expiry
+        return props
+
+    async def _supervise(self, first: asyncio.Future[None]) -> None:
+        from aiomqtt import MqttConnectError, MqttError
+
+        delay = self.reconnect_min_s
+        ever_up = False
+        while not self._closing.is_set():
+            v5 = True if self._v5 is None else self._v5
+            try:
+                client = self._make_client(v5)
+                async with client:
+                    self._v5 = v5
+                    self._client = client
+                    for pattern, qos in list(self._subs.items()):
+                        await client.subscribe(pattern, qos=qos, timeout=self.timeout_s)
+                    if ever_up:
+                        self.stats.reconnects += 1
+                    ever_up = True
+                    delay = self.reconnect_min_s
+                    self._up.set()
+                    if not first.done():
+                        first.set_result(None)
+                    await self._serve(client, v5)
+            except MqttConnectError as exc:
+                self.last_error = exc
+                code = getattr(exc.rc, "value", exc.rc)
+                if self._v5 is None and v5 and code in (1, 132):  # unsupported version
+                    self._v5 = False
+                    continue
+                if code in (4, 5, 134, 135):  # bad credentials / not authorised: final
+                    if not first.done():
+                        first.set_exception(TransportError(f"broker refused: {exc}"))
+                        return
+            except (MqttError, OSError) as exc:
+                self.last_error = exc
+            finally:
+                self._up.clear()
+                self._client = None
+            if self._closing.is_set():
+                break
+            sleep = delay * random.uniform(0.75, 1.25)
+            delay = min(delay * 2, self.reconnect_max_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(sleep):
+                    await self._closing.wait()
+
+    async def _serve(self, client: aiomqtt.Client, v5: bool) -> None:
+        """Run reader and writer until the link fails (raise) or close() (return)."""
+        reader = asyncio.create_task(self._reader(client))
+        writer = asyncio.create_task(self._writer(client, v5))
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for t in (reader, writer, closing):
+                t.cancel()
+            await asyncio.gather(reader, writer, closing, return_exceptions=True)
+        if closing in done:
+            return
+        for t in (reader, writer):
+            if t in done and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        from aiomqtt import MqttError
+
+        raise MqttError("message stream ended")
+
+    async def _reader(self, client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload or b"")
+            self._inbox.put(IncomingMessage(str(m.topic), payload, m.qos, bool(m.retain)))
+
+    async def _writer(self, client: aiomqtt.Client, v5: bool) -> None:
+        while True:
+            msg = await self._outbox.get()
+            try:
+                await client.publish(
+                    msg.topic,
+                    msg.payload,
+                    qos=msg.qos,
+                    retain=msg.retain,
+                    properties=self._props(msg.topic, v5),
+                )
+            except BaseException:
+                self._outbox.requeue(msg)  # QoS 0 messages are not requeued
+                raise
+            else:
+                self.stats.published += 1
+            finally:
+                self._outbox.done()
