@@ -83,8 +83,11 @@ def yinyang_class(
         Labels (broadcast shape of x and y) as int64 in {0, 1, 2} (2 = dots).
     """
     r_small, r_big = _check_radii(r_small, r_big)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    try:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError("x and y must be numeric arrays") from exc
     try:
         x, y = np.broadcast_arrays(x, y)
     except ValueError as exc:
@@ -200,7 +203,10 @@ def encode_yinyang(
         raise ParameterError(
             f"need finite t_early < t_late, got t_early={t_early!r}, t_late={t_late!r}"
         )
-    values = np.asarray(features, dtype=np.float64)
+    try:
+        values = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError("features must be a numeric array") from exc
     if not np.isfinite(values).all():
         raise ParameterError("features must be finite")
     return t_early + (t_late - t_early) * values

@@ -141,6 +141,7 @@ def test_zero_size() -> None:
         (lambda: yinyang_split("tset"), "tset"),
         (lambda: encode_yinyang([0.1], t_early=2.0, t_late=1.0), "t_early"),
         (lambda: encode_yinyang([np.nan]), "finite"),
+        (lambda: encode_yinyang(["a"]), "numeric"),
         (lambda: yinyang_class([0.1, 0.2], [0.1, 0.2, 0.3]), "broadcast"),
     ],
 )
