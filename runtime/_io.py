@@ -32,7 +32,12 @@ def network_arrays(net: Network, metadata: dict[str, Any] | None = None) -> dict
         "version": VERSION,
         "neuron": {k: getattr(net.neuron, k) for k in ("tau_s", "tau_m", "theta", "eps")},
         "layers": [
-            {"n_in": ly.n_in, "n_out": ly.n_out, "delay": ly.delay, "bias_times": list(ly.bias_times)}
+            {
+                "n_in": ly.n_in,
+                "n_out": ly.n_out,
+                "delay": ly.delay,
+                "bias_times": list(ly.bias_times),
+            }
             for ly in net.layers
         ],
         "metadata": metadata or {},

@@ -137,14 +137,18 @@ class Network:
         self.neuron = neuron
         if len(w) != len(self.layers):
             raise ParameterError(f"need {len(self.layers)} weight arrays, got {len(w)}")
-        self.w = [_as_param(wl, ly.weight_shape, f"w[{i}]") for i, (wl, ly) in
-                  enumerate(zip(w, self.layers, strict=True))]
+        self.w = [
+            _as_param(wl, ly.weight_shape, f"w[{i}]")
+            for i, (wl, ly) in enumerate(zip(w, self.layers, strict=True))
+        ]
         if d is None:
             d = [np.zeros(ly.delay_shape) for ly in self.layers]
         if len(d) != len(self.layers):
             raise ParameterError(f"need {len(self.layers)} delay arrays, got {len(d)}")
-        self.d = [_as_param(dl, ly.delay_shape, f"d[{i}]") for i, (dl, ly) in
-                  enumerate(zip(d, self.layers, strict=True))]
+        self.d = [
+            _as_param(dl, ly.delay_shape, f"d[{i}]")
+            for i, (dl, ly) in enumerate(zip(d, self.layers, strict=True))
+        ]
         self._zeros = [
             (np.zeros((ly.n_pre, ly.n_out)), np.zeros(ly.n_pre), np.zeros(ly.n_out))
             for ly in self.layers
@@ -237,8 +241,19 @@ def forward(net: Network, t_in: np.ndarray) -> list[np.ndarray]:
     for index, layer in enumerate(net.layers):
         out = np.empty((t.shape[0], layer.n_out))
         d_syn, d_ax, d_den = net.delay_arrays(index)
-        layer_forward(net.layer_input(index, t), net.w[index], d_syn, d_ax, d_den,
-                      p.tau_s, p.tau_m, p.theta, p.eps, p.mode, out)
+        layer_forward(
+            net.layer_input(index, t),
+            net.w[index],
+            d_syn,
+            d_ax,
+            d_den,
+            p.tau_s,
+            p.tau_m,
+            p.theta,
+            p.eps,
+            p.mode,
+            out,
+        )
         times.append(out)
         t = out
     return times
@@ -290,9 +305,24 @@ def backward(
         gax = np.zeros(layer.n_pre)
         gden = np.zeros(layer.n_out)
         gt = np.zeros((n_batch, layer.n_pre))
-        dropped[index] = layer_backward(t_pre, net.w[index], d_syn, d_ax, d_den, ts[index], g,
-                                        p.tau_s, p.tau_m, p.mode, max_dw, gw, gsyn, gax, gden,
-                                        gt)
+        dropped[index] = layer_backward(
+            t_pre,
+            net.w[index],
+            d_syn,
+            d_ax,
+            d_den,
+            ts[index],
+            g,
+            p.tau_s,
+            p.tau_m,
+            p.mode,
+            max_dw,
+            gw,
+            gsyn,
+            gax,
+            gden,
+            gt,
+        )
         gd = {"none": np.zeros(0), "synaptic": gsyn, "axonal": gax, "dendritic": gden}
         grads[index] = LayerGradient(w=gw, d=gd[layer.delay])
         g = np.ascontiguousarray(gt[:, : layer.n_in])

@@ -43,7 +43,9 @@ class NeuronParams:
         for name in ("tau_s", "tau_m", "theta"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ParameterError(f"NeuronParams.{name} must be a finite number > 0, got {value!r}")
+                raise ParameterError(
+                    f"NeuronParams.{name} must be a finite number > 0, got {value!r}"
+                )
         if not (math.isfinite(self.eps) and self.eps >= 0):
             raise ParameterError(f"NeuronParams.eps must be finite and >= 0, got {self.eps!r}")
 

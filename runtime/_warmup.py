@@ -17,6 +17,21 @@ def warm_up() -> None:
     for mode, tau_m in ((MODE_EQUAL, 1.0), (MODE_DOUBLE, 2.0), (MODE_GENERAL, 1.5)):
         out = np.empty((1, 1))
         layer_forward(t, w, z2, z1, zo, 1.0, tau_m, 1.0, 0.0, mode, out)
-        layer_backward(t, w, z2, z1, zo, out, np.ones((1, 1)), 1.0, tau_m, mode, 0.0,
-                       np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2), np.zeros(1),
-                       np.zeros((1, 2)))
+        layer_backward(
+            t,
+            w,
+            z2,
+            z1,
+            zo,
+            out,
+            np.ones((1, 1)),
+            1.0,
+            tau_m,
+            mode,
+            0.0,
+            np.zeros((2, 1)),
+            np.zeros((2, 1)),
+            np.zeros(2),
+            np.zeros(1),
+            np.zeros((1, 2)),
+        )

@@ -23,11 +23,24 @@ from delgrad.runtime._kernels._forward import MODE_DOUBLE, MODE_EQUAL
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def layer_backward(t_in: np.ndarray, w: np.ndarray, d_syn: np.ndarray, d_ax: np.ndarray,
-                   d_den: np.ndarray, t_out: np.ndarray, grad_out: np.ndarray, tau_s: float,
-                   tau_m: float, mode: int, max_dw: float, grad_w: np.ndarray,
-                   grad_dsyn: np.ndarray, grad_dax: np.ndarray, grad_dden: np.ndarray,
-                   grad_tin: np.ndarray) -> int:
+def layer_backward(
+    t_in: np.ndarray,
+    w: np.ndarray,
+    d_syn: np.ndarray,
+    d_ax: np.ndarray,
+    d_den: np.ndarray,
+    t_out: np.ndarray,
+    grad_out: np.ndarray,
+    tau_s: float,
+    tau_m: float,
+    mode: int,
+    max_dw: float,
+    grad_w: np.ndarray,
+    grad_dsyn: np.ndarray,
+    grad_dax: np.ndarray,
+    grad_dden: np.ndarray,
+    grad_tin: np.ndarray,
+) -> int:
     """Accumulate (+=) dL/dw, dL/dd (all three kinds) and dL/dt_in for one layer.
 
     Args:

@@ -67,8 +67,9 @@ def lambertw0(z: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _solve_general(s1: float, s2: float, k: float, c: float, tau_s: float, tau_m: float,
-                   upper: float) -> float:
+def _solve_general(
+    s1: float, s2: float, k: float, c: float, tau_s: float, tau_m: float, upper: float
+) -> float:
     """First upward crossing of V(x) = k (s2 e^{-x/tau_m} - s1 e^{-x/tau_s}) = c in [0, upper].
 
     V has at most one extremum, so [0, upper] splits into at most two monotone
@@ -116,8 +117,18 @@ def _solve_general(s1: float, s2: float, k: float, c: float, tau_s: float, tau_m
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def first_spike(buf_t: np.ndarray, buf_i: np.ndarray, n: int, w: np.ndarray, j: int,
-                tau_s: float, tau_m: float, theta: float, eps: float, mode: int) -> float:
+def first_spike(
+    buf_t: np.ndarray,
+    buf_i: np.ndarray,
+    n: int,
+    w: np.ndarray,
+    j: int,
+    tau_s: float,
+    tau_m: float,
+    theta: float,
+    eps: float,
+    mode: int,
+) -> float:
     """Spike time of neuron ``j`` given ``n`` sorted arrivals ``buf_t[:n]`` from inputs ``buf_i``.
 
     Returns inf when no prefix of the arrivals yields a valid threshold crossing.
@@ -134,60 +145,85 @@ def first_spike(buf_t: np.ndarray, buf_i: np.ndarray, n: int, w: np.ndarray, j: 
     if eps > 0.0:
         e1 = eps * math.exp(min(-buf_t[0] / tau_s, _EXP_CAP))
         e2 = eps * math.exp(min(-buf_t[0] / tau_m, _EXP_CAP))
-    prev = buf_t[0]
+    # f1, f2: factors exp(-(a_{k+1} - a_k)/tau) that move the sums to the next
+    # arrival. They are computed one step early because exp(-upper/tau) also
+    # bounds the valid candidates, which lets invalid prefixes skip log / W.
+    f1 = 1.0
+    f2 = 1.0
     for kk in range(n):
         a_k = buf_t[kk]
-        dt = a_k - prev
-        if dt > 0.0:
+        s1 = s1 * f1 + w[buf_i[kk], j]
+        s2 = s2 * f2 + w[buf_i[kk], j]
+        e1 *= f1
+        e2 *= f2
+        if kk + 1 < n:
+            upper = buf_t[kk + 1] - a_k
             if mode == MODE_DOUBLE:
-                f2 = math.exp(-dt / tau_m)
+                f2 = math.exp(-upper / tau_m)
                 f1 = f2 * f2
             elif mode == MODE_EQUAL:
-                f1 = math.exp(-dt / tau_s)
+                f1 = math.exp(-upper / tau_s)
                 f2 = f1
-                sb = (sb - (dt / tau_s) * s1) * f1
             else:
-                f1 = math.exp(-dt / tau_s)
-                f2 = math.exp(-dt / tau_m)
-            s1 *= f1
-            s2 *= f2
-            e1 *= f1
-            e2 *= f2
-        prev = a_k
-        w_k = w[buf_i[kk], j]
-        s1 += w_k
-        s2 += w_k
-        upper = buf_t[kk + 1] - a_k if kk + 1 < n else np.inf
+                f1 = math.exp(-upper / tau_s)
+                f2 = math.exp(-upper / tau_m)
+        else:
+            upper = np.inf
+            f1 = 0.0
+            f2 = 0.0
         if mode == MODE_DOUBLE:
             a1 = s1 + e1
             a2 = s2 + e2
             disc = a2 * a2 - 4.0 * a1 * c
             if not disc >= 0.0:
                 continue
+            # ratio = exp(x / tau_m); x in [0, upper]  <=>  1 <= ratio and ratio * f2 <= 1
             ratio = 2.0 * a1 / (a2 + math.sqrt(disc))
-            if not ratio > 0.0:
+            if not (ratio >= 1.0 and ratio * f2 <= 1.0):
                 continue
-            x = tau_m * math.log(ratio)
+            x = min(max(tau_m * math.log(ratio), 0.0), upper)
+            return a_k + x
         elif mode == MODE_EQUAL:
             a = s1 + e1
-            if not a > 0.0:
-                continue
-            bb = sb + e1 * (1.0 - a_k / tau_s)
-            z = -(c / a) * math.exp(bb / a)
-            if not z >= -_INV_E * (1.0 + 1e-15):
-                continue
-            x = tau_s * (bb / a - lambertw0(z))
+            if a > 0.0:
+                bb = sb + e1 * (1.0 - a_k / tau_s)
+                r = bb / a
+                q = math.exp(r)
+                z = -(c / a) * q
+                # x = tau_s (r - W0(z)) in [0, upper]  <=>  r - upper/tau_s <= W0(z) <= r;
+                # W0 and w e^w are increasing on [-1, inf), so compare z with the
+                # images of the bounds (q = e^r, f1 = e^{-upper/tau_s}); W0 only once.
+                w_lo = r - upper / tau_s
+                if (
+                    r >= -1.0
+                    and z >= -_INV_E * (1.0 + 1e-15)
+                    and z <= r * q
+                    and (w_lo <= -1.0 or z >= w_lo * q * f1)
+                ):
+                    x = min(max(tau_s * (r - lambertw0(z)), 0.0), upper)
+                    return a_k + x
+            sb = (sb - (upper / tau_s) * s1) * f1
         else:
             x = _solve_general(s1 + e1, s2 + e2, k_general, c, tau_s, tau_m, upper)
-        if x >= 0.0 and x <= upper:
-            return a_k + x
+            if x >= 0.0 and x <= upper:
+                return a_k + x
     return np.inf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def layer_forward(t_in: np.ndarray, w: np.ndarray, d_syn: np.ndarray, d_ax: np.ndarray,
-                  d_den: np.ndarray, tau_s: float, tau_m: float, theta: float, eps: float,
-                  mode: int, out: np.ndarray) -> None:
+def layer_forward(
+    t_in: np.ndarray,
+    w: np.ndarray,
+    d_syn: np.ndarray,
+    d_ax: np.ndarray,
+    d_den: np.ndarray,
+    tau_s: float,
+    tau_m: float,
+    theta: float,
+    eps: float,
+    mode: int,
+    out: np.ndarray,
+) -> None:
     """Spike times of one layer for a batch.
 
     Args:

@@ -1,0 +1,25 @@
+"""``delgrad bench``: throughput benchmarks, printed as one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``delgrad bench``."""
+    parser.add_argument("what", choices=["core", "protocol"], help="which benchmark to run")
+    parser.add_argument("--repeats", type=int, default=7, help="repeats; the median is printed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one benchmark and print its JSON line."""
+    if args.what == "core":
+        from delgrad.tools.bench_core import bench_core
+
+        print(json.dumps(bench_core(repeats=args.repeats)))
+    else:
+        from delgrad.tools.bench_protocol import bench_protocol
+
+        print(json.dumps(bench_protocol(repeats=args.repeats)))
+    return 0
