@@ -37,6 +37,20 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """Device ids, command names, metric names, tensor names: 1-64 chars, no '/', '+', '#'."""
 
 
+def sorted_names(mapping: Mapping[Any, Any], what: str) -> list[str]:
+    """Return the keys of ``mapping`` sorted, after checking each matches ``NAME_RE``.
+
+    Raises:
+        ParameterError: If a key is not a valid name.
+    """
+    from delgrad.runtime._errors import ParameterError
+
+    for k in mapping:
+        if not isinstance(k, str) or not NAME_RE.match(k):
+            raise ParameterError(f"{what} {k!r} is not a valid name")
+    return sorted(mapping)
+
+
 class Message:
     """Base of all message types: a frozen dataclass with a schema name and major version.
 

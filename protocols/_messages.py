@@ -30,6 +30,7 @@ from ._codec import (
     get_name,
     get_str,
     register_message,
+    sorted_names,
 )
 from ._errors import SchemaError
 
@@ -368,7 +369,7 @@ class Metrics(Message):
         if len(self.values) > 256:
             raise ParameterError("at most 256 metric values per message")
         vals = {}
-        for k in sorted(self.values):
+        for k in sorted_names(self.values, "metric name"):
             v = self.values[k]
             if type(v) not in (int, float) and not isinstance(v, np.floating | np.integer):
                 raise ParameterError(f"metric {k!r} must be a number")
@@ -463,7 +464,9 @@ def _check_scalar(key: str, v: Any, depth: int = 0) -> Any:
 def _check_args(kind: str, args: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(args, Mapping) or len(args) > _MAX_ARGS:
         raise ParameterError(f"{kind} must be a map of at most {_MAX_ARGS} entries")
-    return {_check_name(f"{kind} key", k): _check_scalar(k, args[k]) for k in sorted(args)}
+    return {
+        _check_name(f"{kind} key", k): _check_scalar(k, args[k]) for k in sorted_names(args, kind)
+    }
 
 
 def _check_correlation(cid: Any) -> None:

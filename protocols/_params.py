@@ -31,6 +31,7 @@ from ._codec import (
     get_map,
     get_name,
     register_message,
+    sorted_names,
 )
 from ._errors import ChecksumError, SchemaError
 
@@ -58,9 +59,7 @@ def _f32_layers(layers: Layers) -> tuple[dict[str, np.ndarray], ...]:
         if len(layer) > MAX_TENSORS_PER_LAYER:
             raise ParameterError(f"layer {i}: at most {MAX_TENSORS_PER_LAYER} tensors")
         d = {}
-        for name in sorted(layer):
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise ParameterError(f"layer {i}: tensor name {name!r} is not valid")
+        for name in sorted_names(layer, f"layer {i}: tensor name"):
             arr = np.asarray(layer[name])
             if arr.size and arr.dtype.kind not in "biuf":
                 raise ParameterError(f"layer {i}: tensor {name!r} must be numeric")
@@ -300,10 +299,8 @@ class ParameterDelta(Message):
             if len(layer) > MAX_TENSORS_PER_LAYER:
                 raise ParameterError(f"layer {i}: at most {MAX_TENSORS_PER_LAYER} tensors")
             d = {}
-            for name in sorted(layer):
+            for name in sorted_names(layer, f"layer {i}: tensor name"):
                 td = layer[name]
-                if not isinstance(name, str) or not NAME_RE.match(name):
-                    raise ParameterError(f"layer {i}: tensor name {name!r} is not valid")
                 if not isinstance(td, TensorDelta) or td.values.dtype != want:
                     raise ParameterError(f"layer {i}.{name}: expected a {self.encoding} delta")
                 d[name] = td

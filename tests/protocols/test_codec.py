@@ -176,9 +176,7 @@ def test_snapshot_checksum_is_verified() -> None:
 def test_snapshot_checks_shapes_against_structure() -> None:
     snap = SAMPLES["params"]
     with pytest.raises(ParameterError, match="d must be"):
-        ParameterSnapshot(
-            0, (4, 30, 3), snap.neuron, ("axonal", "synaptic"), tuple(snap.layers)
-        )
+        ParameterSnapshot(0, (4, 30, 3), snap.neuron, ("axonal", "synaptic"), tuple(snap.layers))
 
 
 def test_encode_refuses_bad_framing() -> None:
