@@ -208,9 +208,12 @@ class Network:
         grad_out: np.ndarray,
         *,
         max_dw_norm: float | None = None,
+        arrivals: Sequence[np.ndarray | None] | None = None,
     ) -> Gradients:
         """Exact gradients; see :func:`backward`."""
-        return backward(self, t_in, times, grad_out, max_dw_norm=max_dw_norm)
+        return backward(
+            self, t_in, times, grad_out, max_dw_norm=max_dw_norm, arrivals=arrivals
+        )
 
 
 def _check_times(t: np.ndarray, shape1: int, what: str) -> np.ndarray:
@@ -266,6 +269,7 @@ def backward(
     grad_out: np.ndarray,
     *,
     max_dw_norm: float | None = None,
+    arrivals: Sequence[np.ndarray | None] | None = None,
 ) -> Gradients:
     """Exact DelGrad gradients from spike times alone.
 
@@ -277,6 +281,10 @@ def backward(
         grad_out: (B, n_outputs) dL/d(output spike times).
         max_dw_norm: if given, per (sample, neuron) weight gradients with an entry
             above this magnitude are dropped (the DelGrad authors' stabiliser).
+        arrivals: optional, per layer, observed arrival times (B, n_pre) of an
+            axonal-delay layer's inputs (t_pre + d as measured on a chip). The
+            gradient is then evaluated at those arrivals, and dL/d(arrival) flows
+            both to the delay and to the presynaptic time, as if arrival = t + d.
 
     Returns:
         :class:`Gradients` with dL/dw and dL/dd per layer and dL/dt_in.
@@ -296,10 +304,20 @@ def backward(
     p = net.neuron
     grads: list[LayerGradient] = [None] * len(net.layers)  # type: ignore[list-item]
     dropped = [0] * len(net.layers)
+    if arrivals is not None and len(arrivals) != len(net.layers):
+        raise ParameterError(f"arrivals needs one entry per layer, got {len(arrivals)}")
     for index in range(len(net.layers) - 1, -1, -1):
         layer = net.layers[index]
         t_pre = net.layer_input(index, t0 if index == 0 else ts[index - 1])
         d_syn, d_ax, d_den = net.delay_arrays(index)
+        observed = None if arrivals is None else arrivals[index]
+        if observed is not None:
+            if layer.delay != "axonal":
+                raise ParameterError(f"arrivals[{index}] given for a {layer.delay!r} layer")
+            t_pre = np.ascontiguousarray(observed, dtype=np.float64)
+            if t_pre.shape != (n_batch, layer.n_pre):
+                raise ParameterError(f"arrivals[{index}] must have shape {(n_batch, layer.n_pre)}")
+            d_ax = net._zeros[index][1]
         gw = np.zeros(layer.weight_shape)
         gsyn = np.zeros((layer.n_pre, layer.n_out))
         gax = np.zeros(layer.n_pre)

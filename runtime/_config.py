@@ -1,0 +1,288 @@
+"""Training configuration: TOML files mapped onto small frozen dataclasses.
+
+Every field has a default, so an empty file is a valid configuration (the
+4-30-3 synaptic-delay DelGrad recipe). Unknown sections or fields and values of
+the wrong type raise :class:`ConfigError` naming the offending key. The field
+reference is ``docs/training.md``; shipped recipes are in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from delgrad.runtime._errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Network structure.
+
+    Attributes:
+        hidden: sizes of the hidden layers.
+        n_inputs: input channels before repetition (4 for Yin-Yang).
+        n_outputs: output neurons (classes).
+        input_repeat: each input channel is sent this many times (hardware recipe: 5),
+            as channel k = coordinate k // input_repeat.
+        delay: delay kind of every layer: none, axonal, dendritic or synaptic.
+        delay_param: "bounded" (d = shift + scale * sigmoid(q)) or "plain" (d >= 0).
+        delay_shift, delay_scale: of the bounded parametrisation, units of tau_s.
+        share_input_delay: with axonal delays and input_repeat > 1, the copies of one
+            input share one delay.
+        bias_times: spike times of bias inputs fed into every layer (2021 recipe: [0.9]).
+    """
+
+    hidden: list[int] = field(default_factory=lambda: [30])
+    n_inputs: int = 4
+    n_outputs: int = 3
+    input_repeat: int = 1
+    delay: Literal["none", "axonal", "dendritic", "synaptic"] = "synaptic"
+    delay_param: Literal["bounded", "plain"] = "bounded"
+    delay_shift: float = 0.0
+    delay_scale: float = 1.0
+    share_input_delay: bool = False
+    bias_times: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Neuron parameters (units of tau_s); ``eps`` as in :class:`NeuronParams`."""
+
+    tau_s: float = 1.0
+    tau_m: float = 2.0
+    theta: float = 1.0
+    eps: float = 0.0
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initial parameters: w ~ N(w_mean[l], w_std[l]) per layer (one value = all layers);
+    delays: raw q ~ N(q_mean, q_std) for bounded delays, d ~ N(d_mean, d_std) clipped
+    at 0 for plain ones."""
+
+    w_mean: list[float] = field(default_factory=lambda: [1.0])
+    w_std: list[float] = field(default_factory=lambda: [1.0])
+    q_mean: float = 0.0
+    q_std: float = 0.25
+    d_mean: float = 0.5
+    d_std: float = 0.25
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data set and input encoding t = t_early + (t_late - t_early) * v (units of tau_s)."""
+
+    dataset: Literal["yinyang"] = "yinyang"
+    train_size: int = 5000
+    validation_size: int = 1000
+    test_size: int = 1000
+    t_early: float = 0.15
+    t_late: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation.
+
+    Attributes:
+        epochs, batch_size: as usual; the last batch of an epoch may be smaller.
+        lr_w, lr_d: Adam learning rates of weights and delays.
+        lr_gamma, lr_step: learning rate times lr_gamma every lr_step epochs.
+        loss: "mse" (shift-invariant, delta_t) or "cross_entropy" (xi, alpha, beta).
+        max_dw_norm: drop (sample, neuron) weight gradients above this; 0 disables.
+        bump_start: first weight-bumping value; doubles while the same layer misses.
+        bump_tolerances: tolerated fraction of missing spikes per layer (hidden..., output).
+        weight_clip: |w| is clipped to this after every step; 0 disables.
+        weight_grid: forward pass uses w rounded to this grid (e.g. 1/30); 0 disables.
+        driver: "host" (exact model), or an emulator mode "ideal" / "bss2".
+        chip_seed: which emulated chip (driver bss2).
+        checkpoint_every: epochs between checkpoints.
+    """
+
+    epochs: int = 300
+    batch_size: int = 150
+    lr_w: float = 0.01
+    lr_d: float = 0.003
+    lr_gamma: float = 0.95
+    lr_step: int = 20
+    loss: Literal["mse", "cross_entropy"] = "mse"
+    delta_t: float = 0.2
+    xi: float = 0.2
+    alpha: float = 0.005
+    beta: float = 1.0
+    max_dw_norm: float = 0.2
+    bump_start: float = 0.0005
+    bump_tolerances: list[float] = field(default_factory=lambda: [0.3, 0.0])
+    weight_clip: float = 0.0
+    weight_grid: float = 0.0
+    driver: Literal["host", "ideal", "bss2"] = "host"
+    chip_seed: int = 0
+    checkpoint_every: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training configuration (one TOML file)."""
+
+    name: str = "unnamed"
+    seed: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with top-level fields replaced (e.g. ``seed``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON and TOML friendly)."""
+        return dataclasses.asdict(self)
+
+
+_POSITIVE = {
+    "tau_s",
+    "tau_m",
+    "theta",
+    "epochs",
+    "batch_size",
+    "lr_step",
+    "delta_t",
+    "xi",
+    "alpha",
+    "beta",
+    "n_inputs",
+    "n_outputs",
+    "input_repeat",
+    "train_size",
+    "validation_size",
+    "test_size",
+    "checkpoint_every",
+}
+_NON_NEGATIVE = {
+    "eps",
+    "lr_w",
+    "lr_d",
+    "max_dw_norm",
+    "bump_start",
+    "weight_clip",
+    "weight_grid",
+    "delay_shift",
+    "q_std",
+    "d_std",
+    "chip_seed",
+    "seed",
+}
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value] if item_tp is float and isinstance(value, int | float) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {', '.join(unknown)} in [{where}]; valid: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        tp = hints[key]
+        label = key if where == "top level" else f"{where}.{key}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, key)
+            continue
+        if isinstance(tp, types.UnionType):  # pragma: no cover - not used by the schema
+            raise ConfigError(f"{label}: unions are not supported")
+        checked = _check_value(value, tp, label)
+        for item in checked if isinstance(checked, list) else [checked]:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                if key in _POSITIVE and not item > 0:
+                    raise ConfigError(f"{label} must be > 0, got {value!r}")
+                if key in _NON_NEGATIVE and not item >= 0:
+                    raise ConfigError(f"{label} must be >= 0, got {value!r}")
+        kwargs[key] = checked
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (as read from TOML) into a :class:`Config`.
+
+    Raises:
+        ConfigError: for unknown sections or fields and for invalid values.
+    """
+    config = _build(Config, data, "top level")
+    net = config.network
+    if any(h < 1 for h in net.hidden):
+        raise ConfigError(f"network.hidden sizes must be >= 1, got {net.hidden}")
+    n_layers = len(net.hidden) + 1
+    for key in ("w_mean", "w_std"):
+        values = getattr(config.init, key)
+        if len(values) not in (1, n_layers):
+            raise ConfigError(f"init.{key} needs 1 or {n_layers} values, got {len(values)}")
+    if net.share_input_delay and net.delay != "axonal":
+        raise ConfigError("network.share_input_delay needs network.delay = 'axonal'")
+    if config.data.t_late <= config.data.t_early:
+        raise ConfigError("data.t_late must be later than data.t_early")
+    if not config.training.bump_tolerances:
+        raise ConfigError("training.bump_tolerances needs at least one value")
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Raises:
+        ConfigError: if the file is missing, not TOML, or invalid.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data.setdefault("name", Path(path).stem)
+    return config_from_dict(data)
