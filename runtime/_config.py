@@ -225,7 +225,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - fields)
     if unknown:
         raise ConfigError(
-            f"unknown field(s) {', '.join(unknown)} in [{where}]; valid: {', '.join(sorted(fields))}"
+            f"unknown field(s) {', '.join(unknown)} in [{where}]; "
+            f"valid: {', '.join(sorted(fields))}"
         )
     kwargs = {}
     for key, value in data.items():

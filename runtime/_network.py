@@ -211,9 +211,7 @@ class Network:
         arrivals: Sequence[np.ndarray | None] | None = None,
     ) -> Gradients:
         """Exact gradients; see :func:`backward`."""
-        return backward(
-            self, t_in, times, grad_out, max_dw_norm=max_dw_norm, arrivals=arrivals
-        )
+        return backward(self, t_in, times, grad_out, max_dw_norm=max_dw_norm, arrivals=arrivals)
 
 
 def _check_times(t: np.ndarray, shape1: int, what: str) -> np.ndarray:

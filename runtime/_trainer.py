@@ -11,6 +11,7 @@ the full-precision copy; quantisation and clipping act on the forward copy only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -78,7 +79,7 @@ def _build_layers(config: Config) -> list[Layer]:
     bias = tuple(net.bias_times)
     return [
         Layer(a, b, net.delay, bias)  # type: ignore[arg-type]
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        for a, b in itertools.pairwise(sizes)
     ]
 
 
@@ -216,7 +217,11 @@ class Trainer:
     def step(
         self, t_in: np.ndarray, labels: np.ndarray
     ) -> tuple[LossResult, list[np.ndarray], int | None]:
-        """One batch: forward (observed), bump or gradient step. Returns (loss, times, bumped layer)."""
+        """One batch: forward (observed), then a bump or a gradient step.
+
+        Returns:
+            (loss result, spike times per layer, index of the bumped layer or None).
+        """
         tr = self.config.training
         times, arrivals = self.observe(self.net_forward, t_in)
         result = self.loss(times[-1], labels)

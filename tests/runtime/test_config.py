@@ -1,0 +1,82 @@
+"""Training configuration files: defaults, shipped recipes, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from delgrad.runtime import ConfigError
+from delgrad.runtime._config import config_from_dict, load_config
+from delgrad.tools._train_run import resolve_config, shipped_configs
+
+
+def test_empty_config_is_the_default_recipe():
+    config = config_from_dict({})
+    assert config.network.hidden == [30] and config.network.delay == "synaptic"
+    assert config.training.epochs == 300 and config.training.batch_size == 150
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"nework": {}}, "unknown field.*nework"),
+        ({"network": {"hiddn": [3]}}, r"unknown field.*hiddn.*\[network\].*valid: .*hidden"),
+        ({"training": {"epochs": -1}}, "training.epochs must be > 0"),
+        ({"training": {"epochs": 2.5}}, "training.epochs must be an integer"),
+        ({"training": {"lr_w": "fast"}}, "training.lr_w must be a number"),
+        ({"network": {"delay": "sideways"}}, "network.delay must be one of"),
+        ({"network": {"share_input_delay": "yes"}}, "must be true or false"),
+        ({"init": {"w_mean": [1.0, 2.0, 3.0]}}, "init.w_mean needs 1 or 2 values"),
+        ({"data": {"t_early": 2.0, "t_late": 1.0}}, "t_late must be later"),
+        ({"neuron": {"tau_m": 0}}, "neuron.tau_m must be > 0"),
+        ({"training": {"lr_w": float("nan")}}, "must be finite"),
+        ({"network": 3}, r"\[network\] must be a table"),
+    ],
+)
+def test_invalid_fields_are_named(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network\nhidden = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_every_shipped_config_loads():
+    names = shipped_configs()
+    assert {
+        "yinyang_H30_W",
+        "yinyang_H30_WA",
+        "yinyang_H30_WD",
+        "yinyang_H30_WS",
+        "yinyang_H5_WS",
+        "yinyang_fd2021",
+    } <= set(names)
+    for name in names:
+        config = resolve_config(name)
+        assert config.name == name
+
+
+def test_recipes_match_the_published_table():
+    ws = resolve_config("yinyang_H30_WS")
+    assert (ws.training.lr_w, ws.training.lr_d, ws.network.delay) == (0.01, 0.003, "synaptic")
+    h5 = resolve_config("yinyang_H5_WS")
+    assert h5.network.hidden == [5] and (h5.training.lr_w, h5.training.lr_d) == (0.015, 0.01)
+    fd = resolve_config("yinyang_fd2021")
+    assert fd.neuron.tau_m == 1.0 and fd.network.bias_times == [0.9]
+    assert fd.training.loss == "cross_entropy" and fd.init.w_mean == [1.5, 0.5]
+
+
+def test_overrides():
+    config = resolve_config("yinyang_H30_W", ["training.epochs=3", "network.hidden=[7]"])
+    assert config.training.epochs == 3 and config.network.hidden == [7]
+    with pytest.raises(ConfigError, match="unknown field"):
+        resolve_config("yinyang_H30_W", ["training.epoch=3"])
+    with pytest.raises(ConfigError, match=r"form section\.key=value"):
+        resolve_config("yinyang_H30_W", ["training.epochs"])
+    with pytest.raises(ConfigError, match="shipped"):
+        resolve_config("no_such_recipe")

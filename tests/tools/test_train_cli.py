@@ -1,0 +1,75 @@
+"""`delgrad train` end to end: outputs, and resume after SIGKILL equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ARGS = [
+    "train",
+    "yinyang_H30_WA",
+    "--quiet",
+    "--no-plots",
+    "--set",
+    "data.train_size=600",
+    "--set",
+    "data.validation_size=200",
+    "--set",
+    "data.test_size=200",
+    "--set",
+    "network.hidden=[10]",
+    "--set",
+    "training.batch_size=50",
+]
+
+
+def delgrad(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "delgrad.tools._cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    epochs = ["--set", "training.epochs=25"]
+    straight = delgrad(*ARGS, *epochs, "--out", str(tmp_path / "a"))
+    victim = delgrad(*ARGS, *epochs, "--out", str(tmp_path / "b"))
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "epoch    4" not in seen and time.monotonic() < deadline:
+        seen += victim.stdout.readline()
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    assert "epoch    4" in seen, seen
+    assert not (tmp_path / "b" / "results.json").exists()
+    resumed = delgrad(*ARGS, *epochs, "--out", str(tmp_path / "b"))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming at epoch" in out
+    straight.communicate(timeout=300)
+    assert straight.returncode == 0
+    with np.load(tmp_path / "a" / "network.npz") as a, np.load(tmp_path / "b" / "network.npz") as b:
+        for key in ("w0", "w1", "d0", "d1"):
+            np.testing.assert_array_equal(a[key], b[key])
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert ra["test_accuracy"] == rb["test_accuracy"]
+    for key in ("train_loss", "train_accuracy", "validation_accuracy", "silent_hidden", "bumps"):
+        assert ra["curves"][key] == rb["curves"][key], key
+    assert ra["epochs"] == 25 and ra["n_parameters"] == 4 * 10 + 10 * 3 + 4 + 10
+
+
+def test_bad_config_field_gives_clear_error(tmp_path):
+    proc = delgrad("train", "yinyang_H30_W", "--set", "training.epoch=3", "--out", str(tmp_path))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "unknown field(s) epoch in [training]" in err

@@ -1,0 +1,117 @@
+"""``delgrad train CONFIG [--seed N] [--out DIR]``: offline training with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from delgrad.runtime import DelgradError
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``delgrad train``."""
+    parser.add_argument(
+        "config",
+        help="a TOML file, or the name of a shipped config "
+        "(e.g. yinyang_H30_WS; `delgrad train --list` lists them)",
+        nargs="?",
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/NAME_seedN)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field, e.g. --set training.epochs=20",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore an existing checkpoint in --out and start over"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="one plain log line per epoch instead of a progress bar",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--list", action="store_true", help="list shipped configs and exit")
+
+
+def _line(stats) -> str:
+    return (
+        f"epoch {stats.epoch:4d}  loss {stats.train_loss:.4f}  "
+        f"train {100 * stats.train_accuracy:5.1f} %  val {100 * stats.validation_accuracy:5.1f} %  "
+        f"silent {100 * stats.silent_hidden:4.1f} %  {stats.samples_per_s:,.0f} samples/s"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print a summary, and return the exit code."""
+    from delgrad.tools._train_run import resolve_config, run_training, shipped_configs
+
+    if args.list or not args.config:
+        print("\n".join(shipped_configs()))
+        return 0 if args.list else 2
+    try:
+        config = resolve_config(args.config, args.set)
+        if args.seed is not None:
+            config = config.replace(seed=args.seed)
+    except DelgradError as exc:
+        print(f"delgrad train: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("runs") / f"{config.name}_seed{config.seed}"
+    epochs = config.training.epochs
+    try:
+        if args.quiet:
+
+            def on_epoch(stats, done):
+                if stats is None:
+                    print(f"resuming at epoch {done}", flush=True)
+                else:
+                    print(_line(stats), flush=True)
+
+            results = run_training(
+                config, out, fresh=args.fresh, on_epoch=on_epoch, plots=not args.no_plots
+            )
+        else:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            ) as progress:
+                task = progress.add_task(config.name, total=epochs, info="compiling kernels")
+
+                def on_epoch(stats, done):
+                    info = "resumed" if stats is None else _line(stats).split("  ", 1)[1]
+                    progress.update(task, completed=done, info=info)
+
+                results = run_training(
+                    config, out, fresh=args.fresh, on_epoch=on_epoch, plots=not args.no_plots
+                )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; the last checkpoint is in {out}. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except DelgradError as exc:
+        print(f"delgrad train: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{config.name} seed {config.seed}: test accuracy {100 * results['test_accuracy']:.1f} %, "
+        f"validation {100 * results['validation_accuracy']:.1f} %, "
+        f"{results['n_trainable']} trainable parameters, {results['wall_time_s']:.1f} s training; "
+        f"results in {out}"
+    )
+    return 0
