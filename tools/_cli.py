@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("delgrad.tools._cmd_bench", "measure kernel and codec throughput"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+    "sweep": ("delgrad.tools._cmd_sweep", "hidden size x delay kind sweep with the paper's figure"),
     "train": ("delgrad.tools._cmd_train", "train a network offline from a TOML config"),
 }
 
