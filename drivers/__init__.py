@@ -1,0 +1,56 @@
+"""Drivers: trial-based backends that run a DelGrad network and observe its spike times.
+
+* :class:`Driver` – the contract: ``configure(network)``, ``run(t_in) -> Observation``,
+  ``capabilities``, ``close()``.
+* :class:`EmulatorDriver` – ``"ideal"`` (the core's analytic model) or ``"bss2"``
+  (an emulated BrainScaleS-2 chip, :class:`BSS2Params`).
+* :class:`BrainScaleS2Driver` – a real chip through ``pynn_brainscales`` (imported
+  lazily; importing this package never needs it).
+* :class:`RecordingDriver` – records calls and delegates (tests, wiring).
+"""
+
+from delgrad.drivers._bss2 import BrainScaleS2Driver, import_pynn
+from delgrad.drivers._bss2_io import (
+    ChipConfig,
+    LayerConfig,
+    first_spikes,
+    pack_trials,
+    translate_network,
+)
+from delgrad.drivers._contract import (
+    RANGE_RULES,
+    Capabilities,
+    Driver,
+    Observation,
+    RangeRule,
+)
+from delgrad.drivers._emulator import EmulatorDriver, EmulatorMode
+from delgrad.drivers._errors import BackendUnavailableError, CapabilityError, DriverError
+from delgrad.drivers._factory import DRIVER_NAMES, driver_from_config
+from delgrad.drivers._fake import RecordedCall, RecordingDriver
+from delgrad.drivers._params import BSS2Params
+
+__all__ = [
+    "DRIVER_NAMES",
+    "RANGE_RULES",
+    "BSS2Params",
+    "BackendUnavailableError",
+    "BrainScaleS2Driver",
+    "Capabilities",
+    "CapabilityError",
+    "ChipConfig",
+    "Driver",
+    "DriverError",
+    "EmulatorDriver",
+    "EmulatorMode",
+    "LayerConfig",
+    "Observation",
+    "RangeRule",
+    "RecordedCall",
+    "RecordingDriver",
+    "driver_from_config",
+    "first_spikes",
+    "import_pynn",
+    "pack_trials",
+    "translate_network",
+]

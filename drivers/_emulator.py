@@ -1,0 +1,238 @@
+"""The emulator driver: the ideal analytic model, or an emulated BrainScaleS-2 chip."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from delgrad.drivers._contract import Capabilities, Driver, Observation
+from delgrad.drivers._kernels import membrane_layer
+from delgrad.drivers._params import BSS2Params
+from delgrad.drivers._units import (
+    code_to_weight,
+    model_to_us,
+    quantise_delay_us,
+    us_to_model,
+    weight_to_code,
+)
+from delgrad.runtime import Network, ParameterError, forward
+
+EmulatorMode = Literal["ideal", "bss2"]
+
+_FP_STREAM, _TRIAL_STREAM = 0, 1
+
+
+def axonal_arrivals(net: Network, index: int, t_pre: np.ndarray) -> np.ndarray:
+    """Ideal arrival times (B, n_pre) of layer ``index``'s inputs: ``t_pre + d`` (bias included)."""
+    return net.layer_input(index, t_pre) + net.d[index][None, :]
+
+
+class EmulatorDriver(Driver):
+    """Emulates trials in software, in one of two modes.
+
+    * ``"ideal"``: :func:`delgrad.runtime.forward` of the configured parameters
+      (bit-identical), no window, no noise; every delay kind.
+    * ``"bss2"``: a BrainScaleS-2 chip as described by :class:`BSS2Params`,
+      integrated event by event (:func:`~delgrad.drivers._kernels.membrane_layer`),
+      independent of the learner's closed forms. Only ``"none"`` and ``"axonal"``
+      layers; weights and delays outside the range are clipped and counted.
+
+    The chip's neuron model (``params.neuron``) is used in ``"bss2"`` mode whatever
+    ``network.neuron`` says: the calibration, not the host, sets tau and theta.
+
+    Randomness: the fixed-pattern threshold offsets are drawn once from
+    ``chip_seed`` (one value per neuron circuit; layer neurons take circuits in
+    order), so a chip seed is one emulated chip. Trial noise (threshold per
+    (trial, neuron), jitter per delayed spike) is drawn anew on every ``run``
+    from a generator seeded with (``chip_seed``, run counter): a session of runs
+    is reproducible, and no two runs share noise.
+
+    Args:
+        mode: ``"ideal"`` or ``"bss2"``.
+        params: chip figures for ``"bss2"`` (default :class:`BSS2Params`).
+        chip_seed: which emulated chip (integer >= 0).
+    """
+
+    def __init__(
+        self, mode: EmulatorMode = "ideal", params: BSS2Params | None = None, chip_seed: int = 0
+    ) -> None:
+        super().__init__()
+        if mode not in ("ideal", "bss2"):
+            raise ParameterError(f"mode must be 'ideal' or 'bss2', got {mode!r}")
+        if params is not None and not isinstance(params, BSS2Params):
+            raise ParameterError(f"params must be BSS2Params, got {type(params).__name__}")
+        if isinstance(chip_seed, bool) or not isinstance(chip_seed, int | np.integer):
+            raise ParameterError(f"chip_seed must be an integer >= 0, got {chip_seed!r}")
+        if chip_seed < 0:
+            raise ParameterError(f"chip_seed must be an integer >= 0, got {chip_seed!r}")
+        self.mode: EmulatorMode = mode
+        self.params = params if params is not None else BSS2Params()
+        self.chip_seed = int(chip_seed)
+        self.runs = 0
+        p = self.params
+        fp_rng = np.random.default_rng(np.random.SeedSequence([self.chip_seed, _FP_STREAM]))
+        self._fp = p.threshold_fp_mean + p.threshold_fp_std * fp_rng.standard_normal(
+            p.n_neuron_circuits
+        )
+        self._fp.setflags(write=False)
+        self._applied: Network | None = None
+        self._clipped_w = 0
+        self._clipped_d = 0
+        self._caps = self._make_capabilities()
+
+    def _make_capabilities(self) -> Capabilities:
+        if self.mode == "ideal":
+            return Capabilities(backend="emulator-ideal")
+        p = self.params
+        return Capabilities(
+            backend="emulator-bss2",
+            time_unit_us=p.time_unit_us,
+            weight_max=p.weight_max,
+            weight_resolution=1.0 / p.weight_scale if p.quantise_weights else 0.0,
+            weight_rule="clip",
+            delay_kinds=("none", "axonal"),
+            delay_min=float(us_to_model(p.delay_min_us, p.time_unit_us)),
+            delay_max=float(us_to_model(p.delay_max_us, p.time_unit_us)),
+            delay_resolution=(
+                float(us_to_model(p.delay_step_us, p.time_unit_us)) if p.quantise_delays else 0.0
+            ),
+            delay_rule="clip",
+            max_trial_length=p.window,
+            max_input_spikes_per_trial=p.max_input_spikes_per_trial,
+            max_neurons=p.n_neuron_circuits,
+            nominal_neuron=p.neuron,
+            noisy=(p.threshold_trial_std > 0 or p.delay_jitter_std > 0),
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """See :class:`Capabilities`; ``"bss2"`` figures derive from ``params``."""
+        return self._caps
+
+    @property
+    def threshold_offsets(self) -> np.ndarray:
+        """(n_neuron_circuits,) fixed-pattern threshold offsets of this chip (read-only)."""
+        return self._fp
+
+    @property
+    def applied(self) -> Network | None:
+        """The parameters as realised by the backend (quantised, clipped), a separate copy."""
+        return self._applied
+
+    def quantise(self, network: Network) -> tuple[Network, int, int]:
+        """(realised copy of ``network``, clipped weights, clipped delays) under this backend."""
+        if self.mode == "ideal":
+            return network.copy(), 0, 0
+        p = self.params
+        w_q, d_q = [], []
+        n_w = n_d = 0
+        for index, layer in enumerate(network.layers):
+            w = network.w[index]
+            if p.quantise_weights:
+                codes, clipped = weight_to_code(w, p.weight_scale, p.weight_code_max)
+                w_q.append(code_to_weight(codes, p.weight_scale))
+            else:
+                clipped = int(np.count_nonzero(np.abs(w) > p.weight_max))
+                w_q.append(np.clip(w, -p.weight_max, p.weight_max))
+            n_w += clipped
+            if layer.delay == "axonal":
+                d_us, clipped = quantise_delay_us(
+                    model_to_us(network.d[index], p.time_unit_us),
+                    p.delay_min_us,
+                    p.delay_max_us,
+                    p.delay_step_us,
+                    p.quantise_delays,
+                )
+                d_q.append(us_to_model(d_us, p.time_unit_us))
+                n_d += clipped
+            else:
+                d_q.append(network.d[index].copy())
+        return Network(network.layers, p.neuron, w_q, d_q), n_w, n_d
+
+    def _configure(self, network: Network) -> None:
+        self._applied, self._clipped_w, self._clipped_d = self.quantise(network)
+
+    def _run(self, t_in: np.ndarray) -> Observation:
+        net = self._applied
+        assert net is not None
+        self.runs += 1
+        if self.mode == "ideal":
+            times = forward(net, t_in)
+            arrivals: list[np.ndarray | None] = []
+            t_pre = t_in
+            for index, layer in enumerate(net.layers):
+                arrivals.append(
+                    axonal_arrivals(net, index, t_pre) if layer.delay == "axonal" else None
+                )
+                t_pre = times[index]
+            return Observation(times=times, arrivals=arrivals, trials=t_in.shape[0])
+        return self._run_bss2(net, t_in)
+
+    def _run_bss2(self, net: Network, t_in: np.ndarray) -> Observation:
+        p = self.params
+        rng = np.random.default_rng(
+            np.random.SeedSequence([self.chip_seed, _TRIAL_STREAM, self.runs])
+        )
+        n_batch = t_in.shape[0]
+        window = p.window
+        neuron = p.neuron
+        g_l = neuron.g_l
+        dropped = 0
+        late = 0
+        times: list[np.ndarray] = []
+        arrivals: list[np.ndarray | None] = []
+        t_pre = t_in
+        circuit = 0
+        for index, layer in enumerate(net.layers):
+            arr = net.layer_input(index, t_pre)
+            if arr is t_pre:
+                arr = arr.copy()
+            outside = np.isfinite(arr) & (arr > window)
+            if index == 0:
+                dropped += int(np.count_nonzero(outside))
+            else:  # bias spikes after the window never happen inside a trial
+                dropped += int(np.count_nonzero(outside[:, layer.n_in :]))
+            arr[outside] = np.inf
+            if layer.delay == "axonal":
+                arr = arr + net.d[index][None, :]
+                if p.delay_jitter_std > 0:
+                    arr = arr + p.delay_jitter_std * rng.standard_normal(arr.shape)
+                late_arr = np.isfinite(arr) & (arr > window)
+                late += int(np.count_nonzero(late_arr))
+                arr[late_arr] = np.inf
+                arrivals.append(arr)
+            else:
+                arrivals.append(None)
+            theta = p.threshold + self._fp[circuit : circuit + layer.n_out]
+            circuit += layer.n_out
+            thresholds = np.empty((n_batch, layer.n_out))
+            thresholds[:] = theta
+            if p.threshold_trial_std > 0:
+                thresholds += p.threshold_trial_std * rng.standard_normal(thresholds.shape)
+            thresholds *= g_l
+            out = np.empty((n_batch, layer.n_out))
+            buf_t = np.empty(layer.n_pre)  # per run: a driver may serve several threads
+            buf_i = np.empty(layer.n_pre, dtype=np.int64)
+            late += membrane_layer(
+                np.ascontiguousarray(arr),
+                net.w[index],
+                thresholds,
+                neuron.tau_s,
+                neuron.tau_m,
+                window,
+                out,
+                buf_t,
+                buf_i,
+            )
+            times.append(out)
+            t_pre = out
+        return Observation(
+            times=times,
+            arrivals=arrivals,
+            clipped_weights=self._clipped_w,
+            clipped_delays=self._clipped_d,
+            dropped_inputs=dropped,
+            late_spikes=late,
+            trials=n_batch,
+        )
