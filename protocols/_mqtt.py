@@ -132,22 +132,28 @@ class MqttTransport(Transport):
             raise TransportError("already connected; MqttTransport is not reusable")
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(first), name="mqtt-supervisor")
-        try:
-            await asyncio.wait_for(asyncio.shield(first), self.timeout_s * 2)
-        except (TimeoutError, TransportError) as exc:
-            await self.close()
-            if isinstance(exc, TransportError):
-                raise
-            raise TransportError(
-                f"cannot connect to {self.host}:{self.port}: {self.last_error}"
-            ) from self.last_error
+        await asyncio.wait(
+            {first, self._supervisor},
+            timeout=self.timeout_s * 3,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if first.done() and first.exception() is None:
+            return
+        error = first.exception() if first.done() else None
+        await self.close()
+        if isinstance(error, TransportError):
+            raise error
+        raise TransportError(
+            f"cannot connect to {self.host}:{self.port}: {self.last_error}"
+        ) from self.last_error
 
     async def close(self) -> None:
         self._closing.set()
-        task, self._supervisor = self._supervisor, self._supervisor and None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        task = self._supervisor
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            self.last_error = task.exception()
         self._inbox.close()
 
     # ---- interface -----------------------------------------------------------------
@@ -233,13 +239,16 @@ class MqttTransport(Transport):
         return props
 
     async def _supervise(self, first: asyncio.Future[None]) -> None:
-        from aiomqtt import MqttConnectError, MqttError
+        from aiomqtt import MqttError
+        from aiomqtt.exceptions import MqttConnectError
 
         delay = self.reconnect_min_s
         ever_up = False
         while not self._closing.is_set():
-            v5 = True if self._v5 is None else self._v5
             try:
+                if self._v5 is None:
+                    await self._probe_version()
+                v5 = bool(self._v5)
                 client = self._make_client(v5)
                 async with client:
                     self._v5 = v5
@@ -257,9 +266,6 @@ class MqttTransport(Transport):
             except MqttConnectError as exc:
                 self.last_error = exc
                 code = getattr(exc.rc, "value", exc.rc)
-                if self._v5 is None and v5 and code in (1, 132):  # unsupported version
-                    self._v5 = False
-                    continue
                 if code in (4, 5, 134, 135):  # bad credentials / not authorised: final
                     if not first.done():
                         first.set_exception(TransportError(f"broker refused: {exc}"))
@@ -276,6 +282,22 @@ class MqttTransport(Transport):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep):
                     await self._closing.wait()
+
+    async def _probe_version(self) -> None:
+        """Decide MQTT 5 or 3.1.1 with a will-less CONNECT (some 3.1.1-only brokers stall
+        on an MQTT 5 CONNECT that carries will properties instead of refusing it)."""
+        from aiomqtt.exceptions import MqttConnectError
+
+        saved, self.will = self.will, None
+        try:
+            async with self._make_client(True):
+                self._v5 = True
+        except MqttConnectError as exc:
+            if getattr(exc.rc, "value", exc.rc) not in (1, 132):
+                raise
+            self._v5 = False
+        finally:
+            self.will = saved
 
     async def _serve(self, client: aiomqtt.Client, v5: bool) -> None:
         """Run reader and writer until the link fails (raise) or close() (return)."""
