@@ -1,0 +1,53 @@
+"""``delgrad broker``: run the embedded MQTT broker (amqtt) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``broker`` subcommand's arguments."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback)"
+    )
+    parser.add_argument("--port", type=int, default=1883, help="TCP port (default 1883; 0 = any)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (anonymous access: trusted networks only)",
+    )
+
+
+async def _serve(host: str, port: int, allow_remote: bool) -> None:
+    from delgrad.protocols import EmbeddedBroker
+
+    async with EmbeddedBroker(host, port, allow_remote=allow_remote) as broker:
+        print(f"broker listening on {broker.url} (Ctrl-C to stop)", flush=True)
+        await asyncio.Event().wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the broker until interrupted. Returns 0 on Ctrl-C, 2 on bad arguments,
+    1 if the broker cannot start."""
+    from delgrad.protocols import TransportError, is_loopback
+
+    if not args.allow_remote and not is_loopback(args.host):
+        print(
+            f"refusing to bind {args.host}: not a loopback address (use --allow-remote)",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 <= args.port <= 65535:
+        print("--port must be in 0 .. 65535", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(args.host, args.port, args.allow_remote))
+    except KeyboardInterrupt:
+        print("broker stopped", flush=True)
+        return 0
+    except TransportError as exc:
+        print(f"broker failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
