@@ -21,7 +21,7 @@ def hardware_like_network(seed: int = 0, n_in: int = 8, n_hidden: int = 12) -> N
 
 
 def random_network(rng: np.random.Generator, tau_m: float, kinds=("axonal", "axonal", "none"),
-                   sizes=(16, 12, 8, 3), bias=(0.4,)) -> Network:  # fmt: skip
+                   sizes=(16, 12, 8, 3), bias=(0.4,), theta=2.6) -> Network:  # fmt: skip
     """Random network with weights in the chip's range and delays in its delay range."""
     layers = [
         Layer(sizes[i], sizes[i + 1], kinds[i], bias_times=bias if i == 0 else ())
@@ -29,7 +29,7 @@ def random_network(rng: np.random.Generator, tau_m: float, kinds=("axonal", "axo
     ]
     w = [rng.uniform(-0.6, 2.1, ly.weight_shape) for ly in layers]
     d = [rng.uniform(1.4, 5.5, ly.delay_shape) for ly in layers]
-    return Network(layers, NeuronParams(tau_m=tau_m, theta=2.6), w, d)
+    return Network(layers, NeuronParams(tau_m=tau_m, theta=theta), w, d)
 
 
 class FakePopulation:
