@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 
 
@@ -23,14 +25,23 @@ def register(parser: argparse.ArgumentParser) -> None:
 async def _serve(host: str, port: int, allow_remote: bool) -> None:
     from delgrad.protocols import EmbeddedBroker
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when inherited as ignored
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     async with EmbeddedBroker(host, port, allow_remote=allow_remote) as broker:
         print(f"broker listening on {broker.url} (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
+    print("broker stopped", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the broker until interrupted. Returns 0 on Ctrl-C, 2 on bad arguments,
-    1 if the broker cannot start."""
+    """Run the broker until Ctrl-C (SIGINT) or SIGTERM.
+
+    Returns:
+        0 after a clean stop, 2 on bad arguments, 1 if the broker cannot start.
+    """
     from delgrad.protocols import TransportError, is_loopback
 
     if not args.allow_remote and not is_loopback(args.host):
