@@ -71,13 +71,31 @@ def package_version() -> str:
         return "unknown"
 
 
+class DriverObserver:
+    """Chip in the loop: forward on a driver, which sees the current parameters.
+
+    The driver is configured before every batch, so parameters are written back
+    after each optimiser step; its quantisation acts on what it runs only.
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def __call__(self, net: Any, t_in: Any) -> tuple[list, list]:
+        self.driver.configure(net)
+        observation = self.driver.run(t_in)
+        return observation.times, observation.arrivals
+
+
 def observer_for(config: Config) -> Any:
     """The forward backend named by ``config.training.driver``."""
     if config.training.driver == "host":
         return host_observer
-    from delgrad.drivers import driver_observer  # lazy: drivers are optional here
+    from delgrad.drivers import driver_from_config
 
-    return driver_observer(config)
+    name = {"ideal": "emulator-ideal", "bss2": "emulator-bss2"}[config.training.driver]
+    options = {"chip_seed": config.training.chip_seed} if name == "emulator-bss2" else {}
+    return DriverObserver(driver_from_config(name, **options))
 
 
 def run_training(
