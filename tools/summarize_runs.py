@@ -41,9 +41,10 @@ def summarize(root: Path) -> str:
         seeds = ",".join(str(r["seed"]) for r in runs)
         values = ", ".join(f"{a:.1f}" for a in acc)
         authors = AUTHORS.get(name)
+        ref = "-" if authors is None else f"{authors:.1f}"
         lines.append(
-            f"| {name} | {seeds} | **{np.median(acc):.1f}** | {values} | "
-            f"{'-' if authors is None else f'{authors:.1f}'} | {runs[0]['n_trainable']} | {wall:.1f} |"
+            f"| {name} | {seeds} | **{np.median(acc):.1f}** | {values} | {ref} | "
+            f"{runs[0]['n_trainable']} | {wall:.1f} |"
         )
     return "\n".join(lines)
 
