@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
@@ -119,7 +119,6 @@ class Observation:
     dropped_inputs: int = 0
     late_spikes: int = 0
     trials: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def output(self) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,7 +26,6 @@ class RecordedCall:
     network: Network | None = None
     t_in: np.ndarray | None = None
     thread: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class RecordingDriver(Driver):
@@ -61,8 +61,6 @@ class RecordingDriver(Driver):
         return [c.method for c in self.calls]
 
     def _record(self, call: RecordedCall) -> None:
-        import threading
-
         call.thread = threading.current_thread().name
         self.calls.append(call)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from delgrad.runtime import NeuronParams, ParameterError
 
@@ -108,8 +108,6 @@ class BSS2Params:
 
     def noiseless(self) -> BSS2Params:
         """The same chip without fixed pattern, trial noise and jitter, and unquantised."""
-        from dataclasses import replace
-
         return replace(
             self,
             threshold_fp_mean=0.0,
