@@ -101,21 +101,21 @@ def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(times), labels
 
 
-class Trainer:
-    """Trains a network from a :class:`Config`.
+class Learner:
+    """The learning state of one network: full-precision parameters, optimiser, stabilisers.
+
+    Shared by offline training (:class:`Trainer`) and the online service: both
+    observe spike times somewhere and hand them to :meth:`learn`.
 
     Args:
-        config: the configuration.
-        observe: forward backend (default: the exact host model).
+        config: the configuration (network, neuron, init and training sections).
     """
 
-    def __init__(self, config: Config, *, observe: Observer = host_observer) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.observe = observe
         cfg, tr = config, config.training
         self.layers = _build_layers(cfg)
         init_rng = np.random.default_rng([cfg.seed, 0])
-        self.shuffle_rng = np.random.default_rng([cfg.seed, 1])
         n_layers = len(self.layers)
 
         def per_layer(values: list[float], index: int) -> float:
@@ -171,10 +171,6 @@ class Trainer:
                 xi=tr.xi, alpha=tr.alpha, beta=tr.beta, tau_s=cfg.neuron.tau_s
             )
         )
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.wall_time_s = 0.0
-        self._data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.sync()
 
     # -- parameters -------------------------------------------------------
@@ -204,31 +200,30 @@ class Trainer:
             out.append(np.ascontiguousarray(g_raw))
         return out
 
-    # -- data ---------------------------------------------------------------
+    def learn(
+        self,
+        t_in: np.ndarray,
+        times: list[np.ndarray],
+        arrivals: list[np.ndarray | None] | None,
+        labels: np.ndarray,
+    ) -> tuple[LossResult, int | None]:
+        """Learn from observed spike times: a weight bump, or one gradient step.
 
-    def data(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Cached encoded split (times, labels)."""
-        if split not in self._data:
-            self._data[split] = load_split(self.config, split)
-        return self._data[split]
-
-    # -- training -----------------------------------------------------------
-
-    def step(
-        self, t_in: np.ndarray, labels: np.ndarray
-    ) -> tuple[LossResult, list[np.ndarray], int | None]:
-        """One batch: forward (observed), then a bump or a gradient step.
+        Args:
+            t_in: (B, n_inputs) input times the spikes were observed for.
+            times: per layer (B, n_l) observed spike times.
+            arrivals: per layer observed arrival times of physical delays, or None.
+            labels: (B,) classes.
 
         Returns:
-            (loss result, spike times per layer, index of the bumped layer or None).
+            (the loss on the observed output times, index of the bumped layer or None).
         """
         tr = self.config.training
-        times, arrivals = self.observe(self.net_forward, t_in)
         result = self.loss(times[-1], labels)
         bumped = self.bumper.bump(self.net.w, times)
         if bumped is not None:
             self.sync()
-            return result, times, bumped
+            return result, bumped
         grads = backward(
             self.net_forward,
             t_in,
@@ -248,7 +243,70 @@ class Trainer:
             for w in self.net.w:
                 clip_weights(w, tr.weight_clip)
         self.sync()
-        return result, times, None
+        return result, None
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
+        arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
+        arrays.update({f"raw.{i}": r for i, r in enumerate(self.raw)})
+        arrays.update({f"adam.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        arrays.update({f"bump.{k}": np.asarray(v) for k, v in self.bumper.state_dict().items()})
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_arrays` wrote (same configuration)."""
+        net, _ = network_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+        for dst, src in zip(self.net.w, net.w, strict=True):
+            dst[...] = src
+        for i, raw in enumerate(self.raw):
+            raw[...] = arrays[f"raw.{i}"]
+        self.optimizer.load_state_dict(
+            {k[5:]: _scalar_or_array(v) for k, v in arrays.items() if k.startswith("adam.")}
+        )
+        self.bumper.load_state_dict(
+            {k[5:]: _scalar_or_array(v) for k, v in arrays.items() if k.startswith("bump.")}
+        )
+        self.sync()
+
+
+class Trainer(Learner):
+    """Trains a network offline, epoch by epoch, from a :class:`Config`.
+
+    Args:
+        config: the configuration.
+        observe: forward backend (default: the exact host model).
+    """
+
+    def __init__(self, config: Config, *, observe: Observer = host_observer) -> None:
+        super().__init__(config)
+        self.observe = observe
+        self.shuffle_rng = np.random.default_rng([config.seed, 1])
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.wall_time_s = 0.0
+        self._data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- data ---------------------------------------------------------------
+
+    def data(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Cached encoded split (times, labels)."""
+        if split not in self._data:
+            self._data[split] = load_split(self.config, split)
+        return self._data[split]
+
+    # -- training -----------------------------------------------------------
+
+    def step(
+        self, t_in: np.ndarray, labels: np.ndarray
+    ) -> tuple[LossResult, list[np.ndarray], int | None]:
+        """One batch: forward on the observer, then :meth:`Learner.learn`.
+
+        Returns:
+            (loss result, spike times per layer, index of the bumped layer or None).
+        """
+        times, arrivals = self.observe(self.net_forward, t_in)
+        result, bumped = self.learn(t_in, times, arrivals, labels)
+        return result, times, bumped
 
     def evaluate(self, split: str, batch_size: int = 1000) -> tuple[float, list[np.ndarray]]:
         """Accuracy on a split and the spike times of every layer."""
@@ -318,10 +376,7 @@ class Trainer:
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to continue bit-identically, as arrays for one ``.npz``."""
-        arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
-        arrays.update({f"raw.{i}": r for i, r in enumerate(self.raw)})
-        arrays.update({f"adam.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
-        arrays.update({f"bump.{k}": np.asarray(v) for k, v in self.bumper.state_dict().items()})
+        arrays = super().state_arrays()
         state = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
@@ -352,19 +407,7 @@ class Trainer:
             if state.get("format") != CHECKPOINT_FORMAT:
                 raise NetworkFileError(f"{path} is not a training checkpoint")
             trainer = cls(config_from_dict(state["config"]), observe=observe)
-            net, _ = network_from_arrays(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
-            )
-            for dst, src in zip(trainer.net.w, net.w, strict=True):
-                dst[...] = src
-            for i, raw in enumerate(trainer.raw):
-                raw[...] = arrays[f"raw.{i}"]
-            trainer.optimizer.load_state_dict(
-                {k[5:]: _scalar_or_array(v) for k, v in arrays.items() if k.startswith("adam.")}
-            )
-            trainer.bumper.load_state_dict(
-                {k[5:]: _scalar_or_array(v) for k, v in arrays.items() if k.startswith("bump.")}
-            )
+            trainer.load_state_arrays(arrays)
         except NetworkFileError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:
@@ -373,7 +416,6 @@ class Trainer:
         trainer.history = list(state["history"])
         trainer.wall_time_s = float(state["wall_time_s"])
         trainer.shuffle_rng.bit_generator.state = state["shuffle_rng"]
-        trainer.sync()
         return trainer
 
 
