@@ -209,7 +209,9 @@ class EmulatorDriver(Driver):
             thresholds = np.empty((n_batch, layer.n_out))
             thresholds[:] = theta
             if p.threshold_trial_std > 0:
-                thresholds += p.threshold_trial_std * rng.standard_normal(thresholds.shape)
+                # "batch": one draw per neuron for the whole batch (the authors' b2b noise)
+                shape = (1, layer.n_out) if p.noise_per == "batch" else thresholds.shape
+                thresholds += p.threshold_trial_std * rng.standard_normal(shape)
             thresholds *= g_l
             out = np.empty((n_batch, layer.n_out))
             buf_t = np.empty(layer.n_pre)  # per run: a driver may serve several threads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 from delgrad.runtime import NeuronParams, ParameterError
 
@@ -17,7 +18,10 @@ class BSS2Params:
         tau_m dV/dt = -V + I,   tau_s dI/dt = -I,   I += w_q at each arrival a_i,
         spike at the first t <= t_window with V(t) = g_l * theta_bj,  g_l = tau_s / tau_m,
         theta_bj = threshold + fp_j + n_bj,  fp_j ~ N(fp_mean, fp_std^2) once per chip,
-                                             n_bj ~ N(0, trial_std^2) anew in every trial,
+                                             n_bj ~ N(0, trial_std^2), drawn anew for every
+                                             batch: one draw per neuron shared by the batch's
+                                             trials (``noise_per="batch"``, the authors'
+                                             b2b noise) or one per trial (``"trial"``),
         w_q = clip(round(weight_scale * w), -code_max, code_max) / weight_scale,
         a_i = t_i + d_q,i + e,  e ~ N(0, delay_jitter_std^2) per delayed spike,
         d_q = delay_min_us + round((clip(d_us) - delay_min_us) / delay_step_us) * delay_step_us.
@@ -29,6 +33,7 @@ class BSS2Params:
         threshold_fp_mean: mean of the per-neuron fixed-pattern threshold offset.
         threshold_fp_std: std of the fixed-pattern offset (drawn once per chip seed).
         threshold_trial_std: std of the trial-to-trial threshold noise.
+        noise_per: ``"batch"`` (default) or ``"trial"``: how often that noise is drawn.
         weight_scale: weight codes per model weight unit (30: |w| <= 63/30 = 2.1).
         weight_code_max: largest code magnitude (6-bit synapses: 63).
         quantise_weights: round weights to codes (False: only clip to the range).
@@ -47,6 +52,7 @@ class BSS2Params:
     threshold_fp_mean: float = 0.13
     threshold_fp_std: float = 0.08
     threshold_trial_std: float = 0.04
+    noise_per: Literal["batch", "trial"] = "batch"
     weight_scale: float = 30.0
     weight_code_max: int = 63
     quantise_weights: bool = True
@@ -65,6 +71,12 @@ class BSS2Params:
             if f.type in ("bool",):
                 if not isinstance(value, bool):
                     raise ParameterError(f"BSS2Params.{f.name} must be a bool, got {value!r}")
+                continue
+            if f.name == "noise_per":
+                if value not in ("batch", "trial"):
+                    raise ParameterError(
+                        f"BSS2Params.noise_per must be 'batch' or 'trial', got {value!r}"
+                    )
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ParameterError(f"BSS2Params.{f.name} must be a number, got {value!r}")

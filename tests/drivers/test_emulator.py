@@ -186,7 +186,7 @@ def _thresholds_from_times(times, total_weight):
 def test_trial_noise_statistics_and_fresh_draw_per_run():
     n_out, n_batch = 40, 500
     net = Network([Layer(5, n_out)], NeuronParams(tau_m=1.0, theta=2.6), [np.full((5, n_out), 2.1)])
-    drv = EmulatorDriver("bss2", chip_seed=4)
+    drv = EmulatorDriver("bss2", BSS2Params(noise_per="trial"), chip_seed=4)
     drv.configure(net)
     t = np.zeros((n_batch, 5))
     first, second = drv.run(t).times[0], drv.run(t).times[0]
@@ -198,10 +198,25 @@ def test_trial_noise_statistics_and_fresh_draw_per_run():
     assert abs(residual.std() - 0.04) < 0.003
     assert abs(np.corrcoef(residual[:, 0], residual[:, 1])[0, 1]) < 0.2  # independent per neuron
     assert not np.array_equal(first, second)  # drawn anew on every run
-    again = EmulatorDriver("bss2", chip_seed=4)
+    again = EmulatorDriver("bss2", BSS2Params(noise_per="trial"), chip_seed=4)
     again.configure(net)
     np.testing.assert_array_equal(again.run(t).times[0], first)  # a session is reproducible
     np.testing.assert_array_equal(again.run(t).times[0], second)
+
+
+def test_batch_noise_is_shared_by_the_trials_of_a_batch():
+    n_out, n_batch = 200, 50
+    net = Network([Layer(5, n_out)], NeuronParams(tau_m=1.0, theta=2.6), [np.full((5, n_out), 2.1)])
+    drv = EmulatorDriver("bss2", chip_seed=4)  # default: one draw per neuron and batch
+    assert drv.capabilities.noisy
+    drv.configure(net)
+    t = np.zeros((n_batch, 5))
+    runs = [_thresholds_from_times(drv.run(t).times[0], 5 * 2.1) for _ in range(3)]
+    per_neuron = 2.6 + drv.threshold_offsets[:n_out]
+    for theta in runs:
+        np.testing.assert_allclose(theta, np.broadcast_to(theta[0], theta.shape), atol=1e-9)
+        assert abs((theta[0] - per_neuron).std() - 0.04) < 0.008  # 200 draws
+    assert not np.allclose(runs[0][0], runs[1][0])  # a new draw for every batch
 
 
 def test_delay_jitter_statistics():
