@@ -8,7 +8,7 @@ import json
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad bench``."""
-    parser.add_argument("what", choices=["core", "protocol"], help="which benchmark to run")
+    parser.add_argument("what", choices=["core", "protocol", "drivers"], help="which benchmark to run")
     parser.add_argument("--repeats", type=int, default=7, help="repeats; the median is printed")
 
 
@@ -18,6 +18,10 @@ def run(args: argparse.Namespace) -> int:
         from delgrad.tools.bench_core import bench_core
 
         print(json.dumps(bench_core(repeats=args.repeats)))
+    elif args.what == "drivers":
+        from delgrad.tools.bench_drivers import bench_drivers
+
+        print(json.dumps(bench_drivers(repeats=args.repeats)))
     else:
         from delgrad.tools.bench_protocol import bench_protocol
 
