@@ -1,22 +1,52 @@
 """First-spike times of a layer of LIF neurons with exponential current synapses.
 
 Time is in units of tau_s. For each (sample, neuron) the arrivals
-``t_pre + d_axonal + d_synaptic + d_dendritic`` are sorted by insertion into a
-preallocated buffer, then prefixes of the sorted arrivals are tried in order
-(the causal-set search of Göltz et al.): the candidate time of prefix k is valid
-when it lies in [a_k, a_{k+1}]; the first valid candidate is the spike.
+``t_pre + d_axonal + d_synaptic + d_dendritic`` are sorted into a preallocated
+buffer, then prefixes of the sorted arrivals are tried in order (the causal-set
+search of Göltz et al.): the candidate time of prefix k is valid when it lies in
+[a_k, a_{k+1}]; the first valid candidate is the spike.
+
+Two formulations, chosen per sample:
+
+* Absolute frame (the fast path, tau_m = tau_s and tau_m = 2 tau_s). With a
+  per-sample reference time r (the earliest input), the authors' sums are kept
+  as a1 = sum w e^{(a-r)/tau_s}, a2 = sum w e^{(a-r)/tau_m} (and b for
+  tau_m = tau_s). e^{(a-r)/tau} = e^{(t-r)/tau} e^{d/tau} is a product of one
+  exp per input and sample and one per synapse and call, so the prefix search
+  needs no exp per arrival. Validity is tested on exp values (candidate
+  e^{(T-r)/tau_m} against e^{(a_k-r)/tau_m}, e^{(a_{k+1}-r)/tau_m}; for
+  tau_m = tau_s the membrane at the interval ends, V(a) <= or >= theta, which
+  needs no exp), so log / W0 run only for the valid candidate. The product
+  differs from exp(a/tau) by a few ulp, i.e. it moves an arrival by ~1e-16 tau:
+  far below the tolerance of every spike time.
+  Safe only while the exponents are bounded: the path is taken when every
+  |delay sum| and the sample's input-time span are <= _LIM min(tau) and
+  |w|, eps <= _W_MAX, so every e^{...} lies in [e^-64, e^128] and a2^2,
+  4 a1 theta stay finite. Any other sample uses the relative frame below.
+* Relative frame (``first_spike``; any tau ratio, any input): sums are kept in
+  the frame of the newest arrival a_k, i.e. as sum_i w_i exp((a_i - a_k)/tau);
+  moving to the next arrival multiplies them by exp(-(a_{k+1} - a_k)/tau) <= 1.
+  Nothing overflows for any input times; one exp per arrival.
 
 Numerical tricks (why, not what):
-* All sums are kept in the frame of the newest arrival a_k, i.e. as
-  sum_i w_i exp((a_i - a_k)/tau); moving to the next arrival multiplies them by
-  exp(-(a_{k+1} - a_k)/tau) <= 1. Nothing overflows for any input times, and only
-  one exp per arrival is needed (two for a general ratio).
-* The authors' eps (added to their absolute sums a1, a2, b) is carried in the
-  same frame as eps*exp(-a_k/tau), updated by the same factors, so eps > 0
-  reproduces their recorded times to rounding.
+* The authors' eps (added to their absolute sums a1, a2, b) is carried as
+  eps e^{-r/tau} in the absolute frame (b: eps e^{-r/tau_s} (1 - r/tau_s), the
+  eps of b moved to frame r) and as eps*exp(-a_k/tau) in the relative frame, so
+  eps > 0 reproduces their recorded times to rounding.
+* Sorting: small layers (n_pre <= _BUCKET_MIN) sort each sample's inputs once
+  by time, so each neuron's arrivals (time + a small delay) arrive nearly
+  sorted and insertion does almost no moves. Larger layers sort each neuron's
+  arrivals with one counting pass over n buckets (bucket index is monotone in
+  the arrival, so only arrivals sharing a bucket can be out of order) and an
+  insertion pass that fixes those few; insertion alone mispredicts a branch
+  per arrival and was the largest cost of the output layer.
+* All helpers taking arrays are inlined by hand in ``layer_forward``: a call
+  with array arguments costs an atomic incref/decref per array, which was most
+  of the per-neuron time.
 * error_model="numpy": divisions by zero give inf/nan instead of raising; every
   candidate is tested with comparisons that are false for nan, so nan never
-  becomes a spike time.
+  becomes a spike time; the fast path clamps W0's argument to [-1/e, 0) and the
+  result to [a_k, a_{k+1}] (rounding can put a valid candidate an ulp outside).
 """
 
 from __future__ import annotations
@@ -31,12 +61,28 @@ _INV_E = 1.0 / math.e
 _EXP_CAP = 700.0  # keeps exp() finite when eps is carried for very early arrivals
 
 
+# (W0(z) + 1) / p as a polynomial in u = sqrt(2) p - 1, p = sqrt(2 (e z + 1)) in [0, sqrt(2)]
+# (Chebyshev fit, max error of the resulting W0 guess 5e-8 on [-1/e, 0]).
+_W_POLY = (
+    0.820429691468643,
+    -0.1380739730188561,
+    0.030874866517045914,
+    -0.007746461857101658,
+    0.0020689873140279464,
+    -0.000568284262711591,
+    0.00016314271243654185,
+    -5.778321996086466e-05,
+    1.6633145124348006e-05,
+)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lambertw0(z: float) -> float:
-    """Principal branch W0(z) for z in [-1/e, 0]; nan below -1/e.
+    """Principal branch W0(z) for z >= -1/e; nan below -1/e.
 
-    Halley's iteration from a branch-point series (z near -1/e) or a Taylor
-    guess (small |z|); converges to rounding in a few steps.
+    Halley's iteration from an accurate guess: on [-1/e, 0) a polynomial in the
+    branch-point variable p (so the guess is exactly -1 at the branch point and
+    never below it), elsewhere a Taylor or logarithmic guess.
     """
     if z < -_INV_E:
         # -1/e itself is not representable; accept rounding at the branch point.
@@ -45,9 +91,19 @@ def lambertw0(z: float) -> float:
         return np.nan
     if z == 0.0:
         return 0.0
-    if z < -0.32:
+    if z < 0.0:
         p = math.sqrt(max(2.0 * (math.e * z + 1.0), 0.0))
-        w = -1.0 + p - p * p / 3.0 + 11.0 / 72.0 * p * p * p
+        u = math.sqrt(2.0) * p - 1.0
+        g = _W_POLY[8]
+        g = g * u + _W_POLY[7]
+        g = g * u + _W_POLY[6]
+        g = g * u + _W_POLY[5]
+        g = g * u + _W_POLY[4]
+        g = g * u + _W_POLY[3]
+        g = g * u + _W_POLY[2]
+        g = g * u + _W_POLY[1]
+        g = g * u + _W_POLY[0]
+        w = -1.0 + p * g
     elif z < 1.0:
         w = z * (1.0 - z + 1.5 * z * z)
     else:
@@ -62,6 +118,12 @@ def lambertw0(z: float) -> float:
         step = f / (ew * wp1 - (w + 2.0) * f / (2.0 * wp1))
         w -= step
         if abs(step) <= 4e-16 * (1.0 + abs(w)):
+            break
+        # Halley converges cubically: the error after this step is about
+        # K step^3 with |K| <= 0.5 / (w + 1)^2 on [-1, 0], so once
+        # |step| <= 1e-6 (w + 1) the remaining error is below 1e-18 and the
+        # confirming iteration (one more exp) can be skipped.
+        if z < 0.0 and abs(step) <= 1e-6 * (w + 1.0):
             break
     return w
 
@@ -210,6 +272,11 @@ def first_spike(
     return np.inf
 
 
+_BUCKET_MIN = 8  # layers with more inputs bucket-sort each neuron's arrivals
+_LIM = 64.0  # fast path: |delay sums| and input-time span within _LIM * min(tau)
+_W_MAX = 1e60  # fast path: |w| and eps bounded so squared absolute sums stay finite
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def layer_forward(
     t_in: np.ndarray,
@@ -238,20 +305,199 @@ def layer_forward(
     n_post = w.shape[1]
     buf_t = np.empty(n_pre + 1)
     buf_i = np.empty(n_pre + 1, dtype=np.int64)
-    for b in range(n_batch):
+    s_t = np.empty(n_pre + 1)
+    s_i = np.empty(n_pre + 1, dtype=np.int64)
+    et = np.empty(n_pre)
+    ed = np.empty((n_pre, n_post))
+    g_t = np.empty(n_pre + 1)
+    bucket = np.empty(n_pre + 1, dtype=np.int64)
+    cnt = np.empty(n_pre + 2, dtype=np.int64)
+    big = n_pre > _BUCKET_MIN
+    tau_min = min(tau_s, tau_m)
+    lim = _LIM * tau_min
+    c = theta * tau_s / tau_m
+    # Per call: e^{d/tau_m} of every synapse's delay sum, and whether all delay
+    # sums and weights are small enough for the absolute frame (see module doc).
+    safe = mode != MODE_GENERAL and eps <= _W_MAX
+    for i in range(n_pre):
         for j in range(n_post):
-            n = 0
-            d_j = d_den[j]
-            for i in range(n_pre):
-                a = t_in[b, i] + d_ax[i] + d_syn[i, j] + d_j
-                if not (a < np.inf and a > -np.inf):
-                    continue
-                k = n
-                while k > 0 and buf_t[k - 1] > a:
-                    buf_t[k] = buf_t[k - 1]
-                    buf_i[k] = buf_i[k - 1]
+            dsum = d_ax[i] + d_syn[i, j] + d_den[j]
+            if not (abs(dsum) <= lim and abs(w[i, j]) <= _W_MAX):
+                safe = False
+            ed[i, j] = math.exp(dsum / tau_m)
+    for b in range(n_batch):
+        # Finite inputs of this sample; small layers keep them sorted by time
+        # (insertion) so that each neuron's arrivals come nearly sorted.
+        m = 0
+        for i in range(n_pre):
+            t = t_in[b, i]
+            if not (t < np.inf and t > -np.inf):
+                continue
+            k = m
+            if not big:
+                while k > 0 and s_t[k - 1] > t:
+                    s_t[k] = s_t[k - 1]
+                    s_i[k] = s_i[k - 1]
                     k -= 1
-                buf_t[k] = a
-                buf_i[k] = i
-                n += 1
-            out[b, j] = first_spike(buf_t, buf_i, n, w, j, tau_s, tau_m, theta, eps, mode)
+            s_t[k] = t
+            s_i[k] = i
+            m += 1
+        if m == 0:
+            for j in range(n_post):
+                out[b, j] = np.inf
+            continue
+        r = np.inf
+        t_hi = -np.inf
+        for q in range(m):
+            r = min(r, s_t[q])
+            t_hi = max(t_hi, s_t[q])
+        # r = earliest input: all exponents (a - r)/tau lie in [-_LIM, 2 _LIM]
+        # for the fast path; |r| <= 1e300 keeps r/tau and r + tau x finite.
+        fast = safe and t_hi - r <= lim and abs(r) <= 1e300
+        e1r = 0.0
+        e2r = 0.0
+        if fast and eps > 0.0:
+            if -r / tau_min > 2.0 * _LIM:
+                fast = False  # eps e^{-r/tau} would dominate / overflow: relative frame
+            else:
+                e1r = eps * math.exp(-r / tau_s)
+                e2r = eps * math.exp(-r / tau_m)
+        if not fast:
+            for j in range(n_post):
+                n = 0
+                d_j = d_den[j]
+                for kk in range(m):
+                    i = s_i[kk]
+                    a = s_t[kk] + d_ax[i] + d_syn[i, j] + d_j
+                    if not (a < np.inf and a > -np.inf):
+                        continue
+                    k = n
+                    while k > 0 and buf_t[k - 1] > a:
+                        buf_t[k] = buf_t[k - 1]
+                        buf_i[k] = buf_i[k - 1]
+                        k -= 1
+                    buf_t[k] = a
+                    buf_i[k] = i
+                    n += 1
+                out[b, j] = first_spike(buf_t, buf_i, n, w, j, tau_s, tau_m, theta, eps, mode)
+            continue
+        for kk in range(m):
+            i = s_i[kk]
+            et[i] = math.exp((s_t[kk] - r) / tau_m)  # the only per-sample exps
+        for j in range(n_post):
+            d_j = d_den[j]
+            n = m
+            if not big:
+                for q in range(m):
+                    i = s_i[q]
+                    a = s_t[q] + d_ax[i] + d_syn[i, j] + d_j
+                    k = q
+                    while k > 0 and buf_t[k - 1] > a:
+                        buf_t[k] = buf_t[k - 1]
+                        buf_i[k] = buf_i[k - 1]
+                        k -= 1
+                    buf_t[k] = a
+                    buf_i[k] = i
+            else:
+                a_lo = np.inf
+                a_hi = -np.inf
+                for q in range(m):
+                    i = s_i[q]
+                    a = s_t[q] + d_ax[i] + d_syn[i, j] + d_j
+                    g_t[q] = a
+                    a_lo = min(a_lo, a)
+                    a_hi = max(a_hi, a)
+                # Counting sort into m buckets, then an insertion pass. The
+                # bucket index lies in [0, m - 1] (rounding of x * ((m-1)/x)
+                # stays below m); equal arrivals (scale inf) or m = 1 (nan) use
+                # one bucket, i.e. plain insertion.
+                scale = (m - 1) / (a_hi - a_lo)
+                if not (scale < np.inf):
+                    scale = 0.0
+                for q in range(m + 1):
+                    cnt[q] = 0
+                for q in range(m):
+                    bk = int((g_t[q] - a_lo) * scale)
+                    bucket[q] = bk
+                    cnt[bk + 1] += 1
+                for q in range(m):
+                    cnt[q + 1] += cnt[q]
+                for q in range(m):
+                    bk = bucket[q]
+                    pos = cnt[bk]
+                    cnt[bk] = pos + 1
+                    buf_t[pos] = g_t[q]
+                    buf_i[pos] = s_i[q]
+                for q in range(1, m):
+                    a = buf_t[q]
+                    if not buf_t[q - 1] > a:
+                        continue
+                    i = buf_i[q]
+                    k = q
+                    while k > 0 and buf_t[k - 1] > a:
+                        buf_t[k] = buf_t[k - 1]
+                        buf_i[k] = buf_i[k - 1]
+                        k -= 1
+                    buf_t[k] = a
+                    buf_i[k] = i
+            t_spike = np.inf
+            a1 = e1r
+            a2 = e2r
+            bb = e1r * (1.0 - r / tau_s)
+            for kk in range(n):
+                i = buf_i[kk]
+                e_k = et[i] * ed[i, j]
+                wk = w[i, j]
+                last = kk + 1 >= n
+                if last:
+                    e_nx = np.inf
+                else:
+                    i2 = buf_i[kk + 1]
+                    e_nx = et[i2] * ed[i2, j]
+                if mode == MODE_DOUBLE:
+                    # a1 y^2 - a2 y + c = 0 in y = e^{-(T-r)/tau_m}; ratio = 1/y of
+                    # the earlier root; T in [a_k, a_{k+1}] <=> e_k <= ratio <= e_nx.
+                    a2 += wk * e_k
+                    a1 += wk * (e_k * e_k)
+                    disc = a2 * a2 - 4.0 * a1 * c
+                    if not disc >= 0.0:
+                        continue
+                    ratio = 2.0 * a1 / (a2 + math.sqrt(disc))
+                    if not (ratio >= e_k and ratio <= e_nx):
+                        continue
+                    t_spike = r + tau_m * math.log(ratio)
+                else:
+                    # V(x) = e^{-x} (x a1 - bb), x = (T - r)/tau_s, peaks at
+                    # x = bb/a1 + 1. The first crossing is in [x_k, x_next] iff the
+                    # peak is not before x_k, V(x_k) <= c and either V(x_next) >= c
+                    # (peak after x_next: V rising) or V(peak) >= c (peak inside).
+                    # These are the W0 bounds of the relative frame multiplied out,
+                    # so only the peak-inside case and the valid prefix need exp.
+                    x_k = (buf_t[kk] - r) / tau_s
+                    a1 += wk * e_k
+                    bb += wk * (x_k * e_k)
+                    if not a1 > 0.0:
+                        continue
+                    mm = bb / a1
+                    x_peak = mm + 1.0
+                    if not (x_peak >= x_k and x_k * a1 - bb <= c * e_k):
+                        continue
+                    if not last and x_peak > (buf_t[kk + 1] - r) / tau_s:
+                        if not (buf_t[kk + 1] - r) / tau_s * a1 - bb >= c * e_nx:
+                            continue
+                        q = math.exp(mm)
+                    else:
+                        q = math.exp(mm)
+                        if not a1 >= c * math.e * q:
+                            continue
+                    z = -(c / a1) * q
+                    if z < -_INV_E:
+                        z = -_INV_E  # tangent: V(peak) = c up to rounding
+                    t_spike = r + tau_s * (mm - lambertw0(z))
+                lo = buf_t[kk]
+                if not t_spike >= lo:
+                    t_spike = lo
+                elif not last and t_spike > buf_t[kk + 1]:
+                    t_spike = buf_t[kk + 1]
+                break
+            out[b, j] = t_spike
