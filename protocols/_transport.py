@@ -154,6 +154,15 @@ class Publisher:
         self._seq[topic] = (s + 1) & MAX_SEQ
         return s
 
+    def sequences(self) -> dict[str, int]:
+        """The next sequence number of every topic published so far (for checkpoints)."""
+        return dict(self._seq)
+
+    def restore_sequences(self, sequences: dict[str, int]) -> None:
+        """Continue numbering from ``sequences`` (topic -> next number), e.g. after a restart."""
+        for topic_str, value in sequences.items():
+            self._seq[topic_str] = int(value) & MAX_SEQ
+
     def encode(self, topic: str, msg: Message, *, timestamp_ns: int | None = None) -> bytes:
         """Encode ``msg`` for ``topic`` with the topic's next sequence number."""
         return encode(msg, seq=self.next_seq(topic), sender=self.sender, timestamp_ns=timestamp_ns)

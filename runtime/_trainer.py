@@ -23,7 +23,7 @@ import numpy as np
 
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict
-from delgrad.runtime._errors import NetworkFileError
+from delgrad.runtime._errors import ConfigError, NetworkFileError
 from delgrad.runtime._io import network_arrays, network_from_arrays
 from delgrad.runtime._losses import FirstSpikeCrossEntropy, LossResult, ShiftMSELoss, predict
 from delgrad.runtime._network import Layer, Network, backward, forward
@@ -245,6 +245,29 @@ class Learner:
         self.sync()
         return result, None
 
+    def load_network(self, net: Network) -> None:
+        """Start from a trained network's effective weights and delays (same structure).
+
+        Raises:
+            ConfigError: if the layer structure differs from the configuration's.
+        """
+        if net.layers != self.net.layers:
+            raise ConfigError(
+                f"network file layers {net.layers} differ from the recipe's {self.net.layers}"
+            )
+        for dst, src in zip(self.net.w, net.w, strict=True):
+            dst[...] = src
+        for index, raw in enumerate(self.raw):
+            if not self.has_delays:
+                break
+            d = net.d[index]
+            groups = self.groups[index]
+            if groups is not None:  # shared delays: take the first element of each group
+                first = np.unique(groups, return_index=True)[1]
+                d = d[first]
+            raw[...] = self.delay_param.raw_from_effective(d)
+        self.sync()
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
         arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
@@ -308,8 +331,14 @@ class Trainer(Learner):
         result, bumped = self.learn(t_in, times, arrivals, labels)
         return result, times, bumped
 
-    def evaluate(self, split: str, batch_size: int = 1000) -> tuple[float, list[np.ndarray]]:
-        """Accuracy on a split and the spike times of every layer."""
+    def evaluate(self, split: str, batch_size: int | None = None) -> tuple[float, list[np.ndarray]]:
+        """Accuracy on a split and the spike times of every layer.
+
+        Batches default to the training batch size: on a noisy chip every batch
+        draws its own threshold noise, so the accuracy averages over as many draws
+        as training sees per epoch, not over one.
+        """
+        batch_size = batch_size or self.config.training.batch_size
         t_all, labels = self.data(split)
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(labels), batch_size):

@@ -1,0 +1,146 @@
+"""Prequential online learning on a driver: predict every trial, learn from labelled ones.
+
+Synchronous and thread-confined: the service calls :meth:`OnlineLearner.run` and
+:meth:`OnlineLearner.learn_rows` from one worker thread only, so the driver is
+reconfigured *between* batches, never during one. Observed trials are packed
+into flat float64 rows (input times, spike times of every layer, observed
+arrivals of physical delays) so a trial waiting for its label costs one small
+array, whatever batch it came in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad.runtime._trainer import Learner
+
+
+@dataclass
+class StepReport:
+    """What :meth:`OnlineLearner.learn_rows` did."""
+
+    steps: int = 0
+    bumps: int = 0
+    loss_sum: float = 0.0
+
+
+class OnlineLearner:
+    """Holds the learner, the driver and a bounded buffer of labelled trials.
+
+    Args:
+        learner: parameters, optimiser and stabilisers (see :class:`Learner`).
+        driver: the backend that runs trials (``configure`` / ``run``).
+        step_every: labelled trials per optimiser step; the buffer holds at most this many.
+    """
+
+    def __init__(self, learner: Learner, driver, *, step_every: int) -> None:
+        self.learner = learner
+        self.driver = driver
+        self.step_every = int(step_every)
+        layers = learner.net_forward.layers
+        self.n_inputs = layers[0].n_in
+        self.sizes = [ly.n_out for ly in layers]
+        self.arrival_sizes = [ly.n_pre if ly.delay == "axonal" else 0 for ly in layers]
+        self.row_width = self.n_inputs + sum(self.sizes) + sum(self.arrival_sizes)
+        self._rows = np.empty((self.step_every, self.row_width))
+        self._labels = np.empty(self.step_every, dtype=np.int64)
+        self._filled = 0
+        self._dirty = True
+        self.steps = 0
+        self.bumps = 0
+        self.version = 0  # parameter version: +1 per optimiser step or bump
+
+    # -- inference ------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        """Parameters changed outside :meth:`learn_rows` (reset, learning rate is not one)."""
+        self._dirty = True
+
+    def run(self, t_in: np.ndarray):
+        """Configure the driver if parameters changed, then run one batch of trials."""
+        if self._dirty:
+            self.driver.configure(self.learner.net_forward)
+            self._dirty = False
+        return self.driver.run(t_in)
+
+    def pack(self, t_in: np.ndarray, observation) -> np.ndarray:
+        """(B, row_width) rows: inputs, every layer's times, observed arrivals."""
+        parts = [t_in, *observation.times]
+        for size, arr in zip(self.arrival_sizes, observation.arrivals, strict=True):
+            if size:
+                parts.append(arr if arr is not None else np.full((len(t_in), size), np.inf))
+        return np.concatenate(parts, axis=1)
+
+    def unpack(self, rows: np.ndarray):
+        """Inverse of :meth:`pack`: (t_in, times per layer, arrivals per layer or None)."""
+        t_in = rows[:, : self.n_inputs]
+        at = self.n_inputs
+        times = []
+        for size in self.sizes:
+            times.append(rows[:, at : at + size])
+            at += size
+        arrivals: list[np.ndarray | None] = []
+        for size in self.arrival_sizes:
+            if size:
+                arrivals.append(rows[:, at : at + size])
+                at += size
+            else:
+                arrivals.append(None)
+        return t_in, times, arrivals
+
+    def output_times(self, rows: np.ndarray) -> np.ndarray:
+        """(K, n_outputs) output spike times stored in packed rows."""
+        start = self.n_inputs + sum(self.sizes[:-1])
+        return rows[:, start : start + self.sizes[-1]]
+
+    # -- learning ---------------------------------------------------------------
+
+    def learn_rows(self, rows: np.ndarray, labels: np.ndarray) -> StepReport:
+        """Buffer labelled trials; every ``step_every`` of them make one learning step.
+
+        Args:
+            rows: (K, row_width) packed observed trials.
+            labels: (K,) their classes.
+        """
+        report = StepReport()
+        at = 0
+        while at < len(rows):
+            take = min(self.step_every - self._filled, len(rows) - at)
+            self._rows[self._filled : self._filled + take] = rows[at : at + take]
+            self._labels[self._filled : self._filled + take] = labels[at : at + take]
+            self._filled += take
+            at += take
+            if self._filled == self.step_every:
+                t_in, times, arrivals = self.unpack(self._rows)
+                has_arrivals = any(a is not None for a in arrivals)
+                result, bumped = self.learner.learn(
+                    np.ascontiguousarray(t_in),
+                    [np.ascontiguousarray(t) for t in times],
+                    [None if a is None else np.ascontiguousarray(a) for a in arrivals]
+                    if has_arrivals
+                    else None,
+                    self._labels.copy(),
+                )
+                self._filled = 0
+                self._dirty = True
+                self.version += 1
+                report.loss_sum += float(result.loss.sum())
+                if bumped is None:
+                    self.steps += 1
+                    report.steps += 1
+                else:
+                    self.bumps += 1
+                    report.bumps += 1
+        return report
+
+    @property
+    def buffered(self) -> int:
+        """Labelled trials waiting for the next step (at most ``step_every``)."""
+        return self._filled
+
+    def published_layers(self) -> list[dict[str, np.ndarray]]:
+        """The parameters the driver runs, per layer ``{"w": (n_pre, n_out), "d": delays}``."""
+        net = self.learner.net_forward
+        return [{"w": w, "d": d} for w, d in zip(net.w, net.d, strict=True)]

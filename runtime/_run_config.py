@@ -1,0 +1,202 @@
+"""Configuration of the streaming service (``delgrad run --config FILE``).
+
+Every field has a default: an empty file runs the demonstration setup (embedded
+broker, ideal emulator, Yin-Yang 4-30-3 synaptic-delay recipe, online learning).
+The field reference is ``docs/runtime.md``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from delgrad.runtime._config import _build
+from delgrad.runtime._errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BrokerSection:
+    """MQTT broker. An empty ``url`` starts the embedded broker on 127.0.0.1.
+
+    Attributes:
+        url: ``mqtt://[user@]host[:port]`` or ``mqtts://...`` (TLS); "" = embedded.
+        client_id: MQTT client id ("" = ``delgrad-run-{device}``).
+        password_env: environment variable holding the password.
+        embedded_port: port of the embedded broker (0 = any free port).
+    """
+
+    url: str = ""
+    client_id: str = ""
+    password_env: str = "DELGRAD_MQTT_PASSWORD"
+    embedded_port: int = 1883
+
+
+@dataclass(frozen=True)
+class DriverSection:
+    """Backend: ``emulator-ideal``, ``emulator-bss2`` or ``brainscales2``; its chip seed."""
+
+    name: Literal["emulator-ideal", "emulator-bss2", "brainscales2"] = "emulator-ideal"
+    chip_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """What network learns: a training recipe (shipped name or TOML path) and,
+    optionally, a network file to start from instead of the recipe's initialisation.
+
+    Attributes:
+        recipe: e.g. ``yinyang_H30_WS`` or ``path/to/config.toml``.
+        network_file: ``.npz`` written by ``delgrad train`` or ``save_network``; "" = new.
+        seed: initialisation seed.
+    """
+
+    recipe: str = "yinyang_H30_WS"
+    network_file: str = ""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LearningSection:
+    """Online learning.
+
+    Attributes:
+        mode: ``train`` (predict, then learn from labelled trials) or ``infer``.
+        step_every: labelled trials per optimiser step (the online batch size).
+        lr_scale: multiplies the recipe's learning rates.
+    """
+
+    mode: Literal["train", "infer"] = "train"
+    step_every: int = 150
+    lr_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    """Input stream.
+
+    Attributes:
+        max_pending_trials: bound of the queue between ingest and inference; when
+            full the oldest trials are dropped and counted (``dropped.overload``).
+        us_per_tau: microseconds per model time unit, for streams in ``us``.
+        window_length, window_period: cut a continuous (``sensor_events``) stream into
+            trials; model units; period 0 = same as length.
+    """
+
+    max_pending_trials: int = 20_000
+    us_per_tau: float = 6.0
+    window_length: float = 2.5
+    window_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class InferenceSection:
+    """Batching: run when ``max_batch`` trials wait or ``max_latency_ms`` has passed."""
+
+    max_batch: int = 1024
+    max_latency_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class JoinSection:
+    """Label join window: trials and labels wait at most ``max_age_s`` and at most
+    ``capacity`` each; the oldest is evicted first and counted."""
+
+    capacity: int = 50_000
+    max_age_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class PublishSection:
+    """Outgoing updates and metrics.
+
+    Attributes:
+        delta_every: optimiser steps per parameter delta.
+        snapshot_every: deltas per retained full snapshot (and one at start).
+        delta_encoding: ``int8`` (with error feedback) or ``float32``.
+        metrics_period_s: seconds between metrics messages.
+        metrics_window: labelled trials in the sliding accuracy / loss window.
+        predictions: publish predictions (class and output times) per batch.
+    """
+
+    delta_every: int = 1
+    snapshot_every: int = 100
+    delta_encoding: Literal["int8", "float32"] = "int8"
+    metrics_period_s: float = 2.0
+    metrics_window: int = 5000
+    predictions: bool = True
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """Checkpoints: written atomically every ``period_s`` and on shutdown into ``dir``
+    ("" = no checkpoints); a restart resumes from the newest one."""
+
+    dir: str = ""
+    period_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole service configuration."""
+
+    device: str = "demo"
+    broker: BrokerSection = field(default_factory=BrokerSection)
+    driver: DriverSection = field(default_factory=DriverSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    learning: LearningSection = field(default_factory=LearningSection)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    inference: InferenceSection = field(default_factory=InferenceSection)
+    join: JoinSection = field(default_factory=JoinSection)
+    publish: PublishSection = field(default_factory=PublishSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+
+
+_POSITIVE = {
+    ("learning", "step_every"), ("learning", "lr_scale"), ("ingest", "max_pending_trials"),
+    ("ingest", "us_per_tau"), ("ingest", "window_length"), ("inference", "max_batch"),
+    ("inference", "max_latency_ms"), ("join", "capacity"), ("join", "max_age_s"),
+    ("publish", "delta_every"), ("publish", "snapshot_every"), ("publish", "metrics_period_s"),
+    ("publish", "metrics_window"), ("checkpoint", "period_s"),
+}
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a nested mapping into a :class:`RunConfig`.
+
+    Raises:
+        ConfigError: unknown fields, wrong types, or out-of-range values.
+    """
+    config: RunConfig = _build(RunConfig, data, "top level")
+    for section, key in sorted(_POSITIVE):
+        value = getattr(getattr(config, section), key)
+        if not value > 0:
+            raise ConfigError(f"{section}.{key} must be > 0, got {value!r}")
+    if config.ingest.window_period < 0:
+        raise ConfigError("ingest.window_period must be >= 0")
+    if config.broker.embedded_port < 0 or config.broker.embedded_port > 65535:
+        raise ConfigError("broker.embedded_port must be in 0..65535")
+    from delgrad.protocols import is_valid_name
+
+    if not is_valid_name(config.device):
+        raise ConfigError(f"device {config.device!r} is not a valid topic name")
+    return config
+
+
+def load_run_config(path: str | Path | None) -> RunConfig:
+    """Read a service configuration file (None = all defaults).
+
+    Raises:
+        ConfigError: missing file, invalid TOML or invalid fields.
+    """
+    if path is None:
+        return run_config_from_dict({})
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return run_config_from_dict(data)

@@ -1,0 +1,162 @@
+"""Assemble and run the service: learner, driver, broker, transport, demo sensor, display."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from delgrad.runtime import ConfigError, load_network
+from delgrad.runtime._online import OnlineLearner
+from delgrad.runtime._run_config import RunConfig
+from delgrad.runtime._service import Service
+from delgrad.runtime._trainer import Learner
+
+
+def build_online(config: RunConfig) -> OnlineLearner:
+    """The learner (recipe, optional network file) with its driver.
+
+    Raises:
+        ConfigError: unknown recipe or driver, or a network file that does not fit.
+    """
+    from delgrad.drivers import driver_from_config
+    from delgrad.tools._train_run import resolve_config
+
+    recipe = resolve_config(config.model.recipe).replace(seed=config.model.seed)
+    learner = Learner(recipe)
+    if config.model.network_file:
+        learner.load_network(load_network(config.model.network_file))
+    learner.optimizer.lr_scale = config.learning.lr_scale
+    options: dict[str, Any] = {}
+    if config.driver.name == "emulator-bss2":
+        options["chip_seed"] = config.driver.chip_seed
+    driver = driver_from_config(config.driver.name, **options)
+    return OnlineLearner(learner, driver, step_every=config.learning.step_every)
+
+
+def _status_will(device: str) -> Any:
+    """The last will: a retained ``lost`` status the broker publishes if we vanish."""
+    from delgrad.protocols import Status, Will, encode, policy_for, topic
+
+    status_topic = topic(device, "status")
+    policy = policy_for(status_topic)
+    payload = encode(
+        Status("lost", 0.0, "connection lost"), seq=0, sender=device, timestamp_ns=time.time_ns()
+    )
+    return Will(status_topic, payload, policy.qos, policy.retain)
+
+
+async def serve(
+    config: RunConfig,
+    *,
+    demo_rate: float = 0.0,
+    duration_s: float | None = None,
+    on_tick: Callable[[Service], None] | None = None,
+    tick_s: float = 0.5,
+    install_signals: bool = True,
+) -> Service:
+    """Run the service until SIGINT/SIGTERM or ``duration_s``; returns it (for its metrics).
+
+    With an empty ``broker.url`` an embedded broker is started on 127.0.0.1. With
+    ``demo_rate > 0`` a built-in Yin-Yang sensor streams that many trials/s (and
+    their labels) into the broker.
+    """
+    from delgrad.protocols import EmbeddedBroker
+    from delgrad.protocols._url import transport_from_url
+
+    online = build_online(config)
+    await asyncio.get_running_loop().run_in_executor(None, _warm, online)
+    async with contextlib.AsyncExitStack() as stack:
+        if config.broker.url:
+            url = config.broker.url
+        else:
+            broker = EmbeddedBroker("127.0.0.1", config.broker.embedded_port)
+            await stack.enter_async_context(broker)
+            url = broker.url
+        client_id = config.broker.client_id or f"delgrad-run-{config.device}"
+        password = os.environ.get(config.broker.password_env) or None
+        will = _status_will(config.device)
+        transport = transport_from_url(url, client_id=client_id, will=will, password=password)
+        await stack.enter_async_context(transport)
+        service = Service(config, transport, online)
+        if config.checkpoint.dir and await asyncio.get_running_loop().run_in_executor(
+            None, service.load_checkpoint
+        ):
+            service.counters.inc("restarts")
+        stop = asyncio.Event()
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(service.run(), name="service")]
+        if demo_rate > 0:
+            tasks.append(asyncio.create_task(_demo_sensor(url, config, demo_rate, stop)))
+        started = time.monotonic()
+        try:
+            while not stop.is_set() and not tasks[0].done():
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tick_s)
+                if on_tick is not None:
+                    service.metrics()
+                    on_tick(service)
+        finally:
+            stop.set()
+            service.request_stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    asyncio.get_running_loop().remove_signal_handler(sig)
+        if tasks[0].done() and tasks[0].exception() is not None:
+            raise tasks[0].exception()  # type: ignore[misc]
+        return service
+
+
+def _warm(online: OnlineLearner) -> None:
+    from delgrad.runtime import warm_up
+
+    warm_up()
+
+
+async def _demo_sensor(url: str, config: RunConfig, rate: float, stop: asyncio.Event) -> None:
+    from delgrad.protocols import Publisher
+    from delgrad.protocols._url import transport_from_url
+    from delgrad.tools._sensor import YinYangSource, stream_trials
+
+    repeat = 1
+    with contextlib.suppress(ConfigError):
+        from delgrad.tools._train_run import resolve_config
+
+        repeat = resolve_config(config.model.recipe).network.input_repeat
+    async with transport_from_url(url, client_id=f"delgrad-demo-sensor-{config.device}") as tr:
+        await stream_trials(
+            Publisher(tr, "demo-sensor"),
+            config.device,
+            YinYangSource("train", input_repeat=repeat, seed=0),
+            rate=rate,
+            batch=max(1, int(rate / 50)),
+            stop=stop,
+        )
+
+
+def print_line(service: Service) -> None:
+    """One plain status line (for --quiet and non-terminals)."""
+    m = service.last_metrics
+    print(
+        f"{m.get('uptime_s', 0):7.1f} s  accuracy {100 * m.get('accuracy', 0):5.1f} %  "
+        f"{m.get('samples_per_s', 0):8,.0f} trials/s  "
+        f"p99 {m.get('latency.p99_ms', 0):6.1f} ms  steps {int(m.get('learning.steps', 0))}  "
+        f"dropped {int(m.get('dropped.overload', 0))}",
+        flush=True,
+    )
+
+
+def is_terminal() -> bool:
+    """Whether stdout is an interactive terminal."""
+    return sys.stdout.isatty()
