@@ -1,0 +1,200 @@
+"""Tests of LabelJoin: pairing trials with labels that arrive in any order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delgrad.runtime._errors import ParameterError
+from delgrad.runtime._join import Joined, LabelJoin
+
+
+def _conserved(j: LabelJoin) -> None:
+    c = j.counters()
+    assert c["trials_in"] == (
+        c["joined"] + c["missing_labels"] + c["duplicate_trials"] + c["waiting_trials"]
+    )
+    assert c["labels_in"] == (
+        c["joined"]
+        + c["orphan_labels"]
+        + c["late_labels"]
+        + c["duplicate_labels"]
+        + c["waiting_labels"]
+    )
+    assert len(j) == c["waiting_trials"] + c["waiting_labels"]
+
+
+def test_label_after_trial_and_before_trial():
+    j = LabelJoin(capacity=4, max_age_s=10.0)
+    assert j.add_trial(1, "p1", 0.0) == []
+    assert j.add_label(1, 3, 0.1) == [Joined(1, "p1", 3)]
+    assert j.add_label(2, 0, 0.2) == []
+    assert j.add_trial(2, "p2", 0.3) == [Joined(2, "p2", 0)]
+    assert len(j) == 0
+    assert j.counters()["joined"] == 2
+    _conserved(j)
+
+
+def test_expiry_counts_missing_and_orphan_and_then_late():
+    j = LabelJoin(capacity=4, max_age_s=1.0)
+    j.add_trial(1, None, 0.0)
+    j.add_label(9, 1, 0.5)
+    j.expire(1.0)  # age exactly max_age_s: kept
+    assert len(j) == 2
+    j.expire(1.01)
+    c = j.counters()
+    assert c["missing_labels"] == 1 and c["orphan_labels"] == 0 and len(j) == 1
+    j.expire(1.6)
+    assert j.counters()["orphan_labels"] == 1 and len(j) == 0
+    # The label for trial 1 arrives after the trial went missing: late, not orphan.
+    assert j.add_label(1, 2, 2.0) == []
+    c = j.counters()
+    assert c["late_labels"] == 1 and c["waiting_labels"] == 0
+    # A further label for it is a duplicate.
+    j.add_label(1, 2, 2.0)
+    assert j.counters()["duplicate_labels"] == 1
+    _conserved(j)
+
+
+def test_duplicates_keep_the_first():
+    j = LabelJoin(capacity=4, max_age_s=10.0)
+    j.add_label(5, 1, 0.0)
+    j.add_label(5, 2, 0.0)
+    assert j.add_trial(5, "a", 0.0) == [Joined(5, "a", 1)]
+    j.add_trial(5, "b", 0.0)  # already joined
+    j.add_label(5, 7, 0.0)  # already joined
+    j.add_trial(6, "c", 0.0)
+    j.add_trial(6, "d", 0.0)
+    assert j.add_label(6, 0, 0.0) == [Joined(6, "c", 0)]
+    c = j.counters()
+    assert c["duplicate_labels"] == 2 and c["duplicate_trials"] == 2 and c["joined"] == 2
+    _conserved(j)
+
+
+def test_eviction_when_full_drops_oldest():
+    j = LabelJoin(capacity=2, max_age_s=100.0)
+    for tid in range(3):
+        j.add_trial(tid, tid, float(tid))
+    assert j.waiting_trials == 2 and j.counters()["missing_labels"] == 1
+    assert j.add_label(1, 0, 3.0) == [Joined(1, 1, 0)]  # 1 and 2 survived, 0 was evicted
+    j.add_label(0, 0, 3.0)
+    assert j.counters()["late_labels"] == 1
+    for tid in (10, 11, 12):
+        j.add_label(tid, 1, 4.0)
+    assert j.waiting_labels == 2 and j.counters()["orphan_labels"] == 1
+    assert j.add_trial(10, "x", 5.0) == []  # label 10 was the oldest, evicted
+    assert j.add_trial(12, "y", 5.0) == [Joined(12, "y", 1)]
+    _conserved(j)
+
+
+def test_clock_going_backwards_is_held():
+    j = LabelJoin(capacity=4, max_age_s=1.0)
+    j.add_trial(1, None, 10.0)
+    j.add_trial(2, None, 5.0)  # stamped 10.0, not 5.0
+    j.expire(10.5)
+    assert j.waiting_trials == 2
+    j.expire(11.5)
+    assert j.waiting_trials == 0
+
+
+def test_bulk_forms_match_single_calls():
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 30, 40)
+    labels = rng.integers(0, 3, 40)
+    a = LabelJoin(capacity=8, max_age_s=5.0)
+    b = LabelJoin(capacity=8, max_age_s=5.0)
+    out_a = a.add_trials(ids[:20], [f"p{i}" for i in range(20)], 1.0)
+    out_a += a.add_labels(ids[10:], labels[10:], 2.0)
+    out_b = []
+    for i in range(20):
+        out_b += b.add_trial(int(ids[i]), f"p{i}", 1.0)
+    for i in range(10, 40):
+        out_b += b.add_label(ids[i], labels[i], 2.0)
+    assert out_a == out_b and len(out_a) > 0
+    assert a.counters() == b.counters()
+    assert a.add_trials([], [], 3.0) == [] and a.add_labels([], [], 3.0) == []
+
+
+def test_rejects_bad_arguments():
+    for kwargs in (
+        {"capacity": 0, "max_age_s": 1.0},
+        {"capacity": 1.5, "max_age_s": 1.0},
+        {"capacity": 2, "max_age_s": 0.0},
+        {"capacity": 2, "max_age_s": float("inf")},
+    ):
+        with pytest.raises(ParameterError):
+            LabelJoin(**kwargs)
+    j = LabelJoin(capacity=2, max_age_s=1.0)
+    with pytest.raises(ParameterError):
+        j.add_trials([1, 2], ["a"], 0.0)
+    with pytest.raises(ParameterError):
+        j.add_labels([1, 2], [0], 0.0)
+    with pytest.raises(ParameterError):
+        j.add_labels([1.5], [0], 0.0)
+    with pytest.raises(ParameterError):
+        j.add_label(1, 0.5, 0.0)
+    with pytest.raises(ParameterError):
+        j.add_trial(1, None, float("nan"))
+
+
+# ----------------------------------------------------- conservation and bounds
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["trial", "label", "expire", "trials", "labels"]),
+        st.integers(0, 25),
+        st.floats(0.0, 0.6),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=ops, capacity=st.integers(1, 6), max_age_s=st.sampled_from([0.5, 2.0, 100.0]))
+def test_conservation_and_bounds(ops, capacity, max_age_s):
+    j = LabelJoin(capacity=capacity, max_age_s=max_age_s)
+    now = 0.0
+    joined_ids = []
+    for kind, tid, dt in ops:
+        now += dt
+        if kind == "trial":
+            out = j.add_trial(tid, ("payload", tid), now)
+        elif kind == "label":
+            out = j.add_label(tid, tid % 3, now)
+        elif kind == "trials":
+            out = j.add_trials(np.array([tid, tid + 1]), [("payload", tid), None], now)
+        elif kind == "labels":
+            out = j.add_labels(np.array([tid, tid + 1]), np.array([0, 1]), now)
+        else:
+            j.expire(now)
+            out = []
+        for pair in out:
+            assert pair.payload is None or pair.payload == ("payload", pair.trial_id)
+        joined_ids += [p.trial_id for p in out]
+        assert j.waiting_trials <= capacity and j.waiting_labels <= capacity
+        assert len(j._missing) <= capacity and len(j._labelled) <= capacity
+        _conserved(j)
+    assert len(joined_ids) == j.counters()["joined"]
+    j.expire(now + max_age_s + 1.0)
+    assert len(j) == 0
+    _conserved(j)
+
+
+def test_bounded_under_overload():
+    cap = 100
+    j = LabelJoin(capacity=cap, max_age_s=1e9)
+    rng = np.random.default_rng(0)
+    ids = np.arange(10 * cap * 10)
+    j.add_trials(ids, [None] * ids.size, 0.0)
+    assert j.waiting_trials == cap and len(j._missing) == cap
+    assert j.counters()["missing_labels"] == ids.size - cap
+    out = j.add_labels(rng.permutation(ids)[: 10 * cap], np.zeros(10 * cap, np.int64), 1.0)
+    assert all(p.trial_id >= ids.size - cap for p in out)  # only the newest trials waited
+    assert j.waiting_trials == cap - len(out) and j.waiting_labels <= cap
+    assert len(j._missing) <= cap and len(j._labelled) <= cap
+    c = j.counters()
+    assert c["late_labels"] > 0 and c["orphan_labels"] > 0
+    assert c["late_labels"] + c["orphan_labels"] + c["joined"] + c["waiting_labels"] == 10 * cap
+    _conserved(j)
