@@ -26,8 +26,10 @@ Bounds and policies:
   windows; an event whose windows are all complete is dropped and counted in
   ``late_events``. Events in no window at all (before ``origin`` or in a gap)
   are counted in ``unwindowed_events``; events with a channel outside
-  ``[0, n_inputs)`` or a non-finite (or absurdly large) time in
-  ``ignored_events``; neither advances the watermark except gap events.
+  ``[0, n_inputs)`` or a non-finite (or absurdly large, beyond 2**51
+  periods from ``origin``) time in ``ignored_events``. Ignored events do not
+  advance the watermark; all others do (an event in a gap shows that time
+  has passed).
 
 For a time-ordered stream the output does not depend on how the stream is split
 into :meth:`~TrialWindower.push` calls.
