@@ -398,7 +398,7 @@ class Service:
     def metrics(self) -> dict[str, float]:
         """The current metrics (also what the live display shows)."""
         now = self.clock()
-        values: dict[str, float] = {
+        values: dict[str, float | None] = {
             "accuracy": self.accuracy.accuracy,
             "loss": self.accuracy.loss,
             "labelled_in_window": float(self.accuracy.count),
@@ -425,8 +425,10 @@ class Service:
                 values[f"transport.{key}"] = float(value)
         for key, value in self.counters.as_dict().items():
             values[key] = float(value)
-        self.last_metrics = values
-        return values
+        # a statistic of nothing (no labelled trial yet) is left out, never NaN or 0
+        clean = {k: float(v) for k, v in values.items() if v is not None}
+        self.last_metrics = clean
+        return clean
 
     async def _publish_metrics(self) -> None:
         values = {k: v for k, v in self.metrics().items() if np.isfinite(v)}
