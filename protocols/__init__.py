@@ -8,6 +8,8 @@
 * Topics (pure): :func:`topic`, :func:`parse_topic`, :func:`subscription`, ``POLICIES``.
 * Transport: :class:`Transport`, :class:`InProcessBus` / :class:`InProcessTransport`,
   :class:`MqttTransport`, :class:`EmbeddedBroker`, :class:`Publisher`.
+* Broker URLs: :func:`parse_broker_url` (``mqtt://`` / ``mqtts://``) and
+  :func:`transport_from_url`.
 
 Importing this package does not import aiomqtt or amqtt; they load on first use.
 See docs/protocol.md for the wire format.
@@ -72,6 +74,7 @@ from ._topics import (
     topic_matches,
 )
 from ._transport import Publisher, SequenceTracker, Transport, Will
+from ._url import BrokerAddress, parse_broker_url, transport_from_url
 
 __all__ = [
     "ALLOWED_DTYPES",
@@ -83,6 +86,7 @@ __all__ = [
     "STATUS_STATES",
     "TIME_UNITS",
     "ArrayError",
+    "BrokerAddress",
     "ChecksumError",
     "Command",
     "DeltaEncoder",
@@ -127,10 +131,12 @@ __all__ = [
     "is_valid_name",
     "message_types",
     "parameters_checksum",
+    "parse_broker_url",
     "parse_topic",
     "policy_for",
     "register_message",
     "subscription",
     "topic",
     "topic_matches",
+    "transport_from_url",
 ]

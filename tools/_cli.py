@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("delgrad.tools._cmd_monitor", "watch devices' metrics, status and parameters"),
     "plot": ("delgrad.tools._cmd_plot", "plot a monitor recording (JSON lines) as PNG curves"),
     "run": ("delgrad.tools._cmd_run", "the online-learning service (no arguments: the demo)"),
-    "sensor": ("delgrad.tools._cmd_sensor", "stream Yin-Yang or file trials and labels to a device"),
+    "sensor": ("delgrad.tools._cmd_sensor", "stream Yin-Yang/file trials and labels to a device"),
     "sweep": ("delgrad.tools._cmd_sweep", "hidden size x delay kind sweep with the paper's figure"),
     "train": ("delgrad.tools._cmd_train", "train a network offline from a TOML config"),
 }

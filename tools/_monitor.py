@@ -1,0 +1,449 @@
+"""Watching devices: metrics, status and parameters from the bus, without a terminal.
+
+:class:`MonitorState` is pure: feed it received messages with :meth:`MonitorState.feed`
+(raw) or :meth:`MonitorState.handle` (decoded) and read :attr:`MonitorState.devices`.
+:func:`monitor` is the asyncio edge: it subscribes, feeds the state, asks the broker
+for the retained parameter snapshot when a replica needs a re-sync, and calls back.
+:func:`render` builds the rich table the ``delgrad monitor`` command shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from delgrad.protocols import (
+    Envelope,
+    IncomingMessage,
+    Metrics,
+    ParameterDelta,
+    ParameterReplica,
+    ParameterSnapshot,
+    ProtocolError,
+    SequenceTracker,
+    Status,
+    TopicKind,
+    decode,
+    parse_topic,
+    subscription,
+    topic,
+)
+from delgrad.runtime._errors import ParameterError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from delgrad.protocols import Transport
+
+__all__ = [
+    "KINDS",
+    "MAX_DEVICES",
+    "RESYNC_INTERVAL_S",
+    "DeviceView",
+    "LayerStats",
+    "MonitorState",
+    "metric_order",
+    "monitor",
+    "render",
+]
+
+#: Topic kinds the monitor subscribes to.
+KINDS: tuple[TopicKind, ...] = (
+    TopicKind.METRICS,
+    TopicKind.STATUS,
+    TopicKind.PARAMS_LATEST,
+    TopicKind.PARAMS_DELTA,
+)
+#: Most devices tracked; messages of further devices are counted in
+#: ``MonitorState.ignored_devices`` and otherwise dropped.
+MAX_DEVICES = 256
+#: Least time between two re-sync requests for one device, in seconds.
+RESYNC_INTERVAL_S = 1.0
+#: Metric names shown first, matched as substrings in this order.
+_WELL_KNOWN = ("accuracy", "loss", "samples_per_s", "latency", "drop", "queue")
+_RESERVED = frozenset({"time_s", "device", "kind", "step", "seq", "sender"})
+
+
+def metric_order(name: str) -> tuple[int, str]:
+    """Sort key of metric names: well-known ones first (accuracy, loss, samples/s,
+    latency, drops, queues), then the rest alphabetically."""
+    for i, pattern in enumerate(_WELL_KNOWN):
+        if pattern in name:
+            return (i, name)
+    return (len(_WELL_KNOWN), name)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one layer's parameters.
+
+    Attributes:
+        index: Layer number.
+        delay_kind: The layer's delay kind (``"none"``, ``"synaptic"``, ...).
+        w_mean: Mean weight.
+        w_std: Standard deviation of the weights.
+        d_mean: Mean delay in units of tau_s, or ``None`` without delays.
+        d_min: Smallest delay in units of tau_s, or ``None``.
+        d_max: Largest delay in units of tau_s, or ``None``.
+    """
+
+    index: int
+    delay_kind: str
+    w_mean: float
+    w_std: float
+    d_mean: float | None = None
+    d_min: float | None = None
+    d_max: float | None = None
+
+
+def _layer_stats(i: int, kind: str, layer: Mapping[str, np.ndarray]) -> LayerStats:
+    w = layer.get("w", np.zeros(0, np.float32)).astype(np.float64)
+    d = layer.get("d", np.zeros(0, np.float32)).astype(np.float64)
+    nan = math.nan
+    ws = (float(w.mean()), float(w.std())) if w.size else (nan, nan)
+    if d.size:
+        return LayerStats(i, kind, *ws, float(d.mean()), float(d.min()), float(d.max()))
+    return LayerStats(i, kind, *ws)
+
+
+@dataclass
+class DeviceView:
+    """What the monitor knows about one device.
+
+    Attributes:
+        device: Device id.
+        state: Last status (``"birth"``, ``"alive"``, ``"dead"``, ``"lost"``) or ``None``.
+        detail: Status detail text.
+        uptime_s: Device uptime from its last status, seconds.
+        step: Step of the last metrics, or ``None``.
+        metrics: Last metric values by name.
+        metrics_time_s: Wall-clock time the last metrics arrived (s since the epoch).
+        last_seen_s: Wall-clock time of the last message of any kind.
+        messages: Messages received from this device.
+        replica: The device's parameters, kept in step by snapshots and deltas.
+        resyncs: Re-syncs requested (gaps, checksum mismatches, deltas before a snapshot).
+    """
+
+    device: str
+    state: str | None = None
+    detail: str = ""
+    uptime_s: float = 0.0
+    step: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_time_s: float | None = None
+    last_seen_s: float | None = None
+    messages: int = 0
+    replica: ParameterReplica = field(default_factory=ParameterReplica)
+    resyncs: int = 0
+    _stats_cache: tuple[int | None, list[LayerStats]] = (None, [])
+    _last_resync_s: float = -math.inf
+
+    @property
+    def params_seq(self) -> int | None:
+        """Update sequence number of the held parameters (``None`` before a snapshot)."""
+        return self.replica.seq
+
+    def layer_stats(self) -> list[LayerStats]:
+        """Per-layer parameter statistics of the held parameters ([] before a snapshot)."""
+        snap = self.replica.snapshot
+        if snap is None or self.replica.seq is None:
+            return []
+        if self._stats_cache[0] != self.replica.seq:
+            layers = self.replica.layers()
+            pairs = zip(snap.delay_kinds, layers, strict=True)
+            stats = [_layer_stats(i, k, lay) for i, (k, lay) in enumerate(pairs)]
+            self._stats_cache = (self.replica.seq, stats)
+        return self._stats_cache[1]
+
+
+class MonitorState:
+    """Everything received so far, per device. Pure and synchronous.
+
+    Args:
+        max_devices: Most devices tracked (further ones are counted and ignored).
+        resync_interval_s: Least seconds between re-sync requests of one device.
+    """
+
+    def __init__(
+        self, *, max_devices: int = MAX_DEVICES, resync_interval_s: float = RESYNC_INTERVAL_S
+    ) -> None:
+        self.max_devices = max_devices
+        self.resync_interval_s = resync_interval_s
+        self.devices: dict[str, DeviceView] = {}
+        self.received = 0
+        self.malformed = 0
+        self.foreign = 0
+        self.ignored_devices = 0
+        self.sequence = SequenceTracker()
+        self.last_error = ""
+        self._resync: set[str] = set()
+
+    # ---- input -------------------------------------------------------------------
+
+    def feed(self, msg: IncomingMessage, now_s: float) -> dict[str, Any] | None:
+        """Decode and handle a received message; malformed ones are counted, not raised.
+
+        Returns:
+            The record of a metrics or status message (see :meth:`handle`), else None.
+        """
+        self.received += 1
+        try:
+            env = decode(msg.payload)
+        except ProtocolError as exc:
+            self.malformed += 1
+            self.last_error = f"{msg.topic}: {exc}"
+            return None
+        return self.handle(env, msg.topic, now_s, retained=msg.retain)
+
+    def handle(
+        self, envelope: Envelope, topic_str: str, now_s: float, *, retained: bool = False
+    ) -> dict[str, Any] | None:
+        """Update the state with one decoded message.
+
+        Args:
+            envelope: The decoded message.
+            topic_str: Topic it arrived on (gives the device and kind).
+            now_s: Wall-clock receive time, seconds since the epoch.
+            retained: Whether it came from the broker's retained store (not counted for
+                sequence gaps).
+
+        Returns:
+            For metrics and status, a flat JSON-able record ``{"time_s", "device",
+            "kind", ...}`` (metric values beside, renamed ``value.<name>`` if they
+            clash with those keys); else None.
+        """
+        try:
+            info = parse_topic(topic_str)
+        except ParameterError:
+            self.foreign += 1
+            return None
+        view = self.devices.get(info.device)
+        if view is None:
+            if len(self.devices) >= self.max_devices:
+                self.ignored_devices += 1
+                return None
+            view = self.devices[info.device] = DeviceView(info.device)
+        view.messages += 1
+        view.last_seen_s = now_s
+        if not retained:
+            self.sequence.observe(envelope.sender, topic_str, envelope.seq)
+        msg = envelope.message
+        base = {"time_s": now_s, "device": info.device}
+        if info.kind is TopicKind.METRICS and isinstance(msg, Metrics):
+            view.step = msg.step
+            view.metrics = dict(msg.values)
+            view.metrics_time_s = now_s
+            record = {**base, "kind": "metrics", "step": msg.step}
+            for k, v in msg.values.items():
+                record[f"value.{k}" if k in _RESERVED else k] = v
+            return record
+        if info.kind is TopicKind.STATUS and isinstance(msg, Status):
+            view.state, view.detail, view.uptime_s = msg.state, msg.detail, msg.uptime_s
+            return {
+                **base,
+                "kind": "status",
+                "state": msg.state,
+                "uptime_s": msg.uptime_s,
+                "detail": msg.detail,
+            }
+        if info.kind is TopicKind.PARAMS_LATEST and isinstance(msg, ParameterSnapshot):
+            view.replica.apply_snapshot(msg)
+            self._resync.discard(info.device)
+            return None
+        if info.kind is TopicKind.PARAMS_DELTA and isinstance(msg, ParameterDelta):
+            if not view.replica.apply_delta(msg) and view.replica.needs_resync:
+                self._want_resync(view, now_s)
+            return None
+        self.foreign += 1  # a message type that does not belong on this topic
+        return None
+
+    def _want_resync(self, view: DeviceView, now_s: float) -> None:
+        if now_s - view._last_resync_s >= self.resync_interval_s:
+            view._last_resync_s = now_s
+            view.resyncs += 1
+            self._resync.add(view.device)
+
+    def take_resync_requests(self) -> list[str]:
+        """Return (and forget) the devices whose replica needs the retained snapshot."""
+        out = sorted(self._resync)
+        self._resync.clear()
+        return out
+
+    # ---- output ------------------------------------------------------------------
+
+    def metric_names(self) -> list[str]:
+        """Every metric name seen in the latest metrics of any device, well-known first."""
+        names = {k for v in self.devices.values() for k in v.metrics}
+        return sorted(names, key=metric_order)
+
+    def quiet_line(self, record: Mapping[str, Any]) -> str:
+        """One line of text for a metrics or status record (``--quiet`` output)."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(record["time_s"]))
+        if record["kind"] == "status":
+            text = f"{stamp} {record['device']} status={record['state']}"
+            if record.get("detail"):
+                text += f" ({record['detail']})"
+            return text
+        view = self.devices.get(record["device"])
+        values = view.metrics if view is not None else {}
+        parts = [f"{k}={_fmt(values[k])}" for k in sorted(values, key=metric_order)]
+        return f"{stamp} {record['device']} step={record['step']} " + " ".join(parts)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+_STATE_STYLE = {"birth": "cyan", "alive": "green", "dead": "yellow", "lost": "bold red"}
+_MAX_METRIC_COLUMNS = 12
+
+
+def render(state: MonitorState, now_s: float, *, title: str = "delgrad monitor") -> RenderableType:
+    """Build the live view: a device table, a parameter table and a counter line."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    names = state.metric_names()
+    shown = names[:_MAX_METRIC_COLUMNS]
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("device", "status", "age s", "step", *shown):
+        table.add_column(col, justify="left" if col in ("device", "status") else "right")
+    for name, view in sorted(state.devices.items()):
+        age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.1f}"
+        status = Text(view.state or "?", style=_STATE_STYLE.get(view.state or "", "dim"))
+        step = "-" if view.step is None else str(view.step)
+        table.add_row(name, status, age, step, *(_fmt(view.metrics.get(k)) for k in shown))
+    parts: list[Any] = [table]
+    if len(names) > len(shown):
+        parts.append(Text(f"({len(names) - len(shown)} more metrics not shown)", style="dim"))
+    ptable = Table(title="parameters", title_justify="left")
+    for col in ("device", "seq", "layer", "delays", "w mean", "w std", "d mean", "d min", "d max"):
+        ptable.add_column(col, justify="left" if col in ("device", "delays") else "right")
+    rows = 0
+    for name, view in sorted(state.devices.items()):
+        seq = "-" if view.params_seq is None else str(view.params_seq)
+        if view.replica.needs_resync and view.params_seq is not None:
+            seq += " (re-sync)"
+        for ls in view.layer_stats():
+            ptable.add_row(
+                name,
+                seq,
+                str(ls.index),
+                ls.delay_kind,
+                _fmt(ls.w_mean),
+                _fmt(ls.w_std),
+                _fmt(ls.d_mean),
+                _fmt(ls.d_min),
+                _fmt(ls.d_max),
+            )
+            rows += 1
+    if rows:
+        parts.append(ptable)
+    counters = (
+        f"{state.received} messages, {state.malformed} malformed, "
+        f"{state.sequence.missed} missed (sequence gaps), "
+        f"{sum(v.resyncs for v in state.devices.values())} parameter re-syncs"
+    )
+    if state.ignored_devices:
+        counters += f", {state.ignored_devices} from devices beyond {state.max_devices}"
+    parts.append(Text(counters, style="dim"))
+    if not state.devices:
+        parts.append(Text("waiting for messages ...", style="dim"))
+    return Group(*parts)
+
+
+async def _resync(transport: Transport, device_filter: str, device: str) -> str | None:
+    """Ask the broker for ``device``'s retained snapshot again (re-subscribing gives it).
+
+    Returns:
+        The extra concrete filter subscribed for a ``+`` monitor (to drop later), or None.
+    """
+    pattern = subscription(device_filter, TopicKind.PARAMS_LATEST)
+    if device_filter == "+":
+        # A concrete filter of its own; the wildcard one keeps running meanwhile.
+        pattern = topic(device, TopicKind.PARAMS_LATEST)
+    await transport.unsubscribe(pattern)
+    await transport.subscribe(pattern, qos=1)
+    return pattern if device_filter == "+" else None
+
+
+async def monitor(
+    transport: Transport,
+    device: str = "+",
+    *,
+    on_update: Callable[[MonitorState, dict[str, Any] | None], None] | None = None,
+    stop: asyncio.Event | None = None,
+    duration_s: float | None = None,
+    state: MonitorState | None = None,
+    clock: Callable[[], float] = time.time,
+    poll_s: float = 0.25,
+) -> MonitorState:
+    """Subscribe to a device's (or every device's) metrics, status and parameters.
+
+    Runs until ``stop`` is set, ``duration_s`` passes or the transport closes.
+    Decoding errors are counted in the state, never raised. When a replica needs a
+    re-sync (a gap in the deltas, a checksum mismatch), the retained
+    ``params/latest`` snapshot is requested again by re-subscribing (at most once per
+    ``MonitorState.resync_interval_s`` per device). With the ``+`` filter a concrete
+    per-device subscription is added for that and removed once the retained snapshot
+    has arrived.
+
+    Args:
+        transport: A connected transport.
+        device: Device id, or ``"+"`` for every device.
+        on_update: Called after every received message with the state and the record
+            of a metrics/status message (None for others); also every ``poll_s``
+            seconds without messages (with None), so views can refresh ages.
+        stop: Set it to end.
+        duration_s: Seconds to run, or None.
+        state: State to update (a new one if None).
+        clock: Wall-clock seconds since the epoch (record ``time_s``).
+        poll_s: Longest wait for a message before checking ``stop``, seconds.
+
+    Returns:
+        The state.
+    """
+    from delgrad.protocols import TransportError
+
+    state = MonitorState() if state is None else state
+    stop = asyncio.Event() if stop is None else stop
+    for kind in KINDS:
+        await transport.subscribe(subscription(device, kind), qos=1)
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    extra: set[str] = set()  # concrete re-sync filters of a "+" monitor
+    while not stop.is_set():
+        wait = poll_s
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                break
+        try:
+            msg = await transport.recv(timeout=wait)
+        except TimeoutError:
+            if on_update is not None:
+                on_update(state, None)
+            continue
+        except TransportError:
+            break
+        record = state.feed(msg, clock())
+        if msg.retain and msg.topic in extra:
+            extra.discard(msg.topic)
+            await transport.unsubscribe(msg.topic)
+        for dev in state.take_resync_requests():
+            pattern = await _resync(transport, device, dev)
+            if pattern is not None:
+                extra.add(pattern)
+        if on_update is not None:
+            on_update(state, record)
+    return state
