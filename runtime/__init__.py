@@ -51,7 +51,6 @@ from delgrad.runtime._optim import (
     clip_weights,
 )
 from delgrad.runtime._run_config import RunConfig, load_run_config
-from delgrad.runtime._service import Service
 from delgrad.runtime._stats import Counters, LatencyTracker, RateMeter, RingBuffer, SlidingAccuracy
 from delgrad.runtime._trainer import Learner, Trainer
 from delgrad.runtime._warmup import warm_up
@@ -125,3 +124,13 @@ __all__ = [
     "yinyang_class",
     "yinyang_split",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The service imports delgrad.protocols, which imports this package's error
+    # tree; loading it lazily keeps either package importable first.
+    if name == "Service":
+        from delgrad.runtime._service import Service
+
+        return Service
+    raise AttributeError(f"module 'delgrad.runtime' has no attribute {name!r}")

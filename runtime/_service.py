@@ -124,7 +124,8 @@ class Service:
         self.spikes_per_trial = 0.0
         self.started_s = clock()
         self.last_metrics: dict[str, float] = {}
-        self._have_trials = asyncio.Event()
+        self.ready = asyncio.Event()  # set once subscribed and announced
+        self._have_work = asyncio.Event()  # pending trials or joined labels to learn from
         self._stop = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delgrad-worker")
         self._labelled: list = []  # joined trials not yet learned from (per message)
@@ -145,6 +146,7 @@ class Service:
         await self.transport.subscribe(subscription(self.device, "cmd"))
         await self._publish(topic(self.device, "status"), Status("birth", 0.0, self._detail()))
         await self._publish_snapshot()
+        self.ready.set()
         tasks = [
             asyncio.create_task(self._receive_loop(), name="receive"),
             asyncio.create_task(self._inference_loop(), name="inference"),
@@ -182,6 +184,8 @@ class Service:
         """Process what is already queued (in-flight batches) before shutting down."""
         while self.pending_trials and not self.paused:
             await self._process_batch()
+        if not self.paused:
+            await self._learn_from_labelled()
 
     # -- publishing ------------------------------------------------------------------
 
@@ -262,7 +266,9 @@ class Service:
         elif kind == "labels" and isinstance(msg, Labels):
             self.counters.inc("labels.received", len(msg.trial_ids))
             joined = self.join.add_labels(msg.trial_ids, msg.labels, now)
-            self._labelled.extend(joined)
+            if joined:
+                self._labelled.extend(joined)
+                self._have_work.set()
         elif kind == "cmd" and isinstance(msg, Command):
             if len(self._commands) >= self._commands.maxlen:  # type: ignore[operator]
                 self.counters.inc("dropped.commands_overflow")
@@ -291,7 +297,7 @@ class Service:
                 )
             self.pending_trials -= dropped
             self.counters.inc("dropped.overload", dropped)
-        self._have_trials.set()
+        self._have_work.set()
 
     def _ingest_trials(self, msg: SpikeBatch, now: float) -> None:
         scale = 1.0 / self.config.ingest.us_per_tau if msg.time_unit == "us" else 1.0
@@ -325,16 +331,18 @@ class Service:
                 self.pending[0] = _Chunk(chunk.ids[take:], chunk.t_in[take:], chunk.received_s)
             taken += take
         self.pending_trials -= taken
-        if not self.pending:
-            self._have_trials.clear()
         return np.concatenate(ids), np.concatenate(rows), np.concatenate(received)
 
     async def _inference_loop(self) -> None:
         cfg = self.config.inference
         while True:
-            await self._have_trials.wait()
+            await self._have_work.wait()
             if self.paused:
                 await asyncio.sleep(0.05)
+                continue
+            if not self.pending_trials:
+                self._have_work.clear()
+                await self._learn_from_labelled()  # labels that came after their trials
                 continue
             if self.pending_trials < cfg.max_batch:
                 # latency budget: wait a little for a fuller batch
@@ -459,8 +467,7 @@ class Service:
             self.paused = True
         elif name == "resume":
             self.paused = False
-            if self.pending:
-                self._have_trials.set()
+            self._have_work.set()
         elif name == "mode":
             mode = args.get("mode")
             if mode not in ("train", "infer"):
