@@ -23,13 +23,12 @@ class BrokerSection:
     Attributes:
         url: ``mqtt://[user@]host[:port]`` or ``mqtts://...`` (TLS); "" = embedded.
         client_id: MQTT client id ("" = ``delgrad-run-{device}``).
-        password_env: environment variable holding the password.
+            A URL with a user but no password takes it from $DELGRAD_MQTT_PASSWORD.
         embedded_port: port of the embedded broker (0 = any free port).
     """
 
     url: str = ""
     client_id: str = ""
-    password_env: str = "DELGRAD_MQTT_PASSWORD"
     embedded_port: int = 1883
 
 

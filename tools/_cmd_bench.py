@@ -8,7 +8,9 @@ import json
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad bench``."""
-    parser.add_argument("what", choices=["core", "protocol", "drivers"], help="which benchmark to run")
+    parser.add_argument(
+        "what", choices=["core", "protocol", "drivers"], help="which benchmark to run"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="repeats; the median is printed")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -72,16 +71,17 @@ async def serve(
     online = build_online(config)
     await asyncio.get_running_loop().run_in_executor(None, _warm, online)
     async with contextlib.AsyncExitStack() as stack:
+        options: dict[str, Any] = {}
         if config.broker.url:
             url = config.broker.url
         else:
+            options["protocol"] = "3.1.1"  # amqtt speaks MQTT 3.1.1 only: skip the v5 probe
             broker = EmbeddedBroker("127.0.0.1", config.broker.embedded_port)
             await stack.enter_async_context(broker)
             url = broker.url
         client_id = config.broker.client_id or f"delgrad-run-{config.device}"
-        password = os.environ.get(config.broker.password_env) or None
         will = _status_will(config.device)
-        transport = transport_from_url(url, client_id=client_id, will=will, password=password)
+        transport = transport_from_url(url, client_id=client_id, will=will, **options)
         await stack.enter_async_context(transport)
         service = Service(config, transport, online)
         if config.checkpoint.dir and await asyncio.get_running_loop().run_in_executor(
@@ -134,7 +134,9 @@ async def _demo_sensor(url: str, config: RunConfig, rate: float, stop: asyncio.E
         from delgrad.tools._train_run import resolve_config
 
         repeat = resolve_config(config.model.recipe).network.input_repeat
-    async with transport_from_url(url, client_id=f"delgrad-demo-sensor-{config.device}") as tr:
+    options = {} if config.broker.url else {"protocol": "3.1.1"}
+    client_id = f"delgrad-demo-sensor-{config.device}"
+    async with transport_from_url(url, client_id=client_id, **options) as tr:
         await stream_trials(
             Publisher(tr, "demo-sensor"),
             config.device,

@@ -20,7 +20,6 @@ from delgrad.protocols import (
     ProtocolError,
     Publisher,
     Reply,
-    SpikeBatch,
     Status,
     decode,
     encode,
@@ -133,7 +132,7 @@ async def test_online_learning_predictions_and_parameter_stream():
     assert m["accuracy"] > 0.7
     # the published parameter stream reproduces the learner's parameters
     replica = ParameterReplica()
-    for t, msg in client.messages:
+    for _t, msg in client.messages:
         if isinstance(msg, ParameterSnapshot):
             replica.apply_snapshot(msg)
         elif isinstance(msg, ParameterDelta):
