@@ -43,6 +43,11 @@ Numerical tricks (why, not what):
 * All helpers taking arrays are inlined by hand in ``layer_forward``: a call
   with array arguments costs an atomic incref/decref per array, which was most
   of the per-neuron time.
+* tau_m = tau_s, valid prefix: the W0 solve is one serial chain (exp, sqrt,
+  guess polynomial, exp, division), so its latency, not throughput, is the
+  cost: the guess polynomial uses Estrin's scheme and Halley's step one
+  division. Per prefix, the peak tests are multiplied out by a1 > 0 and
+  (a - r)/tau_s is (a - r) * (1/tau_s) (see the comments there).
 * error_model="numpy": divisions by zero give inf/nan instead of raising; every
   candidate is tested with comparisons that are false for nan, so nan never
   becomes a spike time; the fast path clamps W0's argument to [-1/e, 0) and the
@@ -80,9 +85,9 @@ _W_POLY = (
 def lambertw0(z: float) -> float:
     """Principal branch W0(z) for z >= -1/e; nan below -1/e.
 
-    Halley's iteration from an accurate guess: on [-1/e, 0) a polynomial in the
-    branch-point variable p (so the guess is exactly -1 at the branch point and
-    never below it), elsewhere a Taylor or logarithmic guess.
+    Halley's iteration from an accurate guess: on [-1/e, -1e-3) a polynomial in
+    the branch-point variable p (so the guess is exactly -1 at the branch point
+    and never below it), elsewhere a Taylor or logarithmic guess.
     """
     if z < -_INV_E:
         # -1/e itself is not representable; accept rounding at the branch point.
@@ -91,20 +96,26 @@ def lambertw0(z: float) -> float:
         return np.nan
     if z == 0.0:
         return 0.0
-    if z < 0.0:
+    if z < -1e-3:
         p = math.sqrt(max(2.0 * (math.e * z + 1.0), 0.0))
         u = math.sqrt(2.0) * p - 1.0
-        g = _W_POLY[8]
-        g = g * u + _W_POLY[7]
-        g = g * u + _W_POLY[6]
-        g = g * u + _W_POLY[5]
-        g = g * u + _W_POLY[4]
-        g = g * u + _W_POLY[3]
-        g = g * u + _W_POLY[2]
-        g = g * u + _W_POLY[1]
-        g = g * u + _W_POLY[0]
+        # Estrin's scheme: dependency depth 4 multiply-adds instead of Horner's 8
+        # (the W0 solve of a valid prefix is one serial chain). The guess only
+        # seeds Halley's iteration, so its rounding does not reach the result.
+        u2 = u * u
+        u4 = u2 * u2
+        g01 = _W_POLY[0] + _W_POLY[1] * u
+        g23 = _W_POLY[2] + _W_POLY[3] * u
+        g45 = _W_POLY[4] + _W_POLY[5] * u
+        g67 = _W_POLY[6] + _W_POLY[7] * u
+        g03 = g01 + g23 * u2
+        g47 = g45 + g67 * u2
+        g = (g03 + g47 * u4) + _W_POLY[8] * (u4 * u4)
         w = -1.0 + p * g
     elif z < 1.0:
+        # Also for -1e-3 <= z < 0: the branch-point guess -1 + p g cancels there
+        # (absolute error ~1e-16, i.e. no relative accuracy for tiny |z|), the
+        # series' relative error is <= 8/3 |z|^3 < 3e-9, polished by one step.
         w = z * (1.0 - z + 1.5 * z * z)
     else:
         lz = math.log(z)
@@ -115,7 +126,9 @@ def lambertw0(z: float) -> float:
         wp1 = w + 1.0
         if wp1 == 0.0 or f == 0.0:
             break
-        step = f / (ew * wp1 - (w + 2.0) * f / (2.0 * wp1))
+        # Halley's step f / (ew wp1 - (w + 2) f / (2 wp1)) with both fractions
+        # over one denominator: one division on the serial chain instead of two.
+        step = (2.0 * wp1) * f / ((2.0 * wp1) * (ew * wp1) - (w + 2.0) * f)
         w -= step
         if abs(step) <= 4e-16 * (1.0 + abs(w)):
             break
@@ -316,6 +329,7 @@ def layer_forward(
     tau_min = min(tau_s, tau_m)
     lim = _LIM * tau_min
     c = theta * tau_s / tau_m
+    inv_s = 1.0 / tau_s
     # Per call: e^{d/tau_m} of every synapse's delay sum, and whether all delay
     # sums and weights are small enough for the absolute frame (see module doc).
     safe = mode != MODE_GENERAL and eps <= _W_MAX
@@ -473,20 +487,31 @@ def layer_forward(
                     # (peak after x_next: V rising) or V(peak) >= c (peak inside).
                     # These are the W0 bounds of the relative frame multiplied out,
                     # so only the peak-inside case and the valid prefix need exp.
-                    x_k = (buf_t[kk] - r) / tau_s
+                    # x = (a - r) * (1/tau_s): exact for tau_s a power of two,
+                    # else within an ulp of the quotient (moves an arrival by
+                    # ~1e-16 tau_s); no division on the per-prefix path.
+                    x_k = (buf_t[kk] - r) * inv_s
                     a1 += wk * e_k
                     bb += wk * (x_k * e_k)
                     if not a1 > 0.0:
                         continue
-                    mm = bb / a1
-                    x_peak = mm + 1.0
-                    if not (x_peak >= x_k and x_k * a1 - bb <= c * e_k):
+                    # The peak tests multiplied by a1 > 0 (no division):
+                    # x_peak >= x_k <=> x_k a1 - bb <= a1, and V(x_k) <= c.
+                    u_k = x_k * a1 - bb
+                    if not (u_k <= a1 and u_k <= c * e_k):
                         continue
-                    if not last and x_peak > (buf_t[kk + 1] - r) / tau_s:
-                        if not (buf_t[kk + 1] - r) / tau_s * a1 - bb >= c * e_nx:
+                    if not last:
+                        u_nx = (buf_t[kk + 1] - r) * inv_s * a1 - bb
+                        after = u_nx < a1  # peak after the next arrival
+                    else:
+                        after = False
+                    if after:
+                        if not u_nx >= c * e_nx:
                             continue
+                        mm = bb / a1
                         q = math.exp(mm)
                     else:
+                        mm = bb / a1
                         q = math.exp(mm)
                         if not a1 >= c * math.e * q:
                             continue
