@@ -147,20 +147,26 @@ class Service:
         await self._publish(topic(self.device, "status"), Status("birth", 0.0, self._detail()))
         await self._publish_snapshot()
         self.ready.set()
+        inference = asyncio.create_task(self._inference_loop(), name="inference")
         tasks = [
             asyncio.create_task(self._receive_loop(), name="receive"),
-            asyncio.create_task(self._inference_loop(), name="inference"),
             asyncio.create_task(self._metrics_loop(), name="metrics"),
         ]
         if self._checkpoint_dir is not None:
             tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         stopper = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [stopper, inference, *tasks], return_when=asyncio.FIRST_COMPLETED
+        )
         failed = [t for t in done if t is not stopper and t.exception() is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
+        # The inference loop is never cancelled mid-batch: it sees the stop flag
+        # between batches, so an in-flight batch (and its learning step) completes.
+        self._have_work.set()
+        await asyncio.gather(inference, return_exceptions=True)
         try:
             await self._drain()
             if self._checkpoint_dir is not None:
@@ -335,8 +341,10 @@ class Service:
 
     async def _inference_loop(self) -> None:
         cfg = self.config.inference
-        while True:
+        while not self._stop.is_set():
             await self._have_work.wait()
+            if self._stop.is_set():
+                return
             if self.paused:
                 await asyncio.sleep(0.05)
                 continue
