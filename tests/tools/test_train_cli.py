@@ -73,3 +73,29 @@ def test_bad_config_field_gives_clear_error(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "unknown field(s) epoch in [training]" in err
+
+
+def test_training_report_files(tmp_path):
+    from delgrad.tools._train_run import resolve_config, run_training
+
+    config = resolve_config(
+        "yinyang_H30_WS",
+        [
+            "data.train_size=300",
+            "data.validation_size=100",
+            "data.test_size=100",
+            "training.epochs=2",
+            "training.batch_size=50",
+            "network.hidden=[8]",
+        ],
+    )
+    results = run_training(config, tmp_path, plots=True)
+    names = ["learning_curves", "yinyang_plane", "output_times", "delays", "raster"]
+    for name in names:
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["test_accuracy"] == results["test_accuracy"]
+    assert len(saved["curves"]["validation_accuracy"]) == 2
+    assert saved["n_trainable"] == 4 * 8 + 8 * 3 + 4 * 8 + 8 * 3
+    assert saved["package_version"] and saved["seed"] == 0
