@@ -66,13 +66,18 @@ def _check_labels(labels: ArrayLike, batch: int, n_out: int) -> NDArray[np.int64
     return lab
 
 
-def _check_positive(name: str, value: float) -> None:
+def _check_number(name: str, value: float, *, allow_zero: bool = False) -> None:
     if not (
         isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
     ):
         raise ParameterError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ParameterError(f"{name} must be finite and > 0, got {value!r}")
+    if not (math.isfinite(value) and (value > 0 or (allow_zero and value == 0))):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ParameterError(f"{name} must be finite and {bound}, got {value!r}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    _check_number(name, value)
 
 
 def _predict(t: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -153,11 +158,7 @@ class ShiftMSELoss:
     delta_t: float = 0.2
 
     def __post_init__(self) -> None:
-        d = self.delta_t
-        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)):
-            raise ParameterError(f"delta_t must be a number, got {d!r}")
-        if not (math.isfinite(d) and d >= 0):
-            raise ParameterError(f"delta_t must be finite and >= 0, got {d!r}")
+        _check_number("delta_t", self.delta_t, allow_zero=True)
 
     def __call__(self, times: ArrayLike, labels: ArrayLike) -> LossResult:
         """Evaluate on times (B, n_out) and labels (B,); see :class:`LossResult`."""
@@ -205,11 +206,7 @@ class FirstSpikeCrossEntropy:
         _check_positive("xi", self.xi)
         _check_positive("beta", self.beta)
         _check_positive("tau_s", self.tau_s)
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float, np.floating, np.integer)):
-            raise ParameterError(f"alpha must be a number, got {a!r}")
-        if not (math.isfinite(a) and a >= 0):
-            raise ParameterError(f"alpha must be finite and >= 0, got {a!r}")
+        _check_number("alpha", self.alpha, allow_zero=True)
 
     def __call__(self, times: ArrayLike, labels: ArrayLike) -> LossResult:
         """Evaluate on times (B, n_out) and labels (B,); see :class:`LossResult`."""
