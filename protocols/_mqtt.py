@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,10 @@ class MqttTransport(Transport):
             keepalive=self.keepalive_s,
             timeout=self.timeout_s,
             tls_context=self.tls,
+            # No Nagle: paho writes each packet with one send, and a message written
+            # while the previous one is unacknowledged would otherwise wait for the
+            # peer's delayed ACK (~40 ms), capping a client at some 25-50 messages/s.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
     @staticmethod
