@@ -67,6 +67,9 @@ HIGHWATER_NAME = "sequence_highwater.json"
 #: numbers stay increasing across a crash (see docs/runtime.md, "Restarts").
 SEQ_RESERVE = 1 << 32
 
+#: Learning jobs queued in the worker before the inference loop waits for the oldest.
+MAX_LEARNING_IN_FLIGHT = 2
+
 COMMANDS = ("checkpoint", "lr", "mode", "pause", "reset", "resume", "snapshot", "status")
 
 
@@ -129,6 +132,8 @@ class Service:
         self._stop = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delgrad-worker")
         self._labelled: list = []  # joined trials not yet learned from (per message)
+        # learning jobs submitted to the worker, oldest first (at most MAX_LEARNING_IN_FLIGHT)
+        self._learning: deque[asyncio.Future] = deque()
         # commands are rare; the bound guards against a flood (overflow is counted)
         self._commands: deque = deque(maxlen=1000)
         self._checkpoint_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
@@ -192,6 +197,7 @@ class Service:
             await self._process_batch()
         if not self.paused:
             await self._learn_from_labelled()
+        await self._collect_learning(block=True)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -230,14 +236,14 @@ class Service:
         await self._publish(topic(self.device, "params/latest"), snapshot)
         self._write_highwater()
 
-    async def _after_steps(self, steps: int) -> None:
+    async def _after_steps(self, steps: int, layers: list | None = None) -> None:
         if not steps:
             return
         self.steps_since_delta += steps
         if self.steps_since_delta < self.config.publish.delta_every:
             return
         self.steps_since_delta = 0
-        delta = self.encoder.delta(self.online.published_layers())
+        delta = self.encoder.delta(layers if layers is not None else self.online.published_layers())
         await self._publish(topic(self.device, "params/delta"), delta)
         self.deltas_since_snapshot += 1
         if self.deltas_since_snapshot >= self.config.publish.snapshot_every:
@@ -361,6 +367,7 @@ class Service:
             await self._process_batch()
 
     async def _process_batch(self) -> None:
+        await self._collect_learning(block=False)
         if not self.pending_trials:
             return
         ids, t_in, received = self._take(self.config.inference.max_batch)
@@ -386,6 +393,15 @@ class Service:
         self.join.expire(now)
         await self._learn_from_labelled()
 
+    def _learn_job(self, rows: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
+        """Worker thread: learn, and copy the parameters a delta is made from (so
+        the event loop never reads parameters a later step is changing)."""
+        report = self.online.learn_rows(rows, labels)
+        layers = None
+        if report.steps + report.bumps:
+            layers = [{k: v.copy() for k, v in ly.items()} for ly in self.online.published_layers()]
+        return report, layers
+
     async def _learn_from_labelled(self) -> None:
         if not self._labelled:
             return
@@ -404,10 +420,27 @@ class Service:
         self.accuracy.add(result.correct, result.loss)
         if self.mode != "train" or self.paused:
             return
-        report = await self._in_worker(self.online.learn_rows, rows, labels)
-        self.counters.inc("learning.steps", report.steps)
-        self.counters.inc("learning.bumps", report.bumps)
-        await self._after_steps(report.steps + report.bumps)
+        # Not awaited: the worker runs this step, then the next batch's driver run
+        # (queued behind it, so parameters still change between batches only),
+        # while the event loop ingests and joins. Results are taken in order.
+        self._learning.append(
+            asyncio.get_running_loop().run_in_executor(
+                self._executor, self._learn_job, rows, labels
+            )
+        )
+        if len(self._learning) > MAX_LEARNING_IN_FLIGHT:
+            await self._collect_learning(block=True, keep=MAX_LEARNING_IN_FLIGHT)
+
+    async def _collect_learning(self, *, block: bool, keep: int = 0) -> None:
+        """Account finished learning jobs in order and publish their deltas; with
+        ``block``, wait until at most ``keep`` are left."""
+        while self._learning and (
+            self._learning[0].done() or (block and len(self._learning) > keep)
+        ):
+            report, layers = await self._learning.popleft()
+            self.counters.inc("learning.steps", report.steps)
+            self.counters.inc("learning.bumps", report.bumps)
+            await self._after_steps(report.steps + report.bumps, layers)
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -491,11 +524,13 @@ class Service:
         elif name == "checkpoint":
             if self._checkpoint_dir is None:
                 raise ParameterError("no checkpoint folder configured")
+            await self._collect_learning(block=True)
             path = await self._in_worker(self.save_checkpoint)
             return {"path": str(path)}
         elif name == "reset":
             if self._checkpoint_dir is None:
                 raise ParameterError("no checkpoint folder configured")
+            await self._collect_learning(block=True)
             await self._in_worker(self.load_checkpoint)
             await self._publish_snapshot()
         elif name == "status":
@@ -514,6 +549,7 @@ class Service:
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.checkpoint.period_s)
+            await self._collect_learning(block=True)
             await self._in_worker(self.save_checkpoint)
 
     def _service_state(self) -> dict[str, Any]:

@@ -1,0 +1,493 @@
+"""End-to-end benchmarks of the streaming runtime through a real MQTT broker.
+
+Three processes on loopback, as deployed: ``mosquitto`` (started here on a free
+port with a throw-away configuration), ``delgrad run --config ... --quiet`` (the
+service: emulator-ideal driver, the default recipe, learning on) and
+``delgrad sensor`` (Yin-Yang trials, every trial labelled, batched in messages).
+The runtime's own metrics are read by subscribing to its metrics topic; resident
+memory and CPU time come from ``/proc`` (Linux).
+
+Run ``python -m delgrad.tools.bench_e2e {throughput,latency,memory}``; each prints
+one JSON line. See docs/performance.md, "Streaming runtime".
+
+Every wait is bounded; every process started here is stopped (SIGINT/SIGTERM,
+then SIGKILL after a timeout) before the function returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEVICE = "bench"
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+# ------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (``/proc/PID/statm``), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its threads, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _delgrad_cmd() -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from delgrad.tools._cli import main; sys.exit(main())",
+    ]
+
+
+def _wait_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
+    """Signal ``proc``, wait up to ``timeout_s``, then kill it. Returns its exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5.0)
+    return int(proc.returncode)
+
+
+@dataclass
+class Setup:
+    """The broker and the runtime of one benchmark."""
+
+    port: int
+    folder: Path
+    broker: subprocess.Popen
+    runtime: subprocess.Popen
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def sensor(
+        self, *, rate: float, batch: int, duration_s: float | None = None, count: int | None = None
+    ) -> subprocess.Popen:
+        """Start ``delgrad sensor`` (every trial labelled)."""
+        cmd = [
+            *_delgrad_cmd(),
+            "sensor",
+            "--broker",
+            self.url,
+            "--device",
+            DEVICE,
+            "--rate",
+            str(rate),
+            "--batch",
+            str(batch),
+        ]
+        if duration_s is not None:
+            cmd += ["--duration", str(duration_s)]
+        if count is not None:
+            cmd += ["--count", str(count)]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=open(self.folder / "sensor.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(proc)
+        return proc
+
+
+def _toml(config: dict[str, Any]) -> str:
+    lines = []
+    for key, value in config.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def running(
+    config: dict[str, Any] | None = None, *, start_timeout_s: float = 60.0
+) -> Iterator[Setup]:
+    """Start mosquitto and ``delgrad run`` (with ``config`` sections merged in); stop both."""
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    folder = Path(tempfile.mkdtemp(prefix="delgrad-bench-"))
+    port = free_port()
+    (folder / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 10000\n"
+    )
+    broker = subprocess.Popen(
+        [mosquitto, "-c", str(folder / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "mosquitto.log", "ab"),
+    )
+    runtime = None
+    setup = None
+    try:
+        _wait_port(port, 10.0)
+        data: dict[str, Any] = {
+            "device": DEVICE,
+            "broker": {"url": f"mqtt://127.0.0.1:{port}"},
+            "publish": {"metrics_period_s": 1.0},
+        }
+        for key, value in (config or {}).items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        (folder / "run.toml").write_text(_toml(data))
+        runtime = subprocess.Popen(
+            [*_delgrad_cmd(), "run", "--config", str(folder / "run.toml"), "--quiet"],
+            stdout=open(folder / "runtime.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        setup = Setup(port, folder, broker, runtime)
+        yield setup
+    finally:
+        if setup is not None:
+            for proc in setup.processes:
+                stop_process(proc, signal.SIGINT, 10.0)
+        if runtime is not None:
+            stop_process(runtime, signal.SIGTERM, 30.0)
+        stop_process(broker, signal.SIGTERM, 10.0)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------- watching
+
+
+@dataclass
+class Sample:
+    """One metrics message of the runtime, with the time it arrived and /proc readings."""
+
+    wall_s: float
+    values: dict[str, float]
+    rss: int
+    cpu: dict[str, float]
+
+
+class Watcher:
+    """Subscribes to the runtime's metrics (and optionally events and predictions)."""
+
+    def __init__(self, setup: Setup, *, latency: bool = False) -> None:
+        self.setup = setup
+        self.latency = latency
+        self.samples: list[Sample] = []
+        self.rss_peak = 0
+        # (first trial id, n, sensor timestamp ns) of recent event messages (bounded)
+        self._sent: deque[tuple[int, int, int]] = deque(maxlen=10_000)
+        self.subscriber_latency_ms: deque[float] = deque(maxlen=200_000)
+        self._transport = None
+        self._task: asyncio.Task | None = None
+        self.birth = asyncio.Event()
+
+    def pids(self) -> dict[str, int]:
+        out = {"runtime": self.setup.runtime.pid, "broker": self.setup.broker.pid}
+        for i, proc in enumerate(self.setup.processes):
+            out["sensor" if i == 0 else f"sensor{i}"] = proc.pid
+        return out
+
+    async def __aenter__(self) -> Watcher:
+        from delgrad.protocols import topic
+        from delgrad.protocols._url import transport_from_url
+
+        self._transport = transport_from_url(
+            self.setup.url, client_id=f"bench-watch-{os.getpid()}", inbox_capacity=100_000
+        )
+        await self._transport.__aenter__()
+        kinds = ["metrics", "status"] + (["events/in", "predictions"] if self.latency else [])
+        for kind in kinds:
+            await self._transport.subscribe(topic(DEVICE, kind), qos=0)
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._transport is not None:
+            await self._transport.__aexit__(None, None, None)
+
+    async def _collect(self) -> None:
+        from delgrad.protocols import (
+            Metrics,
+            Predictions,
+            ProtocolError,
+            SpikeBatch,
+            Status,
+            decode,
+        )
+
+        while True:
+            msg = await self._transport.recv()
+            received_ns = time.time_ns()
+            try:
+                env = decode(msg.payload)
+            except ProtocolError:
+                continue
+            m = env.message
+            if isinstance(m, Metrics):
+                pid = self.setup.runtime.pid
+                rss = rss_bytes(pid)
+                self.rss_peak = max(self.rss_peak, rss)
+                cpu = {name: cpu_seconds(p) for name, p in self.pids().items()}
+                self.samples.append(Sample(time.monotonic(), dict(m.values), rss, cpu))
+            elif isinstance(m, Status) and m.state == "birth":
+                self.birth.set()
+            elif isinstance(m, SpikeBatch) and m.n_trials:
+                self._sent.append((int(m.trial_ids[0]), m.n_trials, env.timestamp_ns))
+            elif isinstance(m, Predictions) and m.trial_ids.size and self._sent:
+                starts = np.array([s[0] for s in self._sent])
+                stamps = np.array([s[2] for s in self._sent])
+                at = np.searchsorted(starts, m.trial_ids, side="right") - 1
+                ok = at >= 0
+                lat = (received_ns - stamps[at[ok]]) / 1e6
+                self.subscriber_latency_ms.extend(lat.tolist())
+
+    async def wait(self, predicate, timeout_s: float) -> Sample:
+        """Wait for a metrics sample satisfying ``predicate`` (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while time.monotonic() < deadline:
+            for sample in self.samples[seen:]:
+                if predicate(sample.values):
+                    return sample
+            seen = len(self.samples)
+            if self.setup.runtime.poll() is not None:
+                raise RuntimeError(f"runtime exited with {self.setup.runtime.returncode}")
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"no matching metrics within {timeout_s} s")
+
+
+def _get(values: dict[str, float], key: str) -> float:
+    return float(values.get(key, 0.0))
+
+
+def _window(a: Sample, b: Sample, batch: int) -> dict[str, Any]:
+    dt = _get(b.values, "uptime_s") - _get(a.values, "uptime_s")
+
+    def d(key: str) -> float:
+        return _get(b.values, key) - _get(a.values, key)
+
+    wall = b.wall_s - a.wall_s
+    cpu = {k: round(100 * (b.cpu.get(k, 0) - a.cpu.get(k, 0)) / wall, 1) for k in b.cpu}
+    received = d("trials.received")
+    lossy = d("transport.dropped_in_lossy")
+    offered = received + lossy * batch  # a dropped event message held `batch` trials
+    dropped = d("dropped.overload") + lossy * batch
+    return {
+        "window_s": round(dt, 2),
+        "trials_per_s": round(d("trials.processed") / dt, 1),
+        "offered_per_s": round(offered / dt, 1),
+        "joined_per_s": round(d("join.joined") / dt, 1),
+        "learning_steps_per_s": round((d("learning.steps") + d("learning.bumps")) / dt, 2),
+        "dropped_overload": int(d("dropped.overload")),
+        "dropped_inbox_messages": int(lossy),
+        "drop_rate": round(dropped / offered, 5) if offered else 0.0,
+        "cpu_percent": cpu,
+        "accuracy": _get(b.values, "accuracy"),
+        "latency_p99_ms": _get(b.values, "latency.p99_ms"),
+    }
+
+
+async def _started(setup: Setup, watcher: Watcher, timeout_s: float = 90.0) -> None:
+    await watcher.wait(lambda v: True, timeout_s)  # the first metrics: subscribed and warm
+
+
+# ------------------------------------------------------------------ benchmarks
+
+
+async def throughput(
+    rate: float = 60_000.0,
+    batch: int = 1000,
+    warmup_s: float = 8.0,
+    measure_s: float = 24.0,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Sustained processed trials/s over ``measure_s`` after ``warmup_s``."""
+    with running(config) as setup:
+        async with Watcher(setup) as watcher:
+            await _started(setup, watcher)
+            setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
+            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
+            a = await watcher.wait(
+                lambda v: _get(v, "uptime_s") >= _get(first.values, "uptime_s") + warmup_s,
+                warmup_s + 30,
+            )
+            b = await watcher.wait(
+                lambda v: _get(v, "uptime_s") >= _get(a.values, "uptime_s") + measure_s,
+                measure_s + 30,
+            )
+    return {"bench": "throughput", "rate": rate, "batch": batch, **_window(a, b, batch)}
+
+
+async def latency(
+    rate: float = 5_000.0,
+    batch: int = 50,
+    warmup_s: float = 5.0,
+    measure_s: float = 20.0,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The service's p99 latency (event received -> prediction published) at ``rate``,
+    and the subscriber's view (sensor timestamp -> prediction received)."""
+    with running(config) as setup:
+        async with Watcher(setup, latency=True) as watcher:
+            await _started(setup, watcher)
+            setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
+            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
+            a = await watcher.wait(
+                lambda v: _get(v, "uptime_s") >= _get(first.values, "uptime_s") + warmup_s,
+                warmup_s + 30,
+            )
+            watcher.subscriber_latency_ms.clear()
+            b = await watcher.wait(
+                lambda v: _get(v, "uptime_s") >= _get(a.values, "uptime_s") + measure_s,
+                measure_s + 30,
+            )
+            sub = np.array(watcher.subscriber_latency_ms)
+    result = {"bench": "latency", "rate": rate, "batch": batch, **_window(a, b, batch)}
+    result["service_ms"] = {
+        k: round(_get(b.values, f"latency.{k}_ms"), 3) for k in ("p50", "p90", "p99", "max")
+    }
+    if sub.size:
+        q = np.quantile(sub, [0.5, 0.9, 0.99, 1.0])
+        result["subscriber_ms"] = dict(
+            zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True)
+        )
+        result["subscriber_trials"] = int(sub.size)
+    return result
+
+
+async def memory(
+    rate: float = 20_000.0,
+    batch: int = 1000,
+    overload: float = 1.0,
+    first: int = 100_000,
+    last: int = 2_000_000,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Runtime RSS after ``first`` and after ``last`` streamed trials, offered at
+    ``rate * overload`` trials/s. Streamed = received by the service plus those in
+    event messages its transport inbox dropped."""
+    offered = rate * overload
+
+    def streamed(v: dict[str, float]) -> float:
+        return _get(v, "trials.received") + batch * _get(v, "transport.dropped_in_lossy")
+
+    with running(config) as setup:
+        async with Watcher(setup) as watcher:
+            await _started(setup, watcher)
+            rss_start = rss_bytes(setup.runtime.pid)
+            budget = last / max(offered, 1.0) * 4 + 120
+            setup.sensor(rate=offered, batch=batch, duration_s=budget)
+            a = await watcher.wait(lambda v: streamed(v) >= first, budget)
+            watcher.rss_peak = a.rss
+            b = await watcher.wait(lambda v: streamed(v) >= last, budget)
+    out = {
+        "bench": "memory",
+        "rate_offered": offered,
+        "overload": overload,
+        "batch": batch,
+        "streamed_first": int(streamed(a.values)),
+        "streamed_last": int(streamed(b.values)),
+        "rss_start_mb": round(rss_start / 2**20, 2),
+        "rss_first_mb": round(a.rss / 2**20, 2),
+        "rss_last_mb": round(b.rss / 2**20, 2),
+        "rss_peak_after_first_mb": round(watcher.rss_peak / 2**20, 2),
+        "growth_mb": round((b.rss - a.rss) / 2**20, 2),
+        **_window(a, b, batch),
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m delgrad.tools.bench_e2e")
+    parser.add_argument("bench", choices=("throughput", "latency", "memory"))
+    parser.add_argument("--rate", type=float, help="sensor trials/s (memory: nominal rate)")
+    parser.add_argument("--batch", type=int, help="trials per event message")
+    parser.add_argument("--measure", type=float, help="seconds measured (throughput, latency)")
+    parser.add_argument("--overload", type=float, default=1.0, help="memory: offered / nominal")
+    parser.add_argument("--last", type=int, help="memory: trials streamed in all")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=JSON",
+        help="runtime configuration override, e.g. inference.max_batch=2048",
+    )
+    args = parser.parse_args(argv)
+    config: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        config.setdefault(section, {})[name] = json.loads(value)
+    kwargs: dict[str, Any] = {"config": config}
+    if args.rate is not None:
+        kwargs["rate"] = args.rate
+    if args.batch is not None:
+        kwargs["batch"] = args.batch
+    if args.bench == "memory":
+        kwargs["overload"] = args.overload
+        if args.last is not None:
+            kwargs["last"] = args.last
+    elif args.measure is not None:
+        kwargs["measure_s"] = args.measure
+    fn = {"throughput": throughput, "latency": latency, "memory": memory}[args.bench]
+    print(json.dumps(asyncio.run(fn(**kwargs))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
