@@ -54,7 +54,7 @@ from delgrad.protocols import NeuronParams as WireNeuron
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._errors import DelgradError
 from delgrad.runtime._events import first_spike_inputs
-from delgrad.runtime._join import LabelJoin
+from delgrad.runtime._join import JoinedRows, LabelJoin
 from delgrad.runtime._losses import predict
 from delgrad.runtime._online import OnlineLearner
 from delgrad.runtime._run_config import RunConfig
@@ -131,7 +131,7 @@ class Service:
         self._have_work = asyncio.Event()  # pending trials or joined labels to learn from
         self._stop = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delgrad-worker")
-        self._labelled: list = []  # joined trials not yet learned from (per message)
+        self._labelled: list[JoinedRows] = []  # joined, not yet learned from (per message)
         # learning jobs submitted to the worker, oldest first (at most MAX_LEARNING_IN_FLIGHT)
         self._learning: deque[asyncio.Future] = deque()
         # commands are rare; the bound guards against a flood (overflow is counted)
@@ -277,9 +277,9 @@ class Service:
             self._ingest_stream(msg, now)
         elif kind == "labels" and isinstance(msg, Labels):
             self.counters.inc("labels.received", len(msg.trial_ids))
-            joined = self.join.add_labels(msg.trial_ids, msg.labels, now)
-            if joined:
-                self._labelled.extend(joined)
+            joined = self.join.join_labels(msg.trial_ids, msg.labels, now)
+            if len(joined.labels):
+                self._labelled.append(joined)
                 self._have_work.set()
         elif kind == "cmd" and isinstance(msg, Command):
             if len(self._commands) >= self._commands.maxlen:  # type: ignore[operator]
@@ -388,8 +388,9 @@ class Service:
             ids
         )
         rows = self.online.pack(t_in, observation)
-        joined = self.join.add_trials(ids, list(rows), now)
-        self._labelled.extend(joined)
+        joined = self.join.join_trials(ids, rows, now)
+        if len(joined.labels):
+            self._labelled.append(joined)
         self.join.expire(now)
         await self._learn_from_labelled()
 
@@ -406,8 +407,11 @@ class Service:
         if not self._labelled:
             return
         joined, self._labelled = self._labelled, []
-        rows = np.stack([j.payload for j in joined])
-        labels = np.array([j.label for j in joined], dtype=np.int64)
+        if len(joined) == 1:
+            rows, labels = joined[0].rows, joined[0].labels
+        else:
+            rows = np.concatenate([j.rows for j in joined])
+            labels = np.concatenate([j.labels for j in joined])
         out = self.online.output_times(rows)
         n_out = out.shape[1]
         valid = (labels >= 0) & (labels < n_out)

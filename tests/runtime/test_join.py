@@ -198,3 +198,140 @@ def test_bounded_under_overload():
     assert c["late_labels"] > 0 and c["orphan_labels"] > 0
     assert c["late_labels"] + c["orphan_labels"] + c["joined"] + c["waiting_labels"] == 10 * cap
     _conserved(j)
+
+
+# ------------------------------------- vectorised paths against a reference model
+
+
+class _Reference:
+    """The join rules entry by entry (the original implementation, minus storage)."""
+
+    def __init__(self, capacity, max_age_s):
+        from collections import OrderedDict
+
+        self.c, self.age = capacity, max_age_s
+        self.trials, self.labels = OrderedDict(), OrderedDict()
+        self.missing, self.labelled = OrderedDict(), OrderedDict()
+        self.now = -np.inf
+        names = "trials_in labels_in joined missing_labels orphan_labels late_labels"
+        self.n = dict.fromkeys([*names.split(), "duplicate_labels", "duplicate_trials"], 0)
+
+    def _remember(self, ids, tid):
+        ids[tid] = None
+        ids.move_to_end(tid)
+        if len(ids) > self.c:
+            ids.popitem(last=False)
+
+    def trials_(self, ids, payloads, now):
+        self.now = max(self.now, now)
+        out = []
+        for tid, p in zip(ids, payloads, strict=True):
+            self.n["trials_in"] += 1
+            if tid in self.trials or tid in self.labelled or tid in self.missing:
+                self.n["duplicate_trials"] += 1
+            elif tid in self.labels:
+                self.n["joined"] += 1
+                self._remember(self.labelled, tid)
+                out.append((tid, p, self.labels.pop(tid)[1]))
+            else:
+                if len(self.trials) >= self.c:
+                    self.n["missing_labels"] += 1
+                    self._remember(self.missing, self.trials.popitem(last=False)[0])
+                self.trials[tid] = (self.now, p)
+        return out
+
+    def labels_(self, ids, labels, now):
+        self.now = max(self.now, now)
+        out = []
+        for tid, lab in zip(ids, labels, strict=True):
+            self.n["labels_in"] += 1
+            if tid in self.trials:
+                self.n["joined"] += 1
+                self._remember(self.labelled, tid)
+                out.append((tid, self.trials.pop(tid)[1], lab))
+            elif tid in self.labels or tid in self.labelled:
+                self.n["duplicate_labels"] += 1
+            elif tid in self.missing:
+                self.n["late_labels"] += 1
+                del self.missing[tid]
+                self._remember(self.labelled, tid)
+            else:
+                if len(self.labels) >= self.c:
+                    self.labels.popitem(last=False)
+                    self.n["orphan_labels"] += 1
+                self.labels[tid] = (self.now, lab)
+        return out
+
+    def expire(self, now):
+        self.now = max(self.now, now)
+        limit = self.now - self.age
+        while self.trials and next(iter(self.trials.values()))[0] < limit:
+            self.n["missing_labels"] += 1
+            self._remember(self.missing, self.trials.popitem(last=False)[0])
+        while self.labels and next(iter(self.labels.values()))[0] < limit:
+            self.labels.popitem(last=False)
+            self.n["orphan_labels"] += 1
+
+    def counters(self):
+        return {**self.n, "waiting_trials": len(self.trials), "waiting_labels": len(self.labels)}
+
+
+batch_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["trials", "labels", "expire"]),
+        st.lists(st.integers(0, 40), min_size=0, max_size=12),
+        st.floats(0.0, 0.6),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=batch_ops, capacity=st.integers(1, 8), rows=st.booleans())
+def test_bulk_paths_match_the_entry_by_entry_rules(ops, capacity, rows):
+    j = LabelJoin(capacity=capacity, max_age_s=1.0)
+    ref = _Reference(capacity, 1.0)
+    now = 0.0
+    for kind, ids, dt in ops:
+        now += dt
+        ids_arr = np.array(ids, dtype=np.int64)
+        if kind == "trials":
+            expected = ref.trials_(ids, [float(t) for t in ids], now)
+            if rows:
+                got = j.join_trials(ids_arr, ids_arr[:, None].astype(float) * [1.0, -1.0], now)
+                assert np.all(got.rows[:, 0] == got.trial_ids) and np.all(got.rows[:, 1] <= 0)
+                pairs = list(zip(got.trial_ids.tolist(), got.labels.tolist(), strict=True))
+            else:
+                got = j.add_trials(ids_arr, [float(t) for t in ids], now)
+                assert all(p.payload == p.trial_id for p in got)
+                pairs = [(p.trial_id, p.label) for p in got]
+        elif kind == "labels":
+            labels = [t % 3 for t in ids]
+            expected = ref.labels_(ids, labels, now)
+            if rows:
+                got = j.join_labels(ids_arr, np.array(labels, dtype=np.int64), now)
+                if len(got.labels):
+                    assert np.all(got.rows[:, 0] == got.trial_ids)
+                pairs = list(zip(got.trial_ids.tolist(), got.labels.tolist(), strict=True))
+            else:
+                got = j.add_labels(ids_arr, np.array(labels, dtype=np.int64), now)
+                assert all(p.payload == p.trial_id for p in got)
+                pairs = [(p.trial_id, p.label) for p in got]
+        else:
+            j.expire(now)
+            ref.expire(now)
+            expected, pairs = [], []
+        assert pairs == [(t, lab) for t, _, lab in expected]
+        assert j.counters() == ref.counters()
+        assert list(j._missing._ids) == list(ref.missing)
+        assert list(j._labelled._ids) == list(ref.labelled)
+        _conserved(j)
+
+
+def test_rows_and_objects_do_not_mix():
+    j = LabelJoin(capacity=4, max_age_s=1.0)
+    j.join_trials([1], np.zeros((1, 3)), 0.0)
+    with pytest.raises(ParameterError):
+        j.add_trial(2, "x", 0.0)
+    with pytest.raises(ParameterError):
+        j.join_trials([3], np.zeros((1, 4)), 0.0)
