@@ -499,6 +499,20 @@ class LabelJoin:
             raise ParameterError(f"{ids.size} trial ids but {lab.size} labels")
         return ids, lab
 
+    def drop_labels(self, trial_ids: ArrayLike) -> int:
+        """Give up the waiting labels of trials that will never come (e.g. dropped
+        for overload): they leave at once as ``orphan_labels`` instead of waiting
+        for eviction or expiry. Returns how many were waiting."""
+        ids = _id_array("trial_ids", trial_ids)
+        labels = self._labels
+        if not labels or not ids.size:
+            return 0
+        common = labels.keys() & ids.tolist()
+        if common:
+            self._label_slots.give([labels.pop(k) for k in common])
+            self._counts["orphan_labels"] += len(common)
+        return len(common)
+
     def expire(self, now_s: float) -> None:
         """Drop entries that have waited more than ``max_age_s`` at ``now_s``."""
         limit = self._clock(now_s) - self.max_age_s

@@ -301,14 +301,16 @@ class Service:
             excess = self.pending_trials - limit
             if len(oldest.ids) <= excess:
                 self.pending.popleft()
-                dropped = len(oldest.ids)
+                dropped = oldest.ids
             else:
-                dropped = excess
+                dropped = oldest.ids[:excess]
                 self.pending[0] = _Chunk(
                     oldest.ids[excess:], oldest.t_in[excess:], oldest.received_s
                 )
-            self.pending_trials -= dropped
-            self.counters.inc("dropped.overload", dropped)
+            self.pending_trials -= len(dropped)
+            self.counters.inc("dropped.overload", len(dropped))
+            # their labels would only wait for eviction: orphans now (bounded memory)
+            self.join.drop_labels(dropped)
         self._have_work.set()
 
     def _ingest_trials(self, msg: SpikeBatch, now: float) -> None:

@@ -157,9 +157,13 @@ def _toml(config: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def running(
-    config: dict[str, Any] | None = None, *, start_timeout_s: float = 60.0
+    config: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    start_timeout_s: float = 60.0,
 ) -> Iterator[Setup]:
-    """Start mosquitto and ``delgrad run`` (with ``config`` sections merged in); stop both."""
+    """Start mosquitto and ``delgrad run`` (``config`` sections merged into its
+    configuration, ``env`` added to its environment); stop both."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     folder = Path(tempfile.mkdtemp(prefix="delgrad-bench-"))
     port = free_port()
@@ -189,6 +193,7 @@ def running(
         (folder / "run.toml").write_text(_toml(data))
         runtime = subprocess.Popen(
             [*_delgrad_cmd(), "run", "--config", str(folder / "run.toml"), "--quiet"],
+            env={**os.environ, **(env or {})},
             stdout=open(folder / "runtime.log", "ab"),
             stderr=subprocess.STDOUT,
         )
@@ -228,6 +233,9 @@ class Watcher:
         # (first trial id, n, sensor timestamp ns) of recent event messages (bounded)
         self._sent: deque[tuple[int, int, int]] = deque(maxlen=10_000)
         self.subscriber_latency_ms: deque[float] = deque(maxlen=200_000)
+        # sensor timestamp -> this subscriber received the event message (the path
+        # without the runtime: sensor and broker)
+        self.transit_ms: deque[float] = deque(maxlen=200_000)
         self._transport = None
         self._task: asyncio.Task | None = None
         self.birth = asyncio.Event()
@@ -288,6 +296,7 @@ class Watcher:
                 self.birth.set()
             elif isinstance(m, SpikeBatch) and m.n_trials:
                 self._sent.append((int(m.trial_ids[0]), m.n_trials, env.timestamp_ns))
+                self.transit_ms.append((received_ns - env.timestamp_ns) / 1e6)
             elif isinstance(m, Predictions) and m.trial_ids.size and self._sent:
                 starts = np.array([s[0] for s in self._sent])
                 stamps = np.array([s[2] for s in self._sent])
@@ -315,6 +324,19 @@ def _get(values: dict[str, float], key: str) -> float:
     return float(values.get(key, 0.0))
 
 
+def _backlog(values: dict[str, float], batch: int) -> float:
+    handled = (_get(values, "trials.received") + _get(values, "labels.received")) / batch
+    return _get(values, "transport.received") - handled
+
+
+def _outbox(values: dict[str, float]) -> float:
+    gone = sum(
+        _get(values, f"transport.{k}")
+        for k in ("published", "dropped_out_lossy", "dropped_out_reliable", "coalesced_out")
+    )
+    return _get(values, "published.messages") - gone
+
+
 def _window(a: Sample, b: Sample, batch: int) -> dict[str, Any]:
     dt = _get(b.values, "uptime_s") - _get(a.values, "uptime_s")
 
@@ -337,6 +359,8 @@ def _window(a: Sample, b: Sample, batch: int) -> dict[str, Any]:
         "dropped_inbox_messages": int(lossy),
         "drop_rate": round(dropped / offered, 5) if offered else 0.0,
         "cpu_percent": cpu,
+        "outbox_backlog": [int(_outbox(a.values)), int(_outbox(b.values))],
+        "dropped_out_lossy": int(d("transport.dropped_out_lossy")),
         "accuracy": _get(b.values, "accuracy"),
         "latency_p99_ms": _get(b.values, "latency.p99_ms"),
     }
@@ -392,11 +416,13 @@ async def latency(
                 warmup_s + 30,
             )
             watcher.subscriber_latency_ms.clear()
+            watcher.transit_ms.clear()
             b = await watcher.wait(
                 lambda v: _get(v, "uptime_s") >= _get(a.values, "uptime_s") + measure_s,
                 measure_s + 30,
             )
             sub = np.array(watcher.subscriber_latency_ms)
+            transit = np.array(watcher.transit_ms)
     result = {"bench": "latency", "rate": rate, "batch": batch, **_window(a, b, batch)}
     result["service_ms"] = {
         k: round(_get(b.values, f"latency.{k}_ms"), 3) for k in ("p50", "p90", "p99", "max")
@@ -407,6 +433,11 @@ async def latency(
             zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True)
         )
         result["subscriber_trials"] = int(sub.size)
+    if transit.size:
+        q = np.quantile(transit, [0.5, 0.9, 0.99, 1.0])
+        result["events_transit_ms"] = dict(
+            zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True)
+        )
     return result
 
 
@@ -417,6 +448,7 @@ async def memory(
     first: int = 100_000,
     last: int = 2_000_000,
     config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Runtime RSS after ``first`` and after ``last`` streamed trials, offered at
     ``rate * overload`` trials/s. Streamed = received by the service plus those in
@@ -426,7 +458,7 @@ async def memory(
     def streamed(v: dict[str, float]) -> float:
         return _get(v, "trials.received") + batch * _get(v, "transport.dropped_in_lossy")
 
-    with running(config) as setup:
+    with running(config, env=env) as setup:
         async with Watcher(setup) as watcher:
             await _started(setup, watcher)
             rss_start = rss_bytes(setup.runtime.pid)
@@ -447,6 +479,9 @@ async def memory(
         "rss_last_mb": round(b.rss / 2**20, 2),
         "rss_peak_after_first_mb": round(watcher.rss_peak / 2**20, 2),
         "growth_mb": round((b.rss - a.rss) / 2**20, 2),
+        # messages the runtime's transport queued but the service had not handled yet
+        "inbox_backlog_first": int(_backlog(a.values, batch)),
+        "inbox_backlog_last": int(_backlog(b.values, batch)),
         **_window(a, b, batch),
     }
     return out

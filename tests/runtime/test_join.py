@@ -335,3 +335,15 @@ def test_rows_and_objects_do_not_mix():
         j.add_trial(2, "x", 0.0)
     with pytest.raises(ParameterError):
         j.join_trials([3], np.zeros((1, 4)), 0.0)
+
+
+def test_drop_labels_of_trials_that_will_not_come():
+    j = LabelJoin(capacity=8, max_age_s=10.0)
+    j.join_labels(np.arange(5), np.zeros(5, np.int64), 0.0)
+    assert j.drop_labels(np.array([1, 3, 7])) == 2
+    c = j.counters()
+    assert c["orphan_labels"] == 2 and c["waiting_labels"] == 3
+    assert j.drop_labels(np.array([], dtype=np.int64)) == 0
+    got = j.join_trials(np.arange(5), np.ones((5, 2)), 1.0)
+    assert got.trial_ids.tolist() == [0, 2, 4]
+    _conserved(j)

@@ -255,3 +255,35 @@ async def test_restart_resumes_from_checkpoint_with_increasing_sequence(tmp_path
         elif isinstance(msg, ParameterDelta):
             replica.apply_delta(msg)
     assert replica.seq > seq_before
+
+
+async def test_overload_drops_oldest_trials_and_releases_their_labels():
+    bus = InProcessBus()
+    config = make_config(ingest={"max_pending_trials": 200})
+    async with Client(bus) as client:
+        service, transport, task = await start_service(bus, config)
+        await client.publisher.publish(
+            topic(DEVICE, "cmd", name="pause"), Command("pause", "p", {})
+        )
+        await client.wait_for(lambda: service.paused)
+        await stream_trials(
+            client.publisher,
+            DEVICE,
+            YinYangSource("train"),
+            rate=float("inf"),
+            batch=100,
+            count=1000,
+        )
+        await client.wait_for(lambda: service.counters["labels.received"] >= 1000)
+        m = service.metrics()
+        assert m["dropped.overload"] == 800 and m["queue.pending_trials"] == 200
+        # labels of the dropped trials do not wait in the join; those of the kept ones do
+        assert m["join.orphan_labels"] == 800 and m["join.waiting_labels"] == 200
+        await client.publisher.publish(
+            topic(DEVICE, "cmd", name="resume"), Command("resume", "r", {})
+        )
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 200)
+        await client.wait_for(lambda: service.join.counters()["joined"] >= 200)
+        await stop_service(service, transport, task)
+    c = service.join.counters()
+    assert c["joined"] == 200 and c["waiting_labels"] == 0
