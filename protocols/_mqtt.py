@@ -327,9 +327,19 @@ class MqttTransport(Transport):
         raise MqttError("message stream ended")
 
     async def _reader(self, client: aiomqtt.Client) -> None:
+        # aiomqtt's own queue is unbounded and hands out one message per event-loop
+        # iteration or two, fewer than paho can read under load: take everything it
+        # already holds each time, so the backlog waits in the bounded Inbox (whose
+        # drop policy applies and is counted), not in aiomqtt.
+        queue = getattr(client, "_queue", None)
         async for m in client.messages:
-            payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload or b"")
-            self._inbox.put(IncomingMessage(str(m.topic), payload, m.qos, bool(m.retain)))
+            self._accept(m)
+            while queue is not None and not queue.empty():
+                self._accept(queue.get_nowait())
+
+    def _accept(self, m: aiomqtt.Message) -> None:
+        payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload or b"")
+        self._inbox.put(IncomingMessage(str(m.topic), payload, m.qos, bool(m.retain)))
 
     async def _writer(self, client: aiomqtt.Client, v5: bool) -> None:
         while True:
