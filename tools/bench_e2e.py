@@ -360,6 +360,11 @@ def _window(a: Sample, b: Sample, batch: int) -> dict[str, Any]:
         "drop_rate": round(dropped / offered, 5) if offered else 0.0,
         "cpu_percent": cpu,
         "outbox_backlog": [int(_outbox(a.values)), int(_outbox(b.values))],
+        "join_waiting": [
+            [int(_get(x.values, f"join.waiting_{k}")) for k in ("trials", "labels")] for x in (a, b)
+        ],
+        "join_missing_labels": int(d("join.missing_labels")),
+        "join_orphan_labels": int(d("join.orphan_labels")),
         "dropped_out_lossy": int(d("transport.dropped_out_lossy")),
         "accuracy": _get(b.values, "accuracy"),
         "latency_p99_ms": _get(b.values, "latency.p99_ms"),
