@@ -353,6 +353,8 @@ class SensorStats:
         first_trial_id: Id of the first trial sent, or -1.
         last_trial_id: Id of the last trial sent, or -1.
         stopped: Whether the ``stop`` event ended the stream.
+        undelivered: Whether messages were still queued when the sender gave up
+            flushing (the counts above are what was queued, not what arrived).
     """
 
     trials: int = 0
@@ -365,6 +367,7 @@ class SensorStats:
     first_trial_id: int = -1
     last_trial_id: int = -1
     stopped: bool = False
+    undelivered: bool = False
 
     @property
     def achieved_rate(self) -> float:
