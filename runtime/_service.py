@@ -347,6 +347,19 @@ class Service:
         self.pending_trials -= taken
         return np.concatenate(ids), np.concatenate(rows), np.concatenate(received)
 
+    def _batch_limit(self) -> int:
+        """Trials per driver run: ``max_batch``, but while training at most one step's worth.
+
+        Every step learns from spike times observed with the parameters of their
+        batch; a batch of many steps' worth would feed all but the first step stale
+        times (measured in simulation, 300k trials, H30_WS: 93.5-95.1 % test accuracy
+        with 1050-trial batches against 96.2-97.5 % with 150).
+        """
+        limit = self.config.inference.max_batch
+        if self.mode == "train" and not self.paused:
+            limit = min(limit, self.online.step_every)
+        return limit
+
     async def _inference_loop(self) -> None:
         cfg = self.config.inference
         while not self._stop.is_set():
@@ -360,7 +373,7 @@ class Service:
                 self._have_work.clear()
                 await self._learn_from_labelled()  # labels that came after their trials
                 continue
-            if self.pending_trials < cfg.max_batch:
+            if self.pending_trials < self._batch_limit():
                 # latency budget: wait a little for a fuller batch
                 oldest = self.pending[0].received_s if self.pending else self.clock()
                 wait_s = cfg.max_latency_ms / 1000.0 - (self.clock() - oldest)
@@ -372,7 +385,7 @@ class Service:
         await self._collect_learning(block=False)
         if not self.pending_trials:
             return
-        ids, t_in, received = self._take(self.config.inference.max_batch)
+        ids, t_in, received = self._take(self._batch_limit())
         observation = await self._in_worker(self.online.run, t_in)
         out = observation.output
         predicted = predict(out)

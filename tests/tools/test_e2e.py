@@ -46,7 +46,7 @@ async def _started(sub: Subscriber, rt: RuntimeProcess) -> None:
 #: has no schedule of its own and, at a constant rate, its test accuracy swings by
 #: +-5 points from step to step (measured: 84.6 - 96.3 % after 300k trials), so the
 #: operator anneals it, as the offline recipe does (lr_gamma).
-SCHEDULE = ((100_000, None), (100_000, 0.3), (60_000, 0.1), (40_000, 0.03))
+SCHEDULE = ((150_000, None), (100_000, 0.3), (50_000, 0.1))
 
 
 @pytest.mark.slow
@@ -62,7 +62,9 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
     device = "e2e-ideal"
     total = sum(count for count, _ in SCHEDULE)
     rate, batch = 25_000, 2_000  # batch: the sensor's link sustains ~20 messages/s
-    rt = RuntimeProcess(processes, mosquitto.url, device, learning={"step_every": 300})
+    # one step per 150 labelled trials, the recipe's offline batch size (300 measured
+    # worse in an in-process simulation: 94.5 - 97.4 % against 96.3 - 98.0 % final)
+    rt = RuntimeProcess(processes, mosquitto.url, device, learning={"step_every": 150})
     async with Subscriber(mosquitto.port, device) as sub:
         rt.start()
         await _started(sub, rt)
@@ -128,7 +130,7 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
     assert m["accuracy"] >= 0.93  # the runtime's own prequential view agrees
     assert m["trials.received"] == total and m.get("dropped.overload", 0) == 0
     assert m["join.joined"] == total and m.get("join.missing_labels", 0) == 0
-    assert m["learning.steps"] + m.get("learning.bumps", 0) == total // 300
+    assert m["learning.steps"] + m.get("learning.bumps", 0) == total // 150
 
     # the parameter stream stayed in sync: the birth snapshot at 0, then every delta
     stats: ReplicaStats = sub.replica.stats
