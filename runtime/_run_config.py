@@ -64,11 +64,15 @@ class LearningSection:
         mode: ``train`` (predict, then learn from labelled trials) or ``infer``.
         step_every: labelled trials per optimiser step (the online batch size).
         lr_scale: multiplies the recipe's learning rates.
+        refresh: before a step, re-observe on the driver the buffered trials whose
+            spike times were observed with older parameters (the step then uses
+            times of the network it changes; costs one extra driver run for them).
     """
 
     mode: Literal["train", "infer"] = "train"
     step_every: int = 150
     lr_scale: float = 1.0
+    refresh: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,11 +157,20 @@ class RunConfig:
 
 
 _POSITIVE = {
-    ("learning", "step_every"), ("learning", "lr_scale"), ("ingest", "max_pending_trials"),
-    ("ingest", "us_per_tau"), ("ingest", "window_length"), ("inference", "max_batch"),
-    ("inference", "max_latency_ms"), ("join", "capacity"), ("join", "max_age_s"),
-    ("publish", "delta_every"), ("publish", "snapshot_every"), ("publish", "metrics_period_s"),
-    ("publish", "metrics_window"), ("checkpoint", "period_s"),
+    ("learning", "step_every"),
+    ("learning", "lr_scale"),
+    ("ingest", "max_pending_trials"),
+    ("ingest", "us_per_tau"),
+    ("ingest", "window_length"),
+    ("inference", "max_batch"),
+    ("inference", "max_latency_ms"),
+    ("join", "capacity"),
+    ("join", "max_age_s"),
+    ("publish", "delta_every"),
+    ("publish", "snapshot_every"),
+    ("publish", "metrics_period_s"),
+    ("publish", "metrics_window"),
+    ("checkpoint", "period_s"),
 }
 
 

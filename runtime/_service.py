@@ -348,15 +348,17 @@ class Service:
         return np.concatenate(ids), np.concatenate(rows), np.concatenate(received)
 
     def _batch_limit(self) -> int:
-        """Trials per driver run: ``max_batch``, but while training at most one step's worth.
+        """Trials per driver run: ``max_batch``; without ``learning.refresh``, while
+        training, at most one step's worth.
 
-        Every step learns from spike times observed with the parameters of their
-        batch; a batch of many steps' worth would feed all but the first step stale
-        times (measured in simulation, 300k trials, H30_WS: 93.5-95.1 % test accuracy
-        with 1050-trial batches against 96.2-97.5 % with 150).
+        A step learns from spike times observed with some earlier parameters; with
+        ``refresh`` the learner re-observes stale trials before the step, otherwise a
+        batch of many steps' worth would feed all but its first step stale times
+        (measured in simulation, 300k trials, H30_WS: 93.5-95.1 % test accuracy with
+        1050-trial batches against 96.2-97.5 % with fresh times).
         """
         limit = self.config.inference.max_batch
-        if self.mode == "train" and not self.paused:
+        if not self.online.refresh and self.mode == "train" and not self.paused:
             limit = min(limit, self.online.step_every)
         return limit
 
@@ -386,7 +388,7 @@ class Service:
         if not self.pending_trials:
             return
         ids, t_in, received = self._take(self._batch_limit())
-        observation = await self._in_worker(self.online.run, t_in)
+        observation, version = await self._in_worker(self.online.observe, t_in)
         out = observation.output
         predicted = predict(out)
         if self.config.publish.predictions:
@@ -402,7 +404,7 @@ class Service:
         self.spikes_per_trial = float(sum(np.isfinite(t).sum() for t in observation.times)) / len(
             ids
         )
-        rows = self.online.pack(t_in, observation)
+        rows = self.online.pack(t_in, observation, version)
         joined = self.join.join_trials(ids, rows, now)
         if len(joined.labels):
             self._labelled.append(joined)
@@ -475,6 +477,7 @@ class Service:
             "spikes_per_trial": self.spikes_per_trial,
             "queue.pending_trials": float(self.pending_trials),
             "queue.learning_buffer": float(self.online.buffered),
+            "learning.refreshed_trials": float(self.online.refreshed),
             "uptime_s": now - self.started_s,
             "param_seq": float(self.encoder.seq),
             "mode_train": float(self.mode == "train"),

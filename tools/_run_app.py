@@ -35,7 +35,9 @@ def build_online(config: RunConfig) -> OnlineLearner:
     if config.driver.name == "emulator-bss2":
         options["chip_seed"] = config.driver.chip_seed
     driver = driver_from_config(config.driver.name, **options)
-    return OnlineLearner(learner, driver, step_every=config.learning.step_every)
+    return OnlineLearner(
+        learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh
+    )
 
 
 def _status_will(device: str) -> Any:
