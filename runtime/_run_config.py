@@ -106,7 +106,7 @@ class JoinSection:
     """Label join window: trials and labels wait at most ``max_age_s`` and at most
     ``capacity`` each; the oldest is evicted first and counted."""
 
-    capacity: int = 50_000
+    capacity: int = 10_000
     max_age_s: float = 10.0
 
 

@@ -506,10 +506,25 @@ class Service:
         await self._publish(topic(self.device, "metrics"), Metrics(self.online.steps, values))
 
     async def _metrics_loop(self) -> None:
+        reconnects = self._reconnects()
         while True:
             await asyncio.sleep(self.config.publish.metrics_period_s)
             self.join.expire(self.clock())
+            now_reconnects = self._reconnects()
+            if now_reconnects != reconnects:
+                # A restarted broker without persistence lost the retained status and
+                # snapshot: announce again, so late subscribers find both.
+                reconnects = now_reconnects
+                await self._publish(
+                    topic(self.device, "status"),
+                    Status("alive", self.clock() - self.started_s, self._detail()),
+                )
+                await self._publish_snapshot()
             await self._publish_metrics()
+
+    def _reconnects(self) -> int:
+        stats = getattr(self.transport, "stats", None)
+        return int(getattr(stats, "reconnects", 0))
 
     # -- commands ------------------------------------------------------------------------
 

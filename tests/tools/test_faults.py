@@ -88,6 +88,15 @@ async def test_broker_killed_and_restarted_runtime_reconnects_and_keeps_learning
             what="the replica in sync after the broker restart",
         )
         rt.assert_running()
+        # the restarted broker (no persistence) lost its retained messages; the
+        # runtime announces itself again, so a late subscriber finds status and snapshot
+        async with Subscriber(mosquitto.port, device) as late:
+            await late.wait_for(
+                lambda: bool(late.of(Status)) and late.replica.seq is not None,
+                30,
+                "retained status and snapshot after the broker restart",
+            )
+            assert late.received(Status)[0].message.state == "alive"
         after = sub.last_metrics()
         rt.signal(signal.SIGTERM)
         assert await rt.wait_exit(60) == 0, rt.output()
