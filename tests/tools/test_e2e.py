@@ -153,10 +153,11 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
 
 #: bss2 emulator, recipe yinyang_hw_WA: (trials, lr scale before them).
 HW_SCHEDULE = ((200_000, None), (200_000, 0.3), (200_000, 0.1))
-#: Test accuracy on the emulated chip this test asserts: the measured level (89.8 % and
-#: 90.3 % after 600k trials, 90.3 % with this schedule) minus a margin for run-to-run
-#: noise. The goal of >= 90 % is not reached reliably within 600k trials (reported).
-HW_MIN_ACCURACY = 0.87
+#: Test accuracy on the emulated chip this test asserts. Measured with fresh spike
+#: times for every step (learning.refresh): 91.1 % and 92.0 % after 600k trials
+#: (before it: 88.8-90.3 %); the goal is >= 90 %, asserted with a one-point margin
+#: for run-to-run noise of a noisy chip.
+HW_MIN_ACCURACY = 0.89
 
 
 @pytest.mark.slow
