@@ -56,8 +56,8 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
     """Recipe yinyang_H30_WS on emulator-ideal, 300,000 streamed trials at 25,000/s.
 
     The subscriber's replica (snapshot + int8 deltas) is evaluated on the Yin-Yang
-    test split while the stream runs and at the end. Measured (2 cores): 95.3 - 96.5 %
-    after 300k trials in 15 - 17 s (first >= 95 % after 140k - 190k trials).
+    test split while the stream runs and at the end. Measured (2 cores): 96.7 % after
+    300k trials in 15 s, four runs (first >= 95 % after 42k - 54k trials).
     """
     device = "e2e-ideal"
     total = sum(count for count, _ in SCHEDULE)
@@ -126,7 +126,7 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
     peak = max(a for _, a in curve)
     assert peak >= 0.95, f"test accuracy peaked at {peak:.3f} within {total} trials"
     # and it stays there: after annealing the replica hovers at 94.7 - 96.5 % (measured)
-    assert final >= 0.94, f"test accuracy {final:.3f} after {total} trials"
+    assert final >= 0.95, f"test accuracy {final:.3f} after {total} trials"
     assert m["accuracy"] >= 0.93  # the runtime's own prequential view agrees
     assert m["trials.received"] == total and m.get("dropped.overload", 0) == 0
     assert m["join.joined"] == total and m.get("join.missing_labels", 0) == 0
