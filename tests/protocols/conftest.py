@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -27,20 +25,8 @@ from delgrad.protocols import (
     SpikeBatch,
     Status,
 )
-
-
-def mosquitto_path() -> str | None:
-    """Path of the mosquitto binary, or None."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._loopback import free_port
+from tests._loopback import mosquitto_binary as mosquitto_path
 
 
 def yinyang_like_network(seed: int = 0) -> list[dict[str, np.ndarray]]:

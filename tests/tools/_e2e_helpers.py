@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,24 +40,10 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
+from tests._loopback import free_port, mosquitto_binary
 
 #: The ``delgrad`` command as a module (works without the console script on PATH).
 DELGRAD = [sys.executable, "-m", "delgrad.tools._cli"]
-
-
-def mosquitto_binary() -> str | None:
-    """Path of the mosquitto binary, or None."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
