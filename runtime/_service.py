@@ -256,6 +256,9 @@ class Service:
             incoming = await self.transport.recv()
             self.handle_incoming(incoming.topic, incoming.payload)
             await self._run_commands()
+            # recv() returns at once while the inbox holds messages; yield once per
+            # message so inference, metrics and publishing keep their turn under overload
+            await asyncio.sleep(0)
 
     def handle_incoming(self, topic_str: str, payload: bytes) -> None:
         """Decode and route one message; malformed ones are counted and dropped."""
