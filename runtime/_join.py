@@ -255,34 +255,45 @@ class LabelJoin:
                 self._objs[slot] = None  # do not keep payloads alive
         self._trial_slots.give(slots)
 
-    def _add_trials(self, ids: np.ndarray, payloads: Any, now: float) -> tuple[list, list]:
-        """Returns joined (input indices, label slots); label slots are released by the caller."""
-        c = self._counts
-        keys = ids.tolist()
+    def _match_plain(
+        self, ids: np.ndarray, keys: list[int], own: OrderedDict, other: OrderedDict
+    ) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+        """Vectorised matching of a batch against the other side's waiting entries.
+
+        Returns None unless the batch is plain (no repeated id, none waiting on its
+        own side, none remembered as labelled or missing), which the one-by-one path
+        handles. Otherwise pops the matched entries from ``other`` and returns
+        (indices of joined ids, their slots on the other side, indices of the rest).
+        """
         n = len(keys)
-        c["trials_in"] += n
         plain = (
             len(set(keys)) == n
-            and self._trials.keys().isdisjoint(keys)
+            and own.keys().isdisjoint(keys)
             and self._labelled.isdisjoint(keys)
             and self._missing.isdisjoint(keys)
         )
         if not plain:
+            return None
+        common = other.keys() & keys if other else ()
+        if not common:
+            return np.zeros(0, dtype=np.int64), [], np.arange(n)
+        hit = np.fromiter((k in common for k in keys), dtype=bool, count=n)
+        joined_idx = np.flatnonzero(hit)
+        joined_keys = ids[joined_idx].tolist()
+        slots = [other.pop(k) for k in joined_keys]
+        self._counts["joined"] += len(joined_keys)
+        self._labelled.add_new(joined_keys)
+        return joined_idx, slots, np.flatnonzero(~hit)
+
+    def _add_trials(self, ids: np.ndarray, payloads: Any, now: float) -> tuple[list, list]:
+        """Returns joined (input indices, label slots); label slots are released by the caller."""
+        c = self._counts
+        keys = ids.tolist()
+        c["trials_in"] += len(keys)
+        matched = self._match_plain(ids, keys, self._trials, self._labels)
+        if matched is None:
             return self._add_trials_one_by_one(keys, payloads, now)
-        labels = self._labels
-        common = labels.keys() & keys if labels else ()
-        if common:
-            hit = np.fromiter((k in common for k in keys), dtype=bool, count=n)
-            joined_idx = np.flatnonzero(hit)
-            joined_keys = ids[joined_idx].tolist()
-            label_slots = [labels.pop(k) for k in joined_keys]
-            c["joined"] += len(joined_keys)
-            self._labelled.add_new(joined_keys)
-            rest = np.flatnonzero(~hit)
-        else:
-            joined_idx = np.zeros(0, dtype=np.int64)
-            label_slots = []
-            rest = np.arange(n)
+        joined_idx, label_slots, rest = matched
         # insert the rest; the oldest waiting trials (then the first new ones) are evicted
         trials = self._trials
         over = len(trials) + rest.size - self.capacity
@@ -335,30 +346,11 @@ class LabelJoin:
         """Returns joined (input indices, trial slots); trial slots are released by the caller."""
         c = self._counts
         keys = ids.tolist()
-        n = len(keys)
-        c["labels_in"] += n
-        plain = (
-            len(set(keys)) == n
-            and self._labels.keys().isdisjoint(keys)
-            and self._labelled.isdisjoint(keys)
-            and self._missing.isdisjoint(keys)
-        )
-        if not plain:
+        c["labels_in"] += len(keys)
+        matched = self._match_plain(ids, keys, self._labels, self._trials)
+        if matched is None:
             return self._add_labels_one_by_one(keys, lab, now)
-        trials = self._trials
-        common = trials.keys() & keys if trials else ()
-        if common:
-            hit = np.fromiter((k in common for k in keys), dtype=bool, count=n)
-            joined_idx = np.flatnonzero(hit)
-            joined_keys = ids[joined_idx].tolist()
-            trial_slots = [trials.pop(k) for k in joined_keys]
-            c["joined"] += len(joined_keys)
-            self._labelled.add_new(joined_keys)
-            rest = np.flatnonzero(~hit)
-        else:
-            joined_idx = np.zeros(0, dtype=np.int64)
-            trial_slots = []
-            rest = np.arange(n)
+        joined_idx, trial_slots, rest = matched
         labels = self._labels
         over = len(labels) + rest.size - self.capacity
         if over > 0:
