@@ -94,6 +94,21 @@ def _encode_channels(channels: np.ndarray) -> dict[str, Any]:
     return encode_array(channels.astype(np.uint16) if small else channels)
 
 
+def _set_events(msg: Any) -> None:
+    """Validate and freeze the ``channels``, ``times`` and ``time_unit`` of an event message."""
+    ch = _as_1d("channels", msg.channels, np.int64)
+    t = _as_1d("times", msg.times, _float_dtype(msg.times))
+    if msg.time_unit not in TIME_UNITS:
+        raise ParameterError(f"time_unit must be one of {sorted(TIME_UNITS)}")
+    if ch.size and (ch.min() < 0 or ch.max() >= 1 << 32):
+        raise ParameterError("channels must be in 0 .. 2**32-1")
+    if t.size != ch.size:
+        raise ParameterError("times and channels must have the same length")
+    _check_times("times", t)
+    object.__setattr__(msg, "channels", _frozen(ch.astype(np.uint32)))
+    object.__setattr__(msg, "times", _frozen(t))
+
+
 @register_message
 @dataclass(frozen=True, eq=False)
 class SpikeBatch(Message):
@@ -121,24 +136,14 @@ class SpikeBatch(Message):
     def __post_init__(self) -> None:
         ids = _as_1d("trial_ids", self.trial_ids, np.int64)
         off = _as_1d("offsets", self.offsets, np.int64)
-        ch = _as_1d("channels", self.channels, np.int64)
-        t = _as_1d("times", self.times, _float_dtype(self.times))
-        if self.time_unit not in TIME_UNITS:
-            raise ParameterError(f"time_unit must be one of {sorted(TIME_UNITS)}")
         _check_ids("trial_ids", ids)
-        if ch.size and (ch.min() < 0 or ch.max() >= 1 << 32):
-            raise ParameterError("channels must be in 0 .. 2**32-1")
-        if off.size != ids.size + 1 or off[0] != 0 or off[-1] != ch.size:
+        _set_events(self)
+        if off.size != ids.size + 1 or off[0] != 0 or off[-1] != self.channels.size:
             raise ParameterError("offsets must have n_trials+1 entries from 0 to n_events")
         if np.any(np.diff(off) < 0):
             raise ParameterError("offsets must be non-decreasing")
-        if t.size != ch.size:
-            raise ParameterError("times and channels must have the same length")
-        _check_times("times", t)
         object.__setattr__(self, "trial_ids", _frozen(ids))
         object.__setattr__(self, "offsets", _frozen(off))
-        object.__setattr__(self, "channels", _frozen(ch.astype(np.uint32)))
-        object.__setattr__(self, "times", _frozen(t))
 
     @classmethod
     def from_trials(
@@ -221,17 +226,7 @@ class SensorEvents(Message):
     time_unit: str = "us"
 
     def __post_init__(self) -> None:
-        ch = _as_1d("channels", self.channels, np.int64)
-        t = _as_1d("times", self.times, _float_dtype(self.times))
-        if self.time_unit not in TIME_UNITS:
-            raise ParameterError(f"time_unit must be one of {sorted(TIME_UNITS)}")
-        if ch.size and (ch.min() < 0 or ch.max() >= 1 << 32):
-            raise ParameterError("channels must be in 0 .. 2**32-1")
-        if t.size != ch.size:
-            raise ParameterError("times and channels must have the same length")
-        _check_times("times", t)
-        object.__setattr__(self, "channels", _frozen(ch.astype(np.uint32)))
-        object.__setattr__(self, "times", _frozen(t))
+        _set_events(self)
 
     def to_body(self) -> dict[str, Any]:
         return {
