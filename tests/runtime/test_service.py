@@ -89,6 +89,18 @@ class Client:
             await asyncio.sleep(0.02)
 
 
+async def stream(client, count):
+    """Stream ``count`` Yin-Yang training trials with labels, unpaced, 100 per message."""
+    return await stream_trials(
+        client.publisher,
+        DEVICE,
+        YinYangSource("train"),
+        rate=float("inf"),
+        batch=100,
+        count=count,
+    )
+
+
 async def start_service(bus, config):
     transport = bus.transport("service")
     await transport.__aenter__()
@@ -198,14 +210,7 @@ async def test_bad_messages_are_counted_and_dropped_while_learning_goes_on(kind)
         service, transport, task = await start_service(bus, config)
         for payload in bad.values():
             await client.transport.publish(target, payload, qos=1)
-        await stream_trials(
-            client.publisher,
-            DEVICE,
-            YinYangSource("train"),
-            rate=float("inf"),
-            batch=100,
-            count=1000,
-        )
+        await stream(client, 1000)
         await client.wait_for(lambda: service.join.counters()["joined"] >= 1000)
         await stop_service(service, transport, task)
     m = service.metrics()
@@ -220,14 +225,7 @@ async def test_restart_resumes_from_checkpoint_with_increasing_sequence(tmp_path
     config = make_config(tmp_path)
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
-        await stream_trials(
-            client.publisher,
-            DEVICE,
-            YinYangSource("train"),
-            rate=float("inf"),
-            batch=100,
-            count=3000,
-        )
+        await stream(client, 3000)
         await client.wait_for(lambda: service.counters["trials.processed"] >= 3000)
         await stop_service(service, transport, task)
         steps_before = service.online.steps
@@ -266,14 +264,7 @@ async def test_overload_drops_oldest_trials_and_releases_their_labels():
             topic(DEVICE, "cmd", name="pause"), Command("pause", "p", {})
         )
         await client.wait_for(lambda: service.paused)
-        await stream_trials(
-            client.publisher,
-            DEVICE,
-            YinYangSource("train"),
-            rate=float("inf"),
-            batch=100,
-            count=1000,
-        )
+        await stream(client, 1000)
         await client.wait_for(lambda: service.counters["labels.received"] >= 1000)
         m = service.metrics()
         assert m["dropped.overload"] == 800 and m["queue.pending_trials"] == 200
