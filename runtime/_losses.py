@@ -80,6 +80,16 @@ def _check_positive(name: str, value: float) -> None:
     _check_number(name, value)
 
 
+def _label_view(times: ArrayLike, labels: ArrayLike) -> tuple:
+    """Validated (t (B, n_out), labels (B,), row indices (B,), label-neuron times (B,),
+    whether the label neuron fired (B,))."""
+    t = _check_times(times)
+    lab = _check_labels(labels, t.shape[0], t.shape[1])
+    rows = np.arange(t.shape[0])
+    t_c = t[rows, lab]
+    return t, lab, rows, t_c, np.isfinite(t_c)
+
+
 def _predict(t: NDArray[np.float64]) -> NDArray[np.int64]:
     # argmin returns the lowest index among ties; rows with no spike get -1.
     pred = np.argmin(t, axis=1).astype(np.int64)
@@ -162,12 +172,8 @@ class ShiftMSELoss:
 
     def __call__(self, times: ArrayLike, labels: ArrayLike) -> LossResult:
         """Evaluate on times (B, n_out) and labels (B,); see :class:`LossResult`."""
-        t = _check_times(times)
-        batch, _ = t.shape
-        lab = _check_labels(labels, batch, t.shape[1])
-        rows = np.arange(batch)
-        t_c = t[rows, lab]
-        live = np.isfinite(t_c)
+        t, lab, rows, t_c, live = _label_view(times, labels)
+        batch = t.shape[0]
         # Residuals of the other neurons; zero wherever the term is left out.
         use = np.isfinite(t) & live[:, None]
         use[rows, lab] = False
@@ -210,12 +216,8 @@ class FirstSpikeCrossEntropy:
 
     def __call__(self, times: ArrayLike, labels: ArrayLike) -> LossResult:
         """Evaluate on times (B, n_out) and labels (B,); see :class:`LossResult`."""
-        t = _check_times(times)
-        batch, _ = t.shape
-        lab = _check_labels(labels, batch, t.shape[1])
-        rows = np.arange(batch)
-        t_c = t[rows, lab]
-        live = np.isfinite(t_c)
+        t, lab, rows, t_c, live = _label_view(times, labels)
+        batch = t.shape[0]
         finite = np.isfinite(t) & live[:, None]
         tau_soft = float(self.xi) * float(self.tau_s)
         tau_reg = float(self.beta) * float(self.tau_s)
