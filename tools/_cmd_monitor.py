@@ -84,6 +84,18 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
     try:
         if args.quiet:
             print(f"monitor: watching {args.device} (Ctrl-C to stop)", file=sys.stderr)
+            display: contextlib.AbstractContextManager = contextlib.nullcontext()
+        else:
+            from rich.live import Live
+
+            title = f"delgrad monitor: {args.device} (Ctrl-C to stop)"
+            display = Live(
+                get_renderable=lambda: render(state, time.time(), title=title),
+                refresh_per_second=2,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+        with display:
             await monitor(
                 transport,
                 args.device,
@@ -92,24 +104,6 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
                 duration_s=args.duration,
                 state=state,
             )
-        else:
-            from rich.live import Live
-
-            title = f"delgrad monitor: {args.device} (Ctrl-C to stop)"
-            with Live(
-                get_renderable=lambda: render(state, time.time(), title=title),
-                refresh_per_second=2,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            ):
-                await monitor(
-                    transport,
-                    args.device,
-                    on_update=on_update,
-                    stop=stop,
-                    duration_s=args.duration,
-                    state=state,
-                )
     finally:
         await transport.close()
     return state
