@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from delgrad.runtime._errors import ConfigError
+from delgrad.runtime._neuron import NeuronParams
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,6 @@ class NetworkConfig:
     delay_scale: float = 1.0
     share_input_delay: bool = False
     bias_times: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class NeuronConfig:
-    """Neuron parameters (units of tau_s); ``eps`` as in :class:`NeuronParams`."""
-
-    tau_s: float = 1.0
-    tau_m: float = 2.0
-    theta: float = 1.0
-    eps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,7 +125,7 @@ class Config:
     name: str = "unnamed"
     seed: int = 0
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    neuron: NeuronParams = field(default_factory=NeuronParams)  # the [neuron] table
     init: InitConfig = field(default_factory=InitConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)

@@ -27,7 +27,6 @@ from delgrad.runtime._errors import ConfigError, NetworkFileError
 from delgrad.runtime._io import network_arrays, network_from_arrays
 from delgrad.runtime._losses import FirstSpikeCrossEntropy, LossResult, ShiftMSELoss, predict
 from delgrad.runtime._network import Layer, Network, backward, forward
-from delgrad.runtime._neuron import NeuronParams
 from delgrad.runtime._optim import (
     Adam,
     DelayParametrisation,
@@ -149,13 +148,7 @@ class Learner:
                 raw = np.maximum(init_rng.normal(cfg.init.d_mean, cfg.init.d_std, shape), 0.0)
             self.groups.append(groups)
             self.raw.append(np.ascontiguousarray(raw, dtype=np.float64))
-        neuron = NeuronParams(
-            tau_s=cfg.neuron.tau_s,
-            tau_m=cfg.neuron.tau_m,
-            theta=cfg.neuron.theta,
-            eps=cfg.neuron.eps,
-        )
-        self.net = Network(self.layers, neuron, w)  # full-precision parameters
+        self.net = Network(self.layers, cfg.neuron, w)  # full-precision parameters
         self.net_forward = self.net if tr.weight_grid <= 0 else self.net.copy()
         groups_list = [ParamGroup("w", self.net.w, tr.lr_w)]
         self.has_delays = cfg.network.delay != "none"
