@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 #: Kernel selector: closed form for tau_m == tau_s (Lambert W), tau_m == 2 tau_s
 #: (quadratic in exp(-T/tau_m)), or a bracketed root find for any other ratio.
-MODE_GENERAL, MODE_EQUAL, MODE_DOUBLE = 0, 1, 2
+from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL, MODE_GENERAL
 
 
 @dataclass(frozen=True)

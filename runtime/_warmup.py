@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad.runtime._kernels._backward import layer_backward
-from delgrad.runtime._kernels._forward import MODE_DOUBLE, MODE_EQUAL, MODE_GENERAL, layer_forward
+from delgrad.runtime._kernels._forward import layer_forward
+from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL, MODE_GENERAL
 
 
 def warm_up() -> None:

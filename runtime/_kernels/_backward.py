@@ -42,7 +42,7 @@ import math
 import numpy as np
 from numba import njit
 
-from delgrad.runtime._kernels._forward import MODE_DOUBLE, MODE_EQUAL
+from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL
 
 _LIM = 64.0  # absolute frame: |delay sums|, input span within _LIM * tau_m
 
