@@ -4,10 +4,13 @@ Network: 4-30-3 with synaptic delays, initialised as the DelGrad H30_WS recipe
 (w ~ N(1, 1), d = sigmoid(q), q ~ N(0, 0.25)), batch 150. Inputs cycle through
 34 different batches (5100 samples, uniform in [0.15, 2.0] like encoded
 Yin-Yang points) so the branch predictor cannot memorise one batch.
+
+``bench_core_sweep`` measures the same at sensor sizes (see its docstring).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -61,6 +64,131 @@ def bench_core(repeats: int = 7, rounds: int = 4, seed: int = 0) -> dict[str, di
             "forward_backward_per_s": round(_rate(fwd_bwd, batches, repeats, rounds)),
         }
     return result
+
+
+SWEEP_BATCH = 100
+SWEEP_BATCHES = 4
+#: (label, layer sizes, delay kind); 4-30-3 is the H30_WS case above (batch 150).
+SWEEP_SHAPES = (
+    ("4-30-3 synaptic", (4, 30, 3), "synaptic"),
+    ("64-100-10", (64, 100, 10), "none"),
+    ("256-128-10", (256, 128, 10), "none"),
+    ("784-350-10", (784, 350, 10), "none"),
+    ("784-350-10 axonal", (784, 350, 10), "axonal"),
+    ("2312-400-10", (2312, 400, 10), "none"),
+)
+
+
+def _sweep_network(sizes: tuple[int, ...], kind: str, rng: np.random.Generator) -> Network:
+    """Weights ~ N(mu, 1.5 mu) with mu = 4 / (expected active inputs of the layer).
+
+    A layer's summed weight is then about 4 (spread +-1.5 / sqrt(active)), so
+    V = sum w kappa (kappa peaks at 1/4 for tau_m = 2 tau_s) reaches the
+    threshold 1/2 after roughly two thirds of the arrivals: nearly every neuron
+    spikes, late enough that the causal sets are large (measured: >= 97 % of
+    hidden and output neurons spike from 256 inputs up, 87 % at 64 inputs).
+    Axonal delays uniform in [0, 1].
+    """
+    layers = [Layer(a, b, kind) for a, b in itertools.pairwise(sizes)]
+    w = []
+    active = 0.25 * sizes[0]
+    for layer in layers:
+        mu = 4.0 / active
+        w.append(rng.normal(mu, 1.5 * mu, layer.weight_shape))
+        active = layer.n_out
+    d = [rng.uniform(0.0, 1.0, ly.delay_shape) for ly in layers]
+    return Network(layers, NeuronParams(tau_m=2.0, theta=1.0), w, d)
+
+
+def _sweep_inputs(n_in: int, rng: np.random.Generator) -> np.ndarray:
+    """(SWEEP_BATCH, n_in): each sample has 20-30 % of inputs active, times in [0.15, 2]."""
+    frac = rng.uniform(0.2, 0.3, (SWEEP_BATCH, 1))
+    times = rng.uniform(0.15, 2.0, (SWEEP_BATCH, n_in))
+    return np.where(rng.uniform(size=(SWEEP_BATCH, n_in)) < frac, times, np.inf)
+
+
+def _median_rate(step, batches: list[np.ndarray], repeats: int, min_s: float) -> float:
+    start = time.perf_counter()
+    rounds = 0
+    while rounds == 0 or time.perf_counter() - start < min_s / repeats:
+        for t_in in batches:
+            step(t_in)
+        rounds += 1
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for t_in in batches:
+                step(t_in)
+        rates.append(rounds * sum(len(t) for t in batches) / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def bench_core_sweep(
+    repeats: int = 5, seed: int = 0, min_s: float = 1.0, threads: int = 1
+) -> list[dict[str, object]]:
+    """Forward and forward+backward throughput at sensor sizes, one row per shape.
+
+    Shapes ``SWEEP_SHAPES``; batch 100 (4-30-3: the H30_WS case, batch 150, all
+    4 inputs active); inputs 20-30 % active with times uniform in [0.15, 2];
+    tau_m = 2 tau_s; weights from ``_sweep_network``; 4 different batches cycled.
+    Each rate is the median of ``repeats`` timed runs of about ``min_s / repeats``
+    seconds each, after one untimed run.
+
+    Returns:
+        Per shape: samples/s forward and forward+backward (``max_dw_norm`` 0.2 as
+        in training), ns per active synapse and sample (active synapse: a
+        finite input of a layer times that layer's n_out, averaged over the
+        samples), and the fraction of neurons that spiked per layer.
+    """
+    warm_up()
+    rows: list[dict[str, object]] = []
+    for label, sizes, kind in SWEEP_SHAPES:
+        rng = np.random.default_rng(seed)
+        if sizes == (4, 30, 3):
+            net = _network(2.0, rng)
+            batches = [rng.uniform(0.15, 2.0, (BATCH, 4)) for _ in range(SWEEP_BATCHES)]
+        else:
+            net = _sweep_network(sizes, kind, rng)
+            batches = [_sweep_inputs(sizes[0], rng) for _ in range(SWEEP_BATCHES)]
+        kw = {} if threads == 1 else {"threads": threads}
+
+        def fwd(t_in, net=net, kw=kw):
+            forward(net, t_in, **kw)
+
+        def fwd_bwd(t_in, net=net, kw=kw):
+            times = forward(net, t_in, **kw)
+            g = np.where(np.isfinite(times[-1]), 1.0 / len(t_in), 0.0)
+            backward(net, t_in, times, g, max_dw_norm=0.2, **kw)
+
+        synapses = 0.0
+        spiked = []
+        n_samples = 0
+        for t_in in batches:
+            times = forward(net, t_in)
+            pre = t_in
+            for layer, t_out in zip(net.layers, times, strict=True):
+                synapses += np.isfinite(pre).sum() * layer.n_out
+                pre = t_out
+            spiked.append([float(np.isfinite(t).mean()) for t in times])
+            n_samples += len(t_in)
+        synapses /= n_samples
+        rate_f = _median_rate(fwd, batches, repeats, min_s)
+        rate_fb = _median_rate(fwd_bwd, batches, repeats, min_s)
+        rows.append(
+            {
+                "shape": label,
+                "batch": len(batches[0]),
+                "threads": threads,
+                "forward_per_s": round(rate_f),
+                "forward_backward_per_s": round(rate_fb),
+                "active_synapses": round(synapses),
+                "ns_per_synapse_forward": round(1e9 / rate_f / synapses, 2),
+                "ns_per_synapse_forward_backward": round(1e9 / rate_fb / synapses, 2),
+                "spiked": [round(x, 3) for x in np.mean(spiked, axis=0)],
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":
