@@ -6,14 +6,16 @@ import pytest
 
 from delgrad.drivers import BrainScaleS2Driver, EmulatorDriver, RecordingDriver
 
-from ._helpers import FakePyNN
+from ._helpers import FakePyNN, fake_calibration_file
 
 DRIVER_FACTORIES = {
     "emulator-ideal": lambda: EmulatorDriver("ideal"),
     "emulator-bss2": lambda: EmulatorDriver("bss2", chip_seed=3),
     "recording": lambda: RecordingDriver(),
     "recording-bss2": lambda: RecordingDriver(EmulatorDriver("bss2")),
-    "brainscales2-fake-pynn": lambda: BrainScaleS2Driver(pynn_module=FakePyNN()),
+    "brainscales2-fake-pynn": lambda: BrainScaleS2Driver(
+        pynn_module=FakePyNN(), calibration=fake_calibration_file()
+    ),
 }
 
 

@@ -25,9 +25,14 @@ from delgrad.drivers import (
 )
 from delgrad.runtime import Layer, Network, NeuronParams
 
-from ._helpers import FakePyNN, hardware_like_network
+from ._helpers import FakePyNN, fake_calibration_file, hardware_like_network
 
 P = BSS2Params()
+SLOT_US = 180.0 + 90.0  # trial window + guard gap (TRIAL_GUARD_US)
+
+
+def _driver(fake: FakePyNN, **options) -> BrainScaleS2Driver:
+    return BrainScaleS2Driver(pynn_module=fake, calibration=fake_calibration_file(), **options)
 
 
 def test_missing_stack_raises_a_clear_error(monkeypatch):
@@ -72,11 +77,11 @@ def test_translate_network_codes_and_refractory_settings():
 def test_pack_trials_layout():
     t = np.array([[0.5, np.inf], [1.0, 31.0]])
     trains, duration_ms, dropped = pack_trials(t, P, bias_times=(0.25,))
-    assert duration_ms == pytest.approx(2 * 180e-3)
+    assert duration_ms == pytest.approx(2 * SLOT_US * 1e-3)
     assert dropped == 1
-    np.testing.assert_allclose(trains[0], [3.0e-3, (180 + 6.0) * 1e-3])
+    np.testing.assert_allclose(trains[0], [3.0e-3, (SLOT_US + 6.0) * 1e-3])
     assert trains[1].size == 0
-    np.testing.assert_allclose(trains[2], [1.5e-3, (180 + 1.5) * 1e-3])
+    np.testing.assert_allclose(trains[2], [1.5e-3, (SLOT_US + 1.5) * 1e-3])
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,24 +103,27 @@ def test_pack_then_read_out_round_trips(t):
 
 
 def test_first_spikes_takes_the_first_per_window_and_counts_late_ones():
-    trains = [np.array([200e-3, 190e-3, 10e-3, 400e-3]), np.array([])]  # ms, unsorted
+    # ms, unsorted; neuron 0: trial 0 at 10 us (and 200 us, late but not first),
+    # trial 1 at 280 - 270 = 10 us; neuron 2: only after the window (190 us), and
+    # after the run's end (600 us), both late
+    trains = [np.array([200e-3, 280e-3, 10e-3]), np.array([]), np.array([190e-3, 600e-3])]
     out, late = first_spikes(trains, 2, P)
     np.testing.assert_allclose(out[:, 0], [10 / 6, 10 / 6])
-    assert np.all(np.isinf(out[:, 1]))
-    assert late == 1  # 400 us lies beyond the second (last) trial
+    assert np.all(np.isinf(out[:, 1:]))
+    assert late == 2
 
 
 def _output_responder(offset_us: float):
-    """Last HXNeuron population: neuron j fires at offset + j us in every trial (twice)."""
+    """Last layer population: neuron j fires at offset + j us in every trial (twice)."""
 
     def respond(pop):
         fake = pop.fake
-        layer_pops = [p for p in fake.populations if p.kind == "HXNeuron" and not p.parameters]
-        n_batch = round(fake.calls[[c[0] for c in fake.calls].index("run")][1] / 0.18)
-        if pop is layer_pops[-1]:
+        layers = [p for p in fake.populations if p.kind == "HXNeuron" and max(p.circuits) < 256]
+        n_batch = round(fake.last_duration / (SLOT_US * 1e-3))
+        if pop is layers[-1]:
             trains = []
             for j in range(pop.size):
-                starts = np.arange(n_batch) * 180.0 + offset_us + j
+                starts = np.arange(n_batch) * SLOT_US + offset_us + j
                 trains.append(np.concatenate([starts, starts + 5.0]) / 1000.0)
             return trains
         return [np.array([]) for _ in range(pop.size)]
@@ -126,60 +134,70 @@ def _output_responder(offset_us: float):
 def test_run_builds_the_network_and_reads_first_spikes():
     fake = FakePyNN(responder=_output_responder(12.0))
     net = hardware_like_network(0)
-    drv = BrainScaleS2Driver(pynn_module=fake, calibration="/calib/chip.pbin")
+    drv = _driver(fake)
     drv.configure(net)
     t = np.random.default_rng(0).uniform(0.15, 2.0, (5, net.n_inputs))
     obs = drv.run(t)
     names = [c[0] for c in fake.calls]
-    assert names[0] == "setup" and names[-1] == "end" and names.count("run") == 1
-    assert fake.calls[0][1] == {"initial_config": ("calibration", drv.calibration)}
-    assert fake.calls[names.index("run")][1] == pytest.approx(5 * 0.18)
+    assert names[:2] == ["chip_from_file", "setup"] and names[-1] == "reset"
+    setup = fake.calls[1][1]
+    assert setup["initial_config"].path == drv.calibration
+    assert fake.calls[-2] == ("run", pytest.approx(5 * SLOT_US * 1e-3))
     kinds = [(p.kind, p.size) for p in fake.populations]
-    assert kinds == [("SpikeSourceArray", 8), ("HXNeuron", 8), ("HXNeuron", 12),
-                     ("HXNeuron", 12), ("HXNeuron", 3)]  # fmt: skip
+    # inputs; layer neurons; reset compartments; adaptation compartments
+    hx = [("HXNeuron", n) for n in (12, 3, 8, 12, 8, 12)]
+    assert kinds == [("SpikeSourceArray", 8), *hx]
     src = fake.populations[0].parameters["spike_times"]
     np.testing.assert_allclose(np.concatenate(src), np.concatenate(pack_trials(t, P)[0]))
     cfg = drv.config
     np.testing.assert_array_equal(
-        fake.populations[1].parameters["refractory_period_refractory_time"],
+        fake.populations[3].parameters["refractory_period_refractory_time"],
         cfg.layers[0].refractory_cycles,
     )
     for proj in fake.projections:
-        assert proj["receptor"] in ("excitatory", "inhibitory")
-        assert np.all(proj["weight"] >= 0) and np.all(proj["weight"] <= 63)
-    to_layer1 = [p for p in fake.projections if p["pre"] == 1 and p["post"] == 2]
-    by_receptor = {p["receptor"]: p["weight"] for p in to_layer1}
-    np.testing.assert_array_equal(by_receptor["excitatory"], cfg.layers[0].excitatory)
-    if "inhibitory" in by_receptor:
-        np.testing.assert_array_equal(by_receptor["inhibitory"], cfg.layers[0].inhibitory)
-    drive = [p for p in fake.projections if p["pre"] == 0]
-    assert len(drive) == 1 and np.array_equal(drive[0]["weight"], 63 * np.eye(8))
+        assert proj.receptor in ("excitatory", "inhibitory")
+        if proj.connector == "all-to-all":
+            assert np.all(np.abs(proj.weight) <= 63)
+    # layer 1 is driven by the adaptation compartments of its delay elements (pop 6)
+    to_layer1 = [p for p in fake.projections if p.pre.index == 6 and p.post.index == 2]
+    by_receptor = {p.receptor: p.weight for p in to_layer1}
+    np.testing.assert_array_equal(by_receptor["excitatory"], cfg.layers[1].excitatory)
+    np.testing.assert_array_equal(by_receptor["inhibitory"], -cfg.layers[1].inhibitory)
+    drive = [p for p in fake.projections if p.pre.index == 0]
+    assert len(drive) == 1 and drive[0].connector == "one-to-one" and drive[0].post.index == 3
     np.testing.assert_allclose(obs.output, np.tile((12.0 + np.arange(3)) / 6.0, (5, 1)))
-    assert np.all(np.isinf(obs.times[0])) and np.all(np.isinf(obs.arrivals[0]))
+    assert np.all(np.isinf(obs.times[0]))
+    np.testing.assert_allclose(obs.arrivals[0], t + drv.applied.d[0], atol=1e-9)
+    assert np.all(np.isinf(obs.arrivals[1]))  # the hidden layer never fired
+    assert obs.late_spikes == 0
 
 
 def test_a_failing_run_is_a_driver_error_and_ends_the_session():
     fake = FakePyNN(fail_on_run=True)
-    drv = BrainScaleS2Driver(pynn_module=fake)
+    drv = _driver(fake)
     drv.configure(hardware_like_network())
     with pytest.raises(DriverError, match="no connection"):
         drv.run(np.ones((2, 8)))
-    assert fake.calls[-1][0] == "end"
-    assert fake.calls[0] == ("setup", {})
+    assert fake.calls[-1][0] == "end" and not fake.live
+    fake.fail_on_run = False
+    drv.run(np.ones((2, 8)))  # a new session is opened for the next run
+    assert [c[0] for c in fake.calls].count("setup") == 2
 
 
-def test_delay_elements_count_against_the_neuron_budget():
-    layers = [Layer(300, 250, "axonal")]  # 250 neurons + 300 delay elements > 512
+def test_delay_elements_count_against_their_own_circuit_budget():
+    # 250 layer neurons fit the lower half, but 300 delay elements need 600 circuits
+    layers = [Layer(300, 250, "axonal")]
     net = Network(layers, NeuronParams(tau_m=1.0, theta=2.6), [np.zeros((300, 250))],
                   [np.full(300, 2.0)])  # fmt: skip
     with pytest.raises(CapabilityError, match="delay elements"):
-        BrainScaleS2Driver(pynn_module=FakePyNN()).configure(net)
+        _driver(FakePyNN()).configure(net)
 
 
 def test_capabilities_state_the_chip_figures():
-    caps = BrainScaleS2Driver(pynn_module=FakePyNN()).capabilities
+    caps = _driver(FakePyNN()).capabilities
     assert caps.time_unit_us == 6.0 and caps.weight_max == pytest.approx(2.1)
     assert caps.weight_resolution == pytest.approx(1 / 30)
     assert caps.delay_min * 6 == pytest.approx(8.25) and caps.delay_max * 6 == pytest.approx(33.25)
     assert caps.delay_resolution * 6 == pytest.approx(0.125)
     assert caps.delay_kinds == ("none", "axonal") and caps.max_trial_length == 30.0
+    assert caps.max_neurons == 256  # layer neurons on circuits 0..255
