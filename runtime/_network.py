@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
 from delgrad.runtime._errors import ParameterError
 from delgrad.runtime._kernels._backward import layer_backward
 from delgrad.runtime._kernels._forward import layer_forward
+from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL
+from delgrad.runtime._kernels._shared import layer_backward_shared, layer_forward_shared
 from delgrad.runtime._neuron import NeuronParams
 
 DelayKind = Literal["none", "synaptic", "axonal", "dendritic"]
@@ -197,9 +201,9 @@ class Network:
         out[:, t_pre.shape[1] :] = bias
         return out
 
-    def forward(self, t_in: np.ndarray) -> list[np.ndarray]:
+    def forward(self, t_in: np.ndarray, *, threads: int = 1) -> list[np.ndarray]:
         """Spike times of every layer; see :func:`forward`."""
-        return forward(self, t_in)
+        return forward(self, t_in, threads=threads)
 
     def backward(
         self,
@@ -209,9 +213,18 @@ class Network:
         *,
         max_dw_norm: float | None = None,
         arrivals: Sequence[np.ndarray | None] | None = None,
+        threads: int = 1,
     ) -> Gradients:
         """Exact gradients; see :func:`backward`."""
-        return backward(self, t_in, times, grad_out, max_dw_norm=max_dw_norm, arrivals=arrivals)
+        return backward(
+            self,
+            t_in,
+            times,
+            grad_out,
+            max_dw_norm=max_dw_norm,
+            arrivals=arrivals,
+            threads=threads,
+        )
 
 
 def _check_times(t: np.ndarray, shape1: int, what: str) -> np.ndarray:
@@ -223,41 +236,105 @@ def _check_times(t: np.ndarray, shape1: int, what: str) -> np.ndarray:
     return arr
 
 
-def forward(net: Network, t_in: np.ndarray) -> list[np.ndarray]:
+def _check_threads(threads: object) -> int:
+    if not isinstance(threads, int | np.integer) or isinstance(threads, bool) or threads < 1:
+        raise ParameterError(f"threads must be an integer >= 1, got {threads!r}")
+    return int(threads)
+
+
+_T = TypeVar("_T")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _run_chunks(fn: Callable[[int, int], _T], n_rows: int, threads: int) -> list[_T]:
+    """``fn(lo, hi)`` over ``threads`` contiguous row ranges; results in row order.
+
+    The kernels are compiled ``nogil``, so pool threads run them truly in
+    parallel. Chunk 0 runs on the calling thread. The ranges depend only on
+    ``n_rows`` and ``threads``, and callers reduce the results in this order,
+    so a given thread count always gives the same bits.
+    """
+    k = max(1, min(threads, n_rows))
+    bounds = [n_rows * c // k for c in range(k + 1)]
+    if k == 1:
+        return [fn(0, n_rows)]
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < k - 1:  # grow on demand, never at import
+            _pool = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="delgrad-kernel")
+        pool = _pool
+    futures = [pool.submit(fn, bounds[c], bounds[c + 1]) for c in range(1, k)]
+    first = fn(bounds[0], bounds[1])
+    return [first] + [f.result() for f in futures]
+
+
+def _shared_order(layer: Layer, p: NeuronParams) -> bool:
+    """Whether the layer's arrival order is the same for all its neurons and a
+    closed form applies: then the shared-order kernels run (``_kernels._shared``)."""
+    if layer.delay == "synaptic" or p.mode not in (MODE_DOUBLE, MODE_EQUAL):
+        return False
+    # eps is added in absolute time, which the dendritic shift does not keep.
+    return layer.delay != "dendritic" or p.eps == 0.0
+
+
+def forward(net: Network, t_in: np.ndarray, *, threads: int = 1) -> list[np.ndarray]:
     """First-spike times of every layer.
 
     Args:
         net: the network.
         t_in: (B, n_inputs) input spike times in units of tau_s; inf = no spike.
+        threads: split the batch into this many row ranges computed in parallel
+            (the result does not depend on it).
 
     Returns:
         One array (B, n_out) per layer, inf where a neuron does not fire.
 
     Raises:
-        ParameterError: on a wrong shape or nan / -inf times.
+        ParameterError: on a wrong shape, nan / -inf times or threads < 1.
     """
     t = _check_times(t_in, net.n_inputs, "t_in")
-    p = net.neuron
-    times = []
-    for index, layer in enumerate(net.layers):
-        out = np.empty((t.shape[0], layer.n_out))
-        d_syn, d_ax, d_den = net.delay_arrays(index)
-        layer_forward(
-            net.layer_input(index, t),
-            net.w[index],
-            d_syn,
-            d_ax,
-            d_den,
-            p.tau_s,
-            p.tau_m,
-            p.theta,
-            p.eps,
-            p.mode,
-            out,
-        )
-        times.append(out)
-        t = out
+    threads = _check_threads(threads)
+    times = [np.empty((t.shape[0], layer.n_out)) for layer in net.layers]
+    _run_chunks(
+        lambda lo, hi: _forward_rows(net, t[lo:hi], [x[lo:hi] for x in times]), len(t), threads
+    )
     return times
+
+
+def _forward_rows(net: Network, t: np.ndarray, outs: list[np.ndarray]) -> None:
+    p = net.neuron
+    for index, layer in enumerate(net.layers):
+        out = outs[index]
+        d_syn, d_ax, d_den = net.delay_arrays(index)
+        if _shared_order(layer, p):
+            layer_forward_shared(
+                net.layer_input(index, t),
+                net.w[index],
+                d_ax,
+                d_den,
+                p.tau_s,
+                p.tau_m,
+                p.theta,
+                p.eps,
+                p.mode,
+                out,
+            )
+        else:
+            layer_forward(
+                net.layer_input(index, t),
+                net.w[index],
+                d_syn,
+                d_ax,
+                d_den,
+                p.tau_s,
+                p.tau_m,
+                p.theta,
+                p.eps,
+                p.mode,
+                out,
+            )
+        t = out
 
 
 def backward(
@@ -268,6 +345,7 @@ def backward(
     *,
     max_dw_norm: float | None = None,
     arrivals: Sequence[np.ndarray | None] | None = None,
+    threads: int = 1,
 ) -> Gradients:
     """Exact DelGrad gradients from spike times alone.
 
@@ -283,6 +361,10 @@ def backward(
             axonal-delay layer's inputs (t_pre + d as measured on a chip). The
             gradient is then evaluated at those arrivals, and dL/d(arrival) flows
             both to the delay and to the presynaptic time, as if arrival = t + d.
+        threads: split the batch into this many row ranges computed in parallel;
+            their parameter gradients are summed in row order, so results for
+            different thread counts agree up to rounding (and are identical
+            for the same count).
 
     Returns:
         :class:`Gradients` with dL/dw and dL/dd per layer and dL/dt_in.
@@ -299,47 +381,106 @@ def backward(
     if g.shape != (n_batch, net.n_outputs):
         raise ParameterError(f"grad_out must have shape {(n_batch, net.n_outputs)}, got {g.shape}")
     max_dw = 0.0 if max_dw_norm is None else float(max_dw_norm)
-    p = net.neuron
-    grads: list[LayerGradient] = [None] * len(net.layers)  # type: ignore[list-item]
-    dropped = [0] * len(net.layers)
+    threads = _check_threads(threads)
     if arrivals is not None and len(arrivals) != len(net.layers):
         raise ParameterError(f"arrivals needs one entry per layer, got {len(arrivals)}")
+    observed: list[np.ndarray | None] = [None] * len(net.layers)
+    for index, layer in enumerate(net.layers):
+        obs = None if arrivals is None else arrivals[index]
+        if obs is not None:
+            if layer.delay != "axonal":
+                raise ParameterError(f"arrivals[{index}] given for a {layer.delay!r} layer")
+            obs = np.ascontiguousarray(obs, dtype=np.float64)
+            if obs.shape != (n_batch, layer.n_pre):
+                raise ParameterError(f"arrivals[{index}] must have shape {(n_batch, layer.n_pre)}")
+            observed[index] = obs
+    g_in = np.empty((n_batch, net.n_inputs))
+
+    def rows(lo: int, hi: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        obs = [None if x is None else x[lo:hi] for x in observed]
+        return _backward_rows(
+            net, t0[lo:hi], [t[lo:hi] for t in ts], g[lo:hi], max_dw, obs, g_in[lo:hi]
+        )
+
+    parts = _run_chunks(rows, n_batch, threads)
+    grads = []
+    dropped = []
+    for index in range(len(net.layers)):
+        gw, gd, n_drop = parts[0][index]
+        for part in parts[1:]:  # fixed (row) order: deterministic for a thread count
+            gw = gw + part[index][0]
+            gd = gd + part[index][1]
+            n_drop += part[index][2]
+        grads.append(LayerGradient(w=gw, d=gd))
+        dropped.append(n_drop)
+    return Gradients(layers=grads, t_in=g_in, dropped=dropped)
+
+
+def _backward_rows(
+    net: Network,
+    t0: np.ndarray,
+    ts: list[np.ndarray],
+    g: np.ndarray,
+    max_dw: float,
+    observed: list[np.ndarray | None],
+    g_in: np.ndarray,
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Backward pass over one row range; returns per layer (dL/dw, dL/dd, dropped)
+    summed over these rows, and writes dL/dt_in of these rows into ``g_in``."""
+    p = net.neuron
+    n_batch = t0.shape[0]
+    result: list[tuple[np.ndarray, np.ndarray, int]] = [None] * len(net.layers)  # type: ignore[list-item]
     for index in range(len(net.layers) - 1, -1, -1):
         layer = net.layers[index]
         t_pre = net.layer_input(index, t0 if index == 0 else ts[index - 1])
         d_syn, d_ax, d_den = net.delay_arrays(index)
-        observed = None if arrivals is None else arrivals[index]
-        if observed is not None:
-            if layer.delay != "axonal":
-                raise ParameterError(f"arrivals[{index}] given for a {layer.delay!r} layer")
-            t_pre = np.ascontiguousarray(observed, dtype=np.float64)
-            if t_pre.shape != (n_batch, layer.n_pre):
-                raise ParameterError(f"arrivals[{index}] must have shape {(n_batch, layer.n_pre)}")
+        if observed[index] is not None:
+            t_pre = observed[index]
             d_ax = net._zeros[index][1]
         gw = np.zeros(layer.weight_shape)
-        gsyn = np.zeros((layer.n_pre, layer.n_out))
         gax = np.zeros(layer.n_pre)
         gden = np.zeros(layer.n_out)
         gt = np.zeros((n_batch, layer.n_pre))
-        dropped[index] = layer_backward(
-            t_pre,
-            net.w[index],
-            d_syn,
-            d_ax,
-            d_den,
-            ts[index],
-            g,
-            p.tau_s,
-            p.tau_m,
-            p.mode,
-            max_dw,
-            gw,
-            gsyn,
-            gax,
-            gden,
-            gt,
-        )
+        if _shared_order(layer, p):
+            gsyn = gw  # unused: no synaptic delays
+            n_drop = layer_backward_shared(
+                t_pre,
+                net.w[index],
+                d_ax,
+                d_den,
+                ts[index],
+                g,
+                p.tau_s,
+                p.tau_m,
+                p.mode,
+                max_dw,
+                gw,
+                gax,
+                gden,
+                gt,
+            )
+        else:
+            gsyn = np.zeros((layer.n_pre, layer.n_out))
+            n_drop = layer_backward(
+                t_pre,
+                net.w[index],
+                d_syn,
+                d_ax,
+                d_den,
+                ts[index],
+                g,
+                p.tau_s,
+                p.tau_m,
+                p.mode,
+                max_dw,
+                gw,
+                gsyn,
+                gax,
+                gden,
+                gt,
+            )
         gd = {"none": np.zeros(0), "synaptic": gsyn, "axonal": gax, "dendritic": gden}
-        grads[index] = LayerGradient(w=gw, d=gd[layer.delay])
+        result[index] = (gw, gd[layer.delay], n_drop)
         g = np.ascontiguousarray(gt[:, : layer.n_in])
-    return Gradients(layers=grads, t_in=g, dropped=dropped)
+    g_in[:] = g
+    return result
