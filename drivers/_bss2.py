@@ -461,7 +461,8 @@ class BrainScaleS2Driver(Driver):
                     )
                     bias.set(spike_times=bias_trains)
             pynn.run(duration_ms)
-            times, arrivals = [], []
+            times: list[np.ndarray] = []
+            arrivals: list[np.ndarray | None] = []
             late = 0
             for neurons, parts in zip(session.neurons, session.parts, strict=True):
                 delayed = [pt.adaptation for pt in parts if pt.adaptation is not None]
