@@ -37,6 +37,7 @@ from delgrad.drivers._bss2_io import (
     DELAY_ADAPTATION_PARAMETERS,
     DELAY_ADAPTATION_PULSE_CLOCK_SCALE,
     DELAY_DRIVE_WEIGHT,
+    DELAY_PAIRS,
     DELAY_RESET_PARAMETERS,
     DELAY_SLOW_CLOCK_SCALE,
     NETWORK_CIRCUITS,
@@ -54,11 +55,12 @@ from delgrad.drivers._units import (
     REFRACTORY_CYCLES_PER_US,
     REFRACTORY_MAX_CYCLES,
     REFRACTORY_MIN_CYCLES,
+    model_to_us,
     refractory_cycles_to_delay_us,
     us_to_model,
 )
 from delgrad.errors import BackendUnavailableError, CapabilityError, DriverError
-from delgrad.runtime import Capabilities, Driver, Network, Observation, ParameterError
+from delgrad.runtime import Capabilities, Driver, Layer, Network, Observation, ParameterError
 
 #: PyNN module of the BrainScaleS-2 stack.
 PYNN_MODULE = "pynn_brainscales.brainscales2"
@@ -494,6 +496,62 @@ class BrainScaleS2Driver(Driver):
             late_spikes=late,
             trials=n_batch,
         )
+
+    # --- delay check ------------------------------------------------------------------
+
+    def measure_delays(
+        self,
+        cycles: tuple[int, ...] = (50, 100, 150, 200, 250),
+        *,
+        n_pairs: int = DELAY_PAIRS,
+        n_trials: int = 20,
+        t_in: float = 0.5,
+    ) -> np.ndarray:
+        """Delay each delay element produces per refractory setting, measured on the chip.
+
+        Configures a one-layer axonal network of ``n_pairs`` inputs (zero weights) whose
+        delays map exactly onto ``cycles``, sends every input at ``t_in`` in
+        ``n_trials`` trials per setting and takes the median of the observed arrival
+        minus the input time. Compare with the nominal ``cycles / 8 + 2`` us (the
+        authors' map; their ``test_delays`` in JulianGoeltz/fastAndDeep
+        ``src/delay_utils.py`` plots the same). This replaces the configured network:
+        call ``configure`` again afterwards.
+
+        Args:
+            cycles: refractory settings to measure, each in 50..250.
+            n_pairs: delay elements to measure (the first ``n_pairs`` pairs), 1..128.
+            n_trials: trials per setting.
+            t_in: input time (model units) in each trial.
+
+        Returns:
+            (len(cycles), n_pairs) float64 median delays in us; nan where a pair never
+            fired inside the window.
+
+        Raises:
+            ParameterError: a setting or size out of range.
+            DriverError: the chip run failed.
+        """
+        lo, hi = REFRACTORY_MIN_CYCLES, REFRACTORY_MAX_CYCLES
+        if not cycles or any(int(c) != c or not lo <= c <= hi for c in cycles):
+            raise ParameterError(f"cycles must be integers in {lo}..{hi}, got {cycles!r}")
+        if not 1 <= n_pairs <= DELAY_PAIRS or n_trials < 1:
+            raise ParameterError(f"need 1 <= n_pairs <= {DELAY_PAIRS} and n_trials >= 1")
+        p = self.params
+        layer = Layer(n_pairs, 1, "axonal")
+        t = np.full((n_trials, n_pairs), float(t_in))
+        out = np.full((len(cycles), n_pairs), np.nan)
+        for k, c in enumerate(cycles):
+            d = us_to_model(refractory_cycles_to_delay_us(int(c)), p.time_unit_us)
+            net = Network([layer], p.neuron, [np.zeros((n_pairs, 1))], [np.full(n_pairs, d)])
+            self.configure(net)
+            obs = self.run(t)
+            assert obs.arrivals[0] is not None
+            lag_us = model_to_us(obs.arrivals[0] - t, p.time_unit_us)
+            fired = np.isfinite(lag_us).any(axis=0)
+            out[k, fired] = np.nanmedian(
+                np.where(np.isfinite(lag_us), lag_us, np.nan)[:, fired], axis=0
+            )
+        return out
 
     # --- session end ------------------------------------------------------------------
 

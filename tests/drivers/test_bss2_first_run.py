@@ -238,6 +238,21 @@ def test_without_the_clock_setting_the_delays_come_out_wrong(monkeypatch):
     assert np.all(obs.arrivals[0] - t < drv.applied.d[0] - 1.0)
 
 
+def test_measure_delays_sweeps_every_pair_over_the_refractory_settings(monkeypatch):
+    fake = FakePyNN()
+    drv = _driver(fake)
+    measured = drv.measure_delays((50, 150, 250), n_trials=3)
+    assert measured.shape == (3, 128)
+    # the stand-in realises the authors' map tref / 8 + 2 us at slow clock scale 4
+    np.testing.assert_allclose(measured, np.array([[8.25], [20.75], [33.25]]) + 0 * measured)
+    assert [c[0] for c in fake.calls].count("setup") == 1  # one session, settings via set
+    monkeypatch.setattr(BrainScaleS2Driver, "_set_refractory_clocks", lambda self, chip: None)
+    wrong = _driver().measure_delays((250,), n_pairs=4, n_trials=2)
+    assert np.all(wrong < 5.0)  # calix's slow scale 0: 250 cycles last 2 us
+    with pytest.raises(ValueError, match="cycles"):
+        drv.measure_delays((40,))
+
+
 # --- 5. the documentation of the delay calibration -----------------------------------------
 
 
