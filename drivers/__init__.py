@@ -17,18 +17,19 @@ from delgrad.drivers._bss2_io import (
     pack_trials,
     translate_network,
 )
-from delgrad.drivers._contract import (
+from delgrad.drivers._chip_params import BSS2Params
+from delgrad.drivers._emulator import EmulatorDriver, EmulatorMode
+from delgrad.drivers._factory import driver_from_config
+from delgrad.drivers._fake import RecordedCall, RecordingDriver
+from delgrad.errors import BackendUnavailableError, CapabilityError, DriverError
+from delgrad.runtime import (
+    DRIVER_NAMES,
     RANGE_RULES,
     Capabilities,
     Driver,
     Observation,
     RangeRule,
 )
-from delgrad.drivers._emulator import EmulatorDriver, EmulatorMode
-from delgrad.drivers._errors import BackendUnavailableError, CapabilityError, DriverError
-from delgrad.drivers._factory import DRIVER_NAMES, driver_from_config
-from delgrad.drivers._fake import RecordedCall, RecordingDriver
-from delgrad.drivers._params import BSS2Params
 
 __all__ = [
     "DRIVER_NAMES",

@@ -6,9 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-from delgrad.drivers._contract import Capabilities, Driver, Observation
+from delgrad.drivers._chip_params import BSS2Params
 from delgrad.drivers._kernels import membrane_layer
-from delgrad.drivers._params import BSS2Params
 from delgrad.drivers._units import (
     code_to_weight,
     model_to_us,
@@ -16,7 +15,7 @@ from delgrad.drivers._units import (
     us_to_model,
     weight_to_code,
 )
-from delgrad.runtime import Network, ParameterError, forward
+from delgrad.runtime import Capabilities, Driver, Network, Observation, ParameterError, forward
 
 EmulatorMode = Literal["ideal", "bss2"]
 

@@ -1,32 +1,36 @@
-"""Create a driver by name, e.g. from a configuration file."""
+"""Create a driver by name, e.g. from a configuration file.
+
+The names are the runtime's one list (``delgrad.runtime.DRIVER_NAMES``); ``"host"``
+there means the exact model on the host, which needs no driver.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from delgrad.drivers._contract import Driver
-from delgrad.runtime import ConfigError, ParameterError
+from delgrad.drivers._bss2 import BrainScaleS2Driver
+from delgrad.drivers._chip_params import BSS2Params
+from delgrad.drivers._emulator import EmulatorDriver
+from delgrad.drivers._fake import RecordingDriver
+from delgrad.errors import ConfigError, ParameterError
+from delgrad.runtime import DRIVER_NAMES, Driver
 
-#: Names accepted by :func:`driver_from_config`.
-DRIVER_NAMES: tuple[str, ...] = ("brainscales2", "emulator-bss2", "emulator-ideal", "recording")
+
+def _chip_params(options: dict[str, object]) -> None:
+    params = options.get("params")
+    if isinstance(params, dict):
+        options["params"] = BSS2Params(**params)
 
 
 def _emulator(mode: str) -> Callable[..., Driver]:
     def make(**options: object) -> Driver:
-        from delgrad.drivers._emulator import EmulatorDriver
-        from delgrad.drivers._params import BSS2Params
-
-        params = options.pop("params", None)
-        if isinstance(params, dict):
-            params = BSS2Params(**params)
-        return EmulatorDriver(mode, params=params, **options)  # type: ignore[arg-type]
+        _chip_params(options)
+        return EmulatorDriver(mode, **options)  # type: ignore[arg-type]
 
     return make
 
 
 def _recording(**options: object) -> Driver:
-    from delgrad.drivers._fake import RecordingDriver
-
     inner = options.pop("inner", None)
     if isinstance(inner, str):
         inner = driver_from_config(inner)
@@ -34,13 +38,8 @@ def _recording(**options: object) -> Driver:
 
 
 def _brainscales2(**options: object) -> Driver:
-    from delgrad.drivers._bss2 import BrainScaleS2Driver
-    from delgrad.drivers._params import BSS2Params
-
-    params = options.pop("params", None)
-    if isinstance(params, dict):
-        params = BSS2Params(**params)
-    return BrainScaleS2Driver(params=params, **options)  # type: ignore[arg-type]
+    _chip_params(options)
+    return BrainScaleS2Driver(**options)  # type: ignore[arg-type]
 
 
 _MAKERS: dict[str, Callable[..., Driver]] = {
@@ -49,6 +48,8 @@ _MAKERS: dict[str, Callable[..., Driver]] = {
     "emulator-ideal": _emulator("ideal"),
     "recording": _recording,
 }
+# The names driver_from_config builds: every runtime driver name but "host".
+_BUILDABLE: tuple[str, ...] = tuple(n for n in DRIVER_NAMES if n in _MAKERS)
 
 
 def driver_from_config(name: str, **options: object) -> Driver:
@@ -64,7 +65,7 @@ def driver_from_config(name: str, **options: object) -> Driver:
     """
     maker = _MAKERS.get(name)
     if maker is None:
-        raise ConfigError(f"unknown driver {name!r}; known: {', '.join(DRIVER_NAMES)}")
+        raise ConfigError(f"unknown driver {name!r}; known: {', '.join(_BUILDABLE)}")
     try:
         return maker(**options)
     except TypeError as exc:

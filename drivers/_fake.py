@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad.drivers._contract import Capabilities, Driver, Observation
-from delgrad.runtime import Network, ParameterError
+from delgrad.drivers._emulator import EmulatorDriver
+from delgrad.runtime import Capabilities, Driver, Network, Observation, ParameterError
 
 
 @dataclass
@@ -42,8 +42,6 @@ class RecordingDriver(Driver):
     ) -> None:
         super().__init__()
         if inner is None:
-            from delgrad.drivers._emulator import EmulatorDriver
-
             inner = EmulatorDriver("ideal")
         if not isinstance(inner, Driver):
             raise ParameterError(f"inner must be a Driver, got {type(inner).__name__}")

@@ -15,6 +15,16 @@ Importing this package does not import aiomqtt or amqtt; they load on first use.
 See docs/protocol.md for the wire format.
 """
 
+from delgrad.errors import (
+    ArrayError,
+    ChecksumError,
+    ProtocolError,
+    SchemaError,
+    SizeLimitError,
+    TransportError,
+    VersionError,
+)
+
 from ._arrays import ALLOWED_DTYPES, MAX_ELEMENTS, decode_array, encode_array
 from ._broker import EmbeddedBroker, is_loopback
 from ._codec import (
@@ -25,15 +35,6 @@ from ._codec import (
     encode,
     message_types,
     register_message,
-)
-from ._errors import (
-    ArrayError,
-    ChecksumError,
-    ProtocolError,
-    SchemaError,
-    SizeLimitError,
-    TransportError,
-    VersionError,
 )
 from ._inproc import InProcessBus, InProcessTransport
 from ._messages import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ArrayError, SizeLimitError
+from delgrad.errors import ArrayError, SizeLimitError
 
 #: Wire dtype strings accepted, as written by numpy's ``dtype.str``.
 ALLOWED_DTYPES: frozenset[str] = frozenset(

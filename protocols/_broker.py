@@ -13,9 +13,7 @@ import socket
 from types import TracebackType
 from typing import Any, Self
 
-from delgrad.runtime._errors import ParameterError
-
-from ._errors import TransportError
+from delgrad.errors import ParameterError, TransportError
 
 
 def is_loopback(host: str) -> bool:

@@ -19,8 +19,15 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import msgpack
 
+from delgrad.errors import (
+    ParameterError,
+    ProtocolError,
+    SchemaError,
+    SizeLimitError,
+    VersionError,
+)
+
 from ._arrays import MAX_ELEMENTS, ElementBudget
-from ._errors import ProtocolError, SchemaError, SizeLimitError, VersionError
 
 #: Default largest accepted message, in bytes (16 MiB).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -43,8 +50,6 @@ def sorted_names(mapping: Mapping[Any, Any], what: str) -> list[str]:
     Raises:
         ParameterError: If a key is not a valid name.
     """
-    from delgrad.runtime._errors import ParameterError
-
     for k in mapping:
         if not isinstance(k, str) or not NAME_RE.match(k):
             raise ParameterError(f"{what} {k!r} is not a valid name")

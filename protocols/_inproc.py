@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ._errors import TransportError
+from delgrad.errors import TransportError
+
 from ._queues import Inbox, IncomingMessage, TransportStats
 from ._topics import topic_matches, validate_pattern, validate_publish_topic
 from ._transport import DEFAULT_INBOX, Transport, Will, resolve_delivery

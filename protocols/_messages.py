@@ -2,7 +2,7 @@
 
 Each class is a frozen dataclass registered under its schema name. Arrays are
 normalised on construction (dtype, C order, read-only). Constructing with bad
-values raises :class:`~delgrad.runtime._errors.ParameterError`; decoding bad bytes
+values raises :class:`~delgrad.errors.ParameterError`; decoding bad bytes
 raises a :class:`~delgrad.protocols.ProtocolError`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError, SchemaError
 
 from ._arrays import ElementBudget, decode_array, encode_array
 from ._codec import (
@@ -32,7 +32,6 @@ from ._codec import (
     register_message,
     sorted_names,
 )
-from ._errors import SchemaError
 
 #: Units of event times: model time in units of tau_s, or microseconds.
 TIME_UNITS: frozenset[str] = frozenset({"tau_s", "us"})

@@ -22,9 +22,8 @@ import ssl
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError, TransportError
 
-from ._errors import TransportError
 from ._queues import Inbox, IncomingMessage, Outbox, OutgoingMessage, TransportStats
 from ._topics import policy_for, validate_pattern, validate_publish_topic
 from ._transport import DEFAULT_INBOX, Transport, Will, resolve_delivery

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ChecksumError, ParameterError, SchemaError
 
 from ._arrays import ElementBudget, decode_array, encode_array
 from ._codec import (
@@ -33,7 +33,6 @@ from ._codec import (
     register_message,
     sorted_names,
 )
-from ._errors import ChecksumError, SchemaError
 
 #: Delay kinds whose delay-array shape is checked: name -> shape given (n_in, n_out).
 DELAY_SHAPES: dict[str, Any] = {

@@ -24,7 +24,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 
 @dataclass(frozen=True, slots=True)

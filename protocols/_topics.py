@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 #: First two levels of every topic.
 ROOT = "delgrad/v1"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from delgrad.errors import ParameterError, TransportError
+
 from ._codec import MAX_SEQ, Message, encode
 from ._queues import IncomingMessage, TransportStats
 from ._topics import policy_for, validate_name
@@ -116,8 +118,6 @@ class Transport(abc.ABC):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[IncomingMessage]:
-        from ._errors import TransportError
-
         while True:
             try:
                 yield await self.recv()
@@ -129,8 +129,6 @@ def resolve_delivery(topic: str, qos: int | None, retain: bool | None) -> tuple[
     pol = policy_for(topic)
     q = pol.qos if qos is None else qos
     if q not in (0, 1, 2):
-        from delgrad.runtime._errors import ParameterError
-
         raise ParameterError("qos must be 0, 1 or 2")
     return q, pol.retain if retain is None else bool(retain), pol.state_like
 

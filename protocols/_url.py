@@ -13,14 +13,13 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from delgrad.runtime._errors import ConfigError
+from delgrad.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ._mqtt import MqttTransport
-    from ._transport import Will
+from ._mqtt import MqttTransport
+from ._transport import Will
 
 #: Environment variable read for the password when the URL has none.
 PASSWORD_ENV = "DELGRAD_MQTT_PASSWORD"
@@ -129,8 +128,6 @@ def transport_from_url(
     if clash:
         raise ConfigError(f"{', '.join(clash)} come from the broker URL, not from options")
     addr = parse_broker_url(url)
-    from ._mqtt import MqttTransport
-
     return MqttTransport(
         addr.host,
         addr.port,

@@ -1,14 +1,30 @@
-"""DelGrad core: exact event-based spike times and gradients, training pieces, data.
+"""DelGrad core: a synchronous library of exact event-based spike times and gradients.
 
-Model time is in units of tau_s throughout.
+Spike-time kernels, networks, losses, the optimiser and stabilisers, offline
+training, recipes, the driver contract and the chip-in-the-loop adapter. It
+imports no other delgrad package but the error tree; the asyncio service is
+``delgrad.runtime.service``. Model time is in units of tau_s throughout.
 """
 
-from delgrad.runtime._config import Config, load_config
-from delgrad.runtime._errors import (
+from delgrad.errors import (
     ConfigError,
     DelgradError,
     NetworkFileError,
     ParameterError,
+)
+from delgrad.runtime._adam import Adam, ParamGroup, StepSchedule
+from delgrad.runtime._atomic import atomic_write
+from delgrad.runtime._config import Config, config_from_dict, load_config
+from delgrad.runtime._delays import DelayParametrisation
+from delgrad.runtime._driver import (
+    DRIVER_ALIASES,
+    DRIVER_NAMES,
+    RANGE_RULES,
+    Capabilities,
+    Driver,
+    Observation,
+    RangeRule,
+    check_input,
 )
 from delgrad.runtime._events import (
     CsrEvents,
@@ -19,8 +35,9 @@ from delgrad.runtime._events import (
     inputs_to_events,
     padded_to_csr,
 )
+from delgrad.runtime._in_the_loop import DriverObserver
 from delgrad.runtime._io import load_network, save_network
-from delgrad.runtime._join import Joined, LabelJoin
+from delgrad.runtime._learner import Learner, Observer, host_observer
 from delgrad.runtime._losses import (
     FirstSpikeCrossEntropy,
     LossResult,
@@ -41,20 +58,10 @@ from delgrad.runtime._network import (
     forward,
 )
 from delgrad.runtime._neuron import NeuronParams
-from delgrad.runtime._online import OnlineLearner
-from delgrad.runtime._optim import (
-    Adam,
-    DelayParametrisation,
-    ParamGroup,
-    StepSchedule,
-    WeightBumper,
-    clip_weights,
-)
-from delgrad.runtime._run_config import RunConfig, load_run_config
-from delgrad.runtime._stats import Counters, LatencyTracker, RateMeter, RingBuffer, SlidingAccuracy
-from delgrad.runtime._trainer import Learner, Trainer
+from delgrad.runtime._recipes import resolve_config, shipped_configs
+from delgrad.runtime._stabilisers import WeightBumper, clip_weights
+from delgrad.runtime._trainer import EpochStats, Trainer, load_split
 from delgrad.runtime._warmup import warm_up
-from delgrad.runtime._windowing import TrialWindower, WindowedTrials, WindowSpec
 from delgrad.runtime._yinyang import (
     YINYANG_SPLITS,
     encode_yinyang,
@@ -65,21 +72,24 @@ from delgrad.runtime._yinyang import (
 
 __all__ = [
     "DELAY_KINDS",
+    "DRIVER_ALIASES",
+    "DRIVER_NAMES",
+    "RANGE_RULES",
     "YINYANG_SPLITS",
     "Adam",
+    "Capabilities",
     "Config",
     "ConfigError",
-    "Counters",
     "CsrEvents",
     "DelayKind",
     "DelayParametrisation",
     "DelgradError",
+    "Driver",
+    "DriverObserver",
+    "EpochStats",
     "FirstSpikeCrossEntropy",
     "FirstSpikes",
     "Gradients",
-    "Joined",
-    "LabelJoin",
-    "LatencyTracker",
     "Layer",
     "LayerGradient",
     "Learner",
@@ -87,50 +97,40 @@ __all__ = [
     "Network",
     "NetworkFileError",
     "NeuronParams",
-    "OnlineLearner",
+    "Observation",
+    "Observer",
     "PaddedEvents",
     "ParamGroup",
     "ParameterError",
-    "RateMeter",
-    "RingBuffer",
-    "RunConfig",
-    "Service",
+    "RangeRule",
     "ShiftMSELoss",
-    "SlidingAccuracy",
     "StepSchedule",
     "Trainer",
-    "TrialWindower",
     "WeightBumper",
-    "WindowSpec",
-    "WindowedTrials",
     "accuracy",
+    "atomic_write",
     "backward",
+    "check_input",
     "clip_weights",
+    "config_from_dict",
     "cross_entropy_loss",
     "csr_to_padded",
     "encode_yinyang",
     "first_spike_inputs",
     "forward",
+    "host_observer",
     "inputs_to_events",
     "load_config",
     "load_network",
-    "load_run_config",
+    "load_split",
     "mse_loss",
     "padded_to_csr",
     "predict",
+    "resolve_config",
     "save_network",
+    "shipped_configs",
     "warm_up",
     "yinyang",
     "yinyang_class",
     "yinyang_split",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The service imports delgrad.protocols, which imports this package's error
-    # tree; loading it lazily keeps either package importable first.
-    if name == "Service":
-        from delgrad.runtime._service import Service
-
-        return Service
-    raise AttributeError(f"module 'delgrad.runtime' has no attribute {name!r}")

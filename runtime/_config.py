@@ -3,23 +3,21 @@
 Every field has a default, so an empty file is a valid configuration (the
 4-30-3 synaptic-delay DelGrad recipe). Unknown sections or fields and values of
 the wrong type raise :class:`ConfigError` naming the offending key. The field
-reference is ``docs/training.md``; shipped recipes are in ``configs/``.
+reference is ``docs/training.md``; shipped recipes are in ``runtime/recipes/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from delgrad.runtime._errors import ConfigError
+from delgrad.errors import ConfigError
+from delgrad.runtime._driver import DRIVER_ALIASES, DRIVER_NAMES
 from delgrad.runtime._neuron import NeuronParams
+from delgrad.runtime._schema import build_dataclass, read_toml
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,10 @@ class TrainingConfig:
         bump_tolerances: tolerated fraction of missing spikes per layer (hidden..., output).
         weight_clip: |w| is clipped to this after every step; 0 disables.
         weight_grid: forward pass uses w rounded to this grid (e.g. 1/30); 0 disables.
-        driver: "host" (exact model), or an emulator mode "ideal" / "bss2".
-        chip_seed: which emulated chip (driver bss2).
+        driver: where the forward pass runs: "host" (exact model) or a driver name
+            (``DRIVER_NAMES``, e.g. "emulator-bss2"); "ideal" and "bss2" are read
+            as "emulator-ideal" and "emulator-bss2".
+        chip_seed: which emulated chip (driver emulator-bss2).
         checkpoint_every: epochs between checkpoints.
     """
 
@@ -113,7 +113,7 @@ class TrainingConfig:
     bump_tolerances: list[float] = field(default_factory=lambda: [0.3, 0.0])
     weight_clip: float = 0.0
     weight_grid: float = 0.0
-    driver: Literal["host", "ideal", "bss2"] = "host"
+    driver: str = "host"
     chip_seed: int = 0
     checkpoint_every: int = 1
 
@@ -139,104 +139,43 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_POSITIVE = {
-    "tau_s",
-    "tau_m",
-    "theta",
-    "epochs",
-    "batch_size",
-    "lr_step",
-    "delta_t",
-    "xi",
-    "alpha",
-    "beta",
-    "n_inputs",
-    "n_outputs",
-    "input_repeat",
-    "train_size",
-    "validation_size",
-    "test_size",
-    "checkpoint_every",
-}
-_NON_NEGATIVE = {
-    "eps",
-    "lr_w",
-    "lr_d",
-    "max_dw_norm",
-    "bump_start",
-    "weight_clip",
-    "weight_grid",
-    "delay_shift",
-    "q_std",
-    "d_std",
-    "chip_seed",
-    "seed",
-}
-
-
-def _check_value(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
-        return value
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            value = [value] if item_tp is float and isinstance(value, int | float) else value
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be finite, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"[{where}] must be a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ConfigError(
-            f"unknown field(s) {', '.join(unknown)} in [{where}]; "
-            f"valid: {', '.join(sorted(fields))}"
-        )
-    kwargs = {}
-    for key, value in data.items():
-        tp = hints[key]
-        label = key if where == "top level" else f"{where}.{key}"
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, key)
-            continue
-        if isinstance(tp, types.UnionType):  # pragma: no cover - not used by the schema
-            raise ConfigError(f"{label}: unions are not supported")
-        checked = _check_value(value, tp, label)
-        for item in checked if isinstance(checked, list) else [checked]:
-            if isinstance(item, int | float) and not isinstance(item, bool):
-                if key in _POSITIVE and not item > 0:
-                    raise ConfigError(f"{label} must be > 0, got {value!r}")
-                if key in _NON_NEGATIVE and not item >= 0:
-                    raise ConfigError(f"{label} must be >= 0, got {value!r}")
-        kwargs[key] = checked
-    return cls(**kwargs)
+_POSITIVE = frozenset(
+    {
+        "tau_s",
+        "tau_m",
+        "theta",
+        "epochs",
+        "batch_size",
+        "lr_step",
+        "delta_t",
+        "xi",
+        "alpha",
+        "beta",
+        "n_inputs",
+        "n_outputs",
+        "input_repeat",
+        "train_size",
+        "validation_size",
+        "test_size",
+        "checkpoint_every",
+    }
+)
+_NON_NEGATIVE = frozenset(
+    {
+        "eps",
+        "lr_w",
+        "lr_d",
+        "max_dw_norm",
+        "bump_start",
+        "weight_clip",
+        "weight_grid",
+        "delay_shift",
+        "q_std",
+        "d_std",
+        "chip_seed",
+        "seed",
+    }
+)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
@@ -245,7 +184,9 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     Raises:
         ConfigError: for unknown sections or fields and for invalid values.
     """
-    config = _build(Config, data, "top level")
+    config = build_dataclass(
+        Config, data, "top level", positive=_POSITIVE, non_negative=_NON_NEGATIVE
+    )
     net = config.network
     if any(h < 1 for h in net.hidden):
         raise ConfigError(f"network.hidden sizes must be >= 1, got {net.hidden}")
@@ -258,6 +199,16 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         raise ConfigError("network.share_input_delay needs network.delay = 'axonal'")
     if config.data.t_late <= config.data.t_early:
         raise ConfigError("data.t_late must be later than data.t_early")
+    driver = DRIVER_ALIASES.get(config.training.driver, config.training.driver)
+    if driver not in DRIVER_NAMES:
+        raise ConfigError(
+            f"training.driver must be one of {', '.join(DRIVER_NAMES)}, "
+            f"got {config.training.driver!r}"
+        )
+    if driver != config.training.driver:
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, driver=driver)
+        )
     if not config.training.bump_tolerances:
         raise ConfigError("training.bump_tolerances needs at least one value")
     return config
@@ -269,12 +220,6 @@ def load_config(path: str | Path) -> Config:
     Raises:
         ConfigError: if the file is missing, not TOML, or invalid.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     data.setdefault("name", Path(path).stem)
     return config_from_dict(data)

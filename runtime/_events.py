@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 __all__ = [
     "CsrEvents",

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from delgrad.errors import NetworkFileError, ParameterError
 from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime._errors import NetworkFileError, ParameterError
 from delgrad.runtime._network import Layer, Network
 from delgrad.runtime._neuron import NeuronParams
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 __all__ = [
     "FirstSpikeCrossEntropy",

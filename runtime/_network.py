@@ -11,7 +11,7 @@ from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 from delgrad.runtime._kernels._backward import layer_backward
 from delgrad.runtime._kernels._forward import layer_forward
 from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL

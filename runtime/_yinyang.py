@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 __all__ = [
     "YINYANG_SPLITS",

@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
         0 on a clean end, 2 on bad arguments, 1 if the broker cannot be reached or the
         recording cannot be written.
     """
+    from delgrad.errors import ConfigError
     from delgrad.protocols import TransportError, is_valid_name, parse_broker_url
-    from delgrad.runtime._errors import ConfigError
 
     try:
         if args.device != "+" and not is_valid_name(args.device):

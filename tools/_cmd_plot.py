@@ -26,7 +26,7 @@ def read_recording(path: Path) -> list[dict[str, Any]]:
         ConfigError: If the file is missing or a line is not a JSON object with a
             finite numeric ``time_s`` (the message names the line).
     """
-    from delgrad.runtime._errors import ConfigError
+    from delgrad.errors import ConfigError
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 on a missing or malformed recording.
     """
-    from delgrad.runtime._errors import ConfigError, ParameterError
+    from delgrad.errors import ConfigError, ParameterError
 
     path = Path(args.file)
     out = Path(args.out) if args.out else path.with_suffix(".png")

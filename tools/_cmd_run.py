@@ -75,7 +75,7 @@ def _table(service):
 
 def run(args: argparse.Namespace) -> int:
     """Run the service; exit 0 on a clean stop."""
-    from delgrad.runtime._run_config import load_run_config
+    from delgrad.runtime.service._run_config import load_run_config
     from delgrad.tools._run_app import is_terminal, print_line, serve
 
     try:

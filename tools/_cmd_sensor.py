@@ -99,8 +99,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from delgrad.errors import ConfigError
     from delgrad.protocols import is_valid_name
-    from delgrad.runtime._errors import ConfigError
 
     if not is_valid_name(args.device):
         raise ConfigError(f"--device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-]")
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
         0 on a clean end (also after Ctrl-C), 2 on bad arguments, 1 if the broker
         cannot be reached.
     """
+    from delgrad.errors import ConfigError
     from delgrad.protocols import TransportError
-    from delgrad.runtime._errors import ConfigError
 
     try:
         _validate(args)

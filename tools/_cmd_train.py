@@ -48,7 +48,8 @@ def _line(stats) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print a summary, and return the exit code."""
-    from delgrad.tools._train_run import resolve_config, run_training, shipped_configs
+    from delgrad.runtime import resolve_config, shipped_configs
+    from delgrad.tools._train_run import run_training
 
     if args.list or not args.config:
         print("\n".join(shipped_configs()))

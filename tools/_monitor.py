@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from delgrad.errors import ParameterError
 from delgrad.protocols import (
     Envelope,
     IncomingMessage,
@@ -34,7 +35,6 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
-from delgrad.runtime._errors import ParameterError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

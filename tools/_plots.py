@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
+from delgrad.runtime import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from delgrad.runtime._network import Network
+    from delgrad.runtime import Network
 
 __all__ = [
     "DELAY_LABELS",
@@ -214,9 +214,7 @@ def plot_learning_curves(
 def _predict_features(
     net: Network, features: NDArray[np.float64], t_early: float, t_late: float
 ) -> NDArray[np.int64]:
-    from delgrad.runtime._losses import predict
-    from delgrad.runtime._network import forward
-    from delgrad.runtime._yinyang import encode_yinyang
+    from delgrad.runtime import encode_yinyang, forward, predict
 
     out = np.empty(features.shape[0], dtype=np.int64)
     chunk = 4096
@@ -271,7 +269,7 @@ def plot_yinyang_plane(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Patch
 
-    from delgrad.runtime._yinyang import yinyang_class
+    from delgrad.runtime import yinyang_class
 
     if net.n_inputs != 4:
         raise ParameterError(
@@ -559,7 +557,7 @@ def plot_raster(
     Raises:
         ParameterError: on mismatched batch sizes, bad shapes or ``n_samples``.
     """
-    from delgrad.runtime._losses import predict
+    from delgrad.runtime import predict
 
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}")

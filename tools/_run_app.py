@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from delgrad.runtime import ConfigError, load_network
-from delgrad.runtime._online import OnlineLearner
-from delgrad.runtime._run_config import RunConfig
-from delgrad.runtime._service import Service
-from delgrad.runtime._trainer import Learner
+from delgrad.runtime import ConfigError, Learner, load_network
+from delgrad.runtime.service._online import OnlineLearner
+from delgrad.runtime.service._run_config import RunConfig
+from delgrad.runtime.service._service import Service
 
 
 def build_online(config: RunConfig) -> OnlineLearner:
@@ -24,7 +23,7 @@ def build_online(config: RunConfig) -> OnlineLearner:
         ConfigError: unknown recipe or driver, or a network file that does not fit.
     """
     from delgrad.drivers import driver_from_config
-    from delgrad.tools._train_run import resolve_config
+    from delgrad.runtime import resolve_config
 
     recipe = resolve_config(config.model.recipe).replace(seed=config.model.seed)
     learner = Learner(recipe)
@@ -133,7 +132,7 @@ async def _demo_sensor(url: str, config: RunConfig, rate: float, stop: asyncio.E
 
     repeat = 1
     with contextlib.suppress(ConfigError):
-        from delgrad.tools._train_run import resolve_config
+        from delgrad.runtime import resolve_config
 
         repeat = resolve_config(config.model.recipe).network.input_repeat
     options = {} if config.broker.url else {"protocol": "3.1.1"}

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
+from delgrad.errors import ConfigError
 from delgrad.protocols import TIME_UNITS, Labels, SpikeBatch, TopicKind, topic
-from delgrad.runtime._errors import ConfigError
 
 if TYPE_CHECKING:
     from delgrad.protocols import Publisher
@@ -157,7 +157,7 @@ class YinYangSource(_Cycler):
     def __init__(
         self, split: str = "train", input_repeat: int = 1, seed: int = 0, *, first_trial_id: int = 0
     ) -> None:
-        from delgrad.runtime._yinyang import YINYANG_SPLITS, encode_yinyang, yinyang_split
+        from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
 
         if split not in YINYANG_SPLITS:
             raise ConfigError(f"unknown Yin-Yang split {split!r}; use train, validation or test")

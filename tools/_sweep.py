@@ -18,7 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from delgrad.runtime._atomic import atomic_write
+from delgrad.runtime import atomic_write
 
 RECIPES = {
     "none": "yinyang_H30_W",
@@ -54,7 +54,8 @@ class SweepRun:
 
 
 def _run_one(run: SweepRun, out: str) -> dict[str, Any]:
-    from delgrad.tools._train_run import resolve_config, run_training
+    from delgrad.runtime import resolve_config
+    from delgrad.tools._train_run import run_training
 
     overrides = [f"network.hidden=[{run.hidden}]"]
     if run.epochs is not None:

@@ -6,61 +6,25 @@ import json
 import platform
 import sys
 import time
-import tomllib
-from collections.abc import Callable, Sequence
-from importlib import resources
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from delgrad.runtime import ConfigError, save_network
-from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime._config import Config, config_from_dict, load_config
-from delgrad.runtime._trainer import EpochStats, Trainer, host_observer
-
-CONFIG_PACKAGE = "delgrad.tools"
-
-
-def shipped_configs() -> list[str]:
-    """Names of the configurations shipped with the package."""
-    folder = resources.files(CONFIG_PACKAGE).joinpath("configs")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
-def resolve_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
-    """Load a config from a path or a shipped name, then apply ``section.key=value`` overrides.
-
-    Raises:
-        ConfigError: unknown name, bad file, or bad override.
-    """
-    path = Path(name_or_path)
-    if not path.is_file():
-        shipped = resources.files(CONFIG_PACKAGE).joinpath("configs", f"{path.stem}.toml")
-        if not shipped.is_file():
-            raise ConfigError(
-                f"no configuration file {name_or_path!r}; shipped: {', '.join(shipped_configs())}"
-            )
-        path = Path(str(shipped))
-    config = load_config(path)
-    if not overrides:
-        return config
-    data = config.to_dict()
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text  # a bare word is a string
-        target = data
-        *sections, leaf = key.strip().split(".")
-        for section in sections:
-            if not isinstance(target.get(section), dict):
-                raise ConfigError(f"override {item!r}: no section {section!r}")
-            target = target[section]
-        target[leaf] = value
-    return config_from_dict(data)
+from delgrad.drivers import driver_from_config
+from delgrad.runtime import (
+    Config,
+    ConfigError,
+    DriverObserver,
+    EpochStats,
+    Observer,
+    Trainer,
+    atomic_write,
+    host_observer,
+    save_network,
+    yinyang,
+)
+from delgrad.tools import _plots
 
 
 def package_version() -> str:
@@ -71,29 +35,11 @@ def package_version() -> str:
         return "unknown"
 
 
-class DriverObserver:
-    """Chip in the loop: forward on a driver, which sees the current parameters.
-
-    The driver is configured before every batch, so parameters are written back
-    after each optimiser step; its quantisation acts on what it runs only.
-    """
-
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
-
-    def __call__(self, net: Any, t_in: Any) -> tuple[list, list]:
-        self.driver.configure(net)
-        observation = self.driver.run(t_in)
-        return observation.times, observation.arrivals
-
-
-def observer_for(config: Config) -> Any:
+def observer_for(config: Config) -> Observer:
     """The forward backend named by ``config.training.driver``."""
-    if config.training.driver == "host":
+    name = config.training.driver
+    if name == "host":
         return host_observer
-    from delgrad.drivers import driver_from_config
-
-    name = {"ideal": "emulator-ideal", "bss2": "emulator-bss2"}[config.training.driver]
     options = {"chip_seed": config.training.chip_seed} if name == "emulator-bss2" else {}
     return DriverObserver(driver_from_config(name, **options))
 
@@ -166,8 +112,6 @@ def run_training(
 
 def write_plots(trainer: Trainer, out: Path, test_times: list) -> list[Path]:
     """The report figures of a finished run."""
-    from delgrad.tools import _plots
-
     t_test, labels = trainer.data("test")
     curves = {
         k: [h[k] for h in trainer.history]
@@ -181,8 +125,6 @@ def write_plots(trainer: Trainer, out: Path, test_times: list) -> list[Path]:
         _plots.plot_raster(out / "raster.png", test_times, t_test, labels),
     ]
     if trainer.config.network.input_repeat == 1:
-        from delgrad.runtime import yinyang
-
         feats, labs = yinyang(trainer.config.data.test_size, 40)
         written.append(
             _plots.plot_yinyang_plane(

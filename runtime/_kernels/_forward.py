@@ -62,6 +62,7 @@ import numpy as np
 from numba import njit
 
 from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL, MODE_GENERAL
+
 _INV_E = 1.0 / math.e
 _EXP_CAP = 700.0  # keeps exp() finite when eps is carried for very early arrivals
 

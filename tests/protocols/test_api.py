@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import delgrad.protocols as p
+from delgrad.errors import DelgradError
 from delgrad.protocols import ProtocolError, TransportError
-from delgrad.runtime._errors import DelgradError
 
 
 def _isort_key(name: str) -> tuple[int, str]:

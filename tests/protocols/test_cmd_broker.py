@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from delgrad.errors import ParameterError
 from delgrad.protocols import EmbeddedBroker, MqttTransport
-from delgrad.runtime._errors import ParameterError
 from delgrad.tools import _cmd_broker
 
 from .conftest import free_port

@@ -6,6 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from delgrad.errors import ParameterError
 from delgrad.protocols import (
     ArrayError,
     ChecksumError,
@@ -25,7 +26,6 @@ from delgrad.protocols import (
     message_types,
 )
 from delgrad.protocols._arrays import ElementBudget
-from delgrad.runtime._errors import ParameterError
 
 from .conftest import sample_messages
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from delgrad.errors import ParameterError
 from delgrad.protocols import (
     DeltaEncoder,
     NeuronParams,
@@ -14,7 +15,6 @@ from delgrad.protocols import (
     encode,
     parameters_checksum,
 )
-from delgrad.runtime._errors import ParameterError
 
 from .conftest import yinyang_like_network
 

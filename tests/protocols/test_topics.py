@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from delgrad.errors import ParameterError
 from delgrad.protocols import (
     POLICIES,
     TopicInfo,
@@ -15,7 +16,6 @@ from delgrad.protocols import (
     topic_matches,
 )
 from delgrad.protocols._topics import validate_pattern, validate_publish_topic
-from delgrad.runtime._errors import ParameterError
 
 
 @pytest.mark.parametrize(

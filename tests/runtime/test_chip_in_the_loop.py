@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad.drivers import RecordingDriver, driver_from_config
-from delgrad.runtime._config import config_from_dict
-from delgrad.runtime._trainer import Trainer
-from delgrad.tools._train_run import DriverObserver, resolve_config
+from delgrad.runtime import DriverObserver, Trainer, config_from_dict, resolve_config
 
 SMALL = [
     "data.train_size=400",

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from delgrad.runtime import ConfigError
-from delgrad.runtime._config import config_from_dict, load_config
-from delgrad.tools._train_run import resolve_config, shipped_configs
+from delgrad.runtime import (
+    ConfigError,
+    config_from_dict,
+    load_config,
+    resolve_config,
+    shipped_configs,
+)
 
 
 def test_empty_config_is_the_default_recipe():

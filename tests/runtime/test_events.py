@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 from delgrad.runtime._events import (
     csr_to_padded,
     first_spike_inputs,

@@ -43,7 +43,7 @@ def test_overwrite_keeps_a_valid_file(tmp_path):
     path = tmp_path / "net.npz"
     save_network(make_net(), path)
     with pytest.raises(RuntimeError):
-        from delgrad.runtime._atomic import atomic_write
+        from delgrad.runtime import atomic_write
 
         def boom(fh):
             fh.write(b"partial")

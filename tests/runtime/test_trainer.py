@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from delgrad.runtime import Layer, Network, NeuronParams, backward, forward
-from delgrad.runtime._config import config_from_dict
-from delgrad.runtime._trainer import Trainer
+from delgrad.runtime import (
+    Layer,
+    Network,
+    NeuronParams,
+    Trainer,
+    backward,
+    config_from_dict,
+    forward,
+)
 
 SMALL = {
     "network": {"hidden": [12], "delay": "synaptic"},

@@ -475,8 +475,15 @@ def replica_test_accuracy(
     Builds a :class:`delgrad.runtime.Network` for the 4-30-3 synaptic-delay recipe
     (checked against the snapshot's structure) and runs ``forward`` + ``predict``.
     """
-    from delgrad.runtime import Layer, Network, NeuronParams, forward, predict
-    from delgrad.runtime._yinyang import encode_yinyang, yinyang_split
+    from delgrad.runtime import (
+        Layer,
+        Network,
+        NeuronParams,
+        encode_yinyang,
+        forward,
+        predict,
+        yinyang_split,
+    )
 
     assert list(snapshot.layer_sizes) == [4, 30, 3]
     assert list(snapshot.delay_kinds) == ["synaptic", "synaptic"]

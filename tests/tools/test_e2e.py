@@ -232,7 +232,7 @@ async def test_bss2_emulator_learns_yinyang_hardware_recipe(
         )
         m = sub.last_metrics()
         # count the runtime's predictions of the test trials against the test labels
-        from delgrad.runtime._yinyang import yinyang_split
+        from delgrad.runtime import yinyang_split
         from delgrad.tools._sensor import YinYangSource
 
         expected = YinYangSource("test", 5, 7, first_trial_id=10_000_000).take(n_test)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from delgrad.errors import ConfigError
 from delgrad.protocols import (
     InProcessBus,
     Labels,
@@ -22,8 +23,7 @@ from delgrad.protocols import (
     topic,
     transport_from_url,
 )
-from delgrad.runtime._errors import ConfigError
-from delgrad.runtime._yinyang import encode_yinyang, yinyang_split
+from delgrad.runtime import encode_yinyang, yinyang_split
 from delgrad.tools._cli import main
 from delgrad.tools._sensor import FileSource, Pacer, YinYangSource, stream_trials
 

@@ -76,7 +76,8 @@ def test_bad_config_field_gives_clear_error(tmp_path):
 
 
 def test_training_report_files(tmp_path):
-    from delgrad.tools._train_run import resolve_config, run_training
+    from delgrad.runtime import resolve_config
+    from delgrad.tools._train_run import run_training
 
     config = resolve_config(
         "yinyang_H30_WS",

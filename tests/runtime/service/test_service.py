@@ -26,8 +26,8 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
-from delgrad.runtime import Service
-from delgrad.runtime._run_config import run_config_from_dict
+from delgrad.runtime.service import Service
+from delgrad.runtime.service._run_config import run_config_from_dict
 from delgrad.tools._run_app import build_online
 from delgrad.tools._sensor import YinYangSource, stream_trials
 

@@ -17,8 +17,21 @@ from typing import Literal
 
 import numpy as np
 
-from delgrad.drivers._errors import CapabilityError, DriverError
-from delgrad.runtime import DELAY_KINDS, Network, NeuronParams, ParameterError
+from delgrad.errors import CapabilityError, DriverError, ParameterError
+from delgrad.runtime._network import DELAY_KINDS, Network
+from delgrad.runtime._neuron import NeuronParams
+
+#: Every driver name a configuration may use (``[driver] name`` of ``delgrad run``,
+#: ``training.driver`` of a recipe); ``delgrad.drivers.driver_from_config`` builds them.
+DRIVER_NAMES: tuple[str, ...] = (
+    "brainscales2",
+    "emulator-bss2",
+    "emulator-ideal",
+    "host",
+    "recording",
+)
+#: Older spellings of recipes' ``training.driver``, read as the names they stand for.
+DRIVER_ALIASES: dict[str, str] = {"bss2": "emulator-bss2", "ideal": "emulator-ideal"}
 
 #: What a backend does with a parameter outside its range: ``"exact"`` (no range,
 #: used as given), ``"clip"`` (clipped into range and counted in the

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad.runtime._trainer import Learner
+from delgrad.runtime import Driver, DriverObserver, Learner, Observation
 
 
 @dataclass
@@ -37,9 +37,12 @@ class OnlineLearner:
             before learning from them (one extra driver run for those trials).
     """
 
-    def __init__(self, learner: Learner, driver, *, step_every: int, refresh: bool = True) -> None:
+    def __init__(
+        self, learner: Learner, driver: Driver, *, step_every: int, refresh: bool = True
+    ) -> None:
         self.learner = learner
         self.driver = driver
+        self._loop = DriverObserver(driver)
         self.step_every = int(step_every)
         self.refresh = bool(refresh)
         layers = learner.net_forward.layers
@@ -51,30 +54,27 @@ class OnlineLearner:
         self._rows = np.empty((self.step_every, self.row_width))
         self._labels = np.empty(self.step_every, dtype=np.int64)
         self._filled = 0
-        self._dirty = True
         self.steps = 0
         self.bumps = 0
-        self.version = 0  # parameter version: +1 per optimiser step or bump
         self.refreshed = 0  # trials re-observed before a step
 
     # -- inference ------------------------------------------------------------
 
-    def mark_dirty(self) -> None:
-        """Parameters changed outside :meth:`learn_rows` (reset, learning rate is not one)."""
-        self._dirty = True
+    @property
+    def version(self) -> int:
+        """The learner's parameter version (changes at every step, bump and load)."""
+        return self.learner.version
 
-    def run(self, t_in: np.ndarray):
-        """Configure the driver if parameters changed, then run one batch of trials."""
-        if self._dirty:
-            self.driver.configure(self.learner.net_forward)
-            self._dirty = False
-        return self.driver.run(t_in)
+    def run(self, t_in: np.ndarray) -> Observation:
+        """Run one batch of trials on the driver with the current parameters."""
+        return self._loop.observe(self.learner.net_forward, t_in, self.learner.version)
 
-    def observe(self, t_in: np.ndarray):
+    def observe(self, t_in: np.ndarray) -> tuple[Observation, int]:
         """:meth:`run`, and the parameter version it ran with (worker thread)."""
-        return self.run(t_in), self.version
+        version = self.learner.version
+        return self._loop.observe(self.learner.net_forward, t_in, version), version
 
-    def pack(self, t_in: np.ndarray, observation, version: int) -> np.ndarray:
+    def pack(self, t_in: np.ndarray, observation: Observation, version: int) -> np.ndarray:
         """(B, row_width) rows: inputs, every layer's times, observed arrivals, and the
         parameter ``version`` they were observed with."""
         parts = [t_in, *observation.times]
@@ -84,7 +84,9 @@ class OnlineLearner:
         parts.append(np.full((len(t_in), 1), float(version)))
         return np.concatenate(parts, axis=1)
 
-    def unpack(self, rows: np.ndarray):
+    def unpack(
+        self, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
         """Inverse of :meth:`pack`: (t_in, times per layer, arrivals per layer or None)."""
         t_in = rows[:, : self.n_inputs]
         at = self.n_inputs
@@ -143,8 +145,6 @@ class OnlineLearner:
                     self._labels.copy(),
                 )
                 self._filled = 0
-                self._dirty = True
-                self.version += 1
                 report.loss_sum += float(result.loss.sum())
                 if bumped is None:
                     self.steps += 1

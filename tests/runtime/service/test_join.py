@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delgrad.runtime._errors import ParameterError
-from delgrad.runtime._join import Joined, LabelJoin
+from delgrad.errors import ParameterError
+from delgrad.runtime.service._join import Joined, LabelJoin
 
 
 def _conserved(j: LabelJoin) -> None:

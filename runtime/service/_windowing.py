@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 from delgrad.runtime._events import _float_array, _int_array
 
 __all__ = ["TrialWindower", "WindowSpec", "WindowedTrials"]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from delgrad.errors import DelgradError, ParameterError
 from delgrad.protocols import (
     Command,
     DeltaEncoder,
@@ -52,14 +53,13 @@ from delgrad.protocols import (
 )
 from delgrad.protocols import NeuronParams as WireNeuron
 from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime._errors import DelgradError
 from delgrad.runtime._events import first_spike_inputs
-from delgrad.runtime._join import JoinedRows, LabelJoin
 from delgrad.runtime._losses import predict
-from delgrad.runtime._online import OnlineLearner
-from delgrad.runtime._run_config import RunConfig
-from delgrad.runtime._stats import Counters, LatencyTracker, RateMeter, SlidingAccuracy
-from delgrad.runtime._windowing import TrialWindower
+from delgrad.runtime.service._join import JoinedRows, LabelJoin
+from delgrad.runtime.service._online import OnlineLearner
+from delgrad.runtime.service._run_config import RunConfig
+from delgrad.runtime.service._stats import Counters, LatencyTracker, RateMeter, SlidingAccuracy
+from delgrad.runtime.service._windowing import TrialWindower
 
 CHECKPOINT_NAME = "service_checkpoint.npz"
 HIGHWATER_NAME = "sequence_highwater.json"
@@ -542,8 +542,6 @@ class Service:
             await self._publish(topic(self.device, "cmd/reply", name=name), reply)
 
     async def _command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from delgrad.runtime._errors import ParameterError
-
         if name == "pause":
             self.paused = True
         elif name == "resume":
@@ -637,7 +635,6 @@ class Service:
             arrays = {k: npz[k] for k in npz.files}
         state = json.loads(bytes(arrays.pop("service")).decode())
         self.online.learner.load_state_arrays(arrays)
-        self.online.mark_dirty()
         self.online.steps = int(state["steps"])
         self.online.bumps = int(state["bumps"])
         self.mode = state.get("mode", self.mode)

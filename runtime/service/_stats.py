@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 __all__ = ["Counters", "LatencyTracker", "RateMeter", "RingBuffer", "SlidingAccuracy"]
 

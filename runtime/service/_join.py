@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from delgrad.runtime._errors import ParameterError
+from delgrad.errors import ParameterError
 
 __all__ = ["Joined", "JoinedRows", "LabelJoin"]
 

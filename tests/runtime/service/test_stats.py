@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delgrad.runtime._errors import ParameterError
-from delgrad.runtime._stats import (
+from delgrad.errors import ParameterError
+from delgrad.runtime.service._stats import (
     Counters,
     LatencyTracker,
     RateMeter,

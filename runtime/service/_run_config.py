@@ -7,13 +7,14 @@ The field reference is ``docs/runtime.md``.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from delgrad.runtime._config import _build
-from delgrad.runtime._errors import ConfigError
+from delgrad.errors import ConfigError
+from delgrad.protocols import is_valid_name
+from delgrad.runtime._driver import DRIVER_NAMES
+from delgrad.runtime._schema import build_dataclass, read_toml
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class BrokerSection:
 class DriverSection:
     """Backend: ``emulator-ideal``, ``emulator-bss2`` or ``brainscales2``; its chip seed."""
 
-    name: Literal["emulator-ideal", "emulator-bss2", "brainscales2"] = "emulator-ideal"
+    name: str = "emulator-ideal"
     chip_seed: int = 0
 
 
@@ -180,7 +181,10 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     Raises:
         ConfigError: unknown fields, wrong types, or out-of-range values.
     """
-    config: RunConfig = _build(RunConfig, data, "top level")
+    config: RunConfig = build_dataclass(RunConfig, data, "top level")
+    if config.driver.name not in DRIVER_NAMES or config.driver.name == "host":
+        names = ", ".join(n for n in DRIVER_NAMES if n != "host")
+        raise ConfigError(f"driver.name must be one of {names}, got {config.driver.name!r}")
     for section, key in sorted(_POSITIVE):
         value = getattr(getattr(config, section), key)
         if not value > 0:
@@ -189,8 +193,6 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
         raise ConfigError("ingest.window_period must be >= 0")
     if config.broker.embedded_port < 0 or config.broker.embedded_port > 65535:
         raise ConfigError("broker.embedded_port must be in 0..65535")
-    from delgrad.protocols import is_valid_name
-
     if not is_valid_name(config.device):
         raise ConfigError(f"device {config.device!r} is not a valid topic name")
     return config
@@ -204,11 +206,4 @@ def load_run_config(path: str | Path | None) -> RunConfig:
     """
     if path is None:
         return run_config_from_dict({})
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return run_config_from_dict(data)
+    return run_config_from_dict(read_toml(path))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delgrad.runtime._errors import ParameterError
-from delgrad.runtime._windowing import TrialWindower, WindowSpec
+from delgrad.errors import ParameterError
+from delgrad.runtime.service._windowing import TrialWindower, WindowSpec
 
 # --------------------------------------------------------------- slow reference
 

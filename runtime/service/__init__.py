@@ -1,0 +1,40 @@
+"""The streaming service of one device: the only asyncio code of ``delgrad.runtime``.
+
+Ingest (bounded queue, drop policy), windowing of continuous events into trials,
+the label join, prequential online learning on a driver, metrics, commands and
+checkpoints, wired together by :class:`Service`. Imports ``delgrad.runtime`` and
+``delgrad.protocols``, never a concrete driver (``delgrad.drivers``).
+"""
+
+from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
+from delgrad.runtime.service._online import OnlineLearner, StepReport
+from delgrad.runtime.service._run_config import RunConfig, load_run_config, run_config_from_dict
+from delgrad.runtime.service._service import Service
+from delgrad.runtime.service._stats import (
+    Counters,
+    LatencyTracker,
+    RateMeter,
+    RingBuffer,
+    SlidingAccuracy,
+)
+from delgrad.runtime.service._windowing import TrialWindower, WindowedTrials, WindowSpec
+
+__all__ = [
+    "Counters",
+    "Joined",
+    "JoinedRows",
+    "LabelJoin",
+    "LatencyTracker",
+    "OnlineLearner",
+    "RateMeter",
+    "RingBuffer",
+    "RunConfig",
+    "Service",
+    "SlidingAccuracy",
+    "StepReport",
+    "TrialWindower",
+    "WindowSpec",
+    "WindowedTrials",
+    "load_run_config",
+    "run_config_from_dict",
+]
