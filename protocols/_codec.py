@@ -82,7 +82,7 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.to_body() == other.to_body()  # type: ignore[attr-defined]
+        return bool(self.to_body() == other.to_body())
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -154,7 +154,8 @@ def encode(msg: Message, *, seq: int, sender: str, timestamp_ns: int | None = No
         "sender": sender,
         "body": msg.to_body(),
     }
-    return msgpack.packb(env, use_bin_type=True)
+    packed: bytes = msgpack.packb(env, use_bin_type=True)
+    return packed
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 
@@ -35,7 +35,12 @@ from ._codec import (
 
 #: Units of event times: model time in units of tau_s, or microseconds.
 TIME_UNITS: frozenset[str] = frozenset({"tau_s", "us"})
+_M = TypeVar("_M", bound=Message)
+
 _FLOATS = frozenset({"<f4", "<f8"})
+_U4 = frozenset({"<u4"})
+_I4 = frozenset({"<i4"})
+_F4 = frozenset({"<f4"})
 _INT_IDS = frozenset({"<i8"})
 _CHANNELS = frozenset({"<u2", "<u4"})
 _MAX_INT64 = (1 << 63) - 1
@@ -80,7 +85,7 @@ def _float_dtype(times: Any) -> np.dtype:
     return np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
 
 
-def _build(cls: type[Message], **kwargs: Any) -> Any:
+def _build(cls: type[_M], **kwargs: Any) -> _M:
     """Construct from decoded fields, turning construction errors into SchemaError."""
     try:
         return cls(**kwargs)
@@ -202,7 +207,7 @@ class SpikeBatch(Message):
             cls,
             time_unit=get_choice(body, "time_unit", TIME_UNITS),
             trial_ids=decode_array(body.get("trial_ids"), "trial_ids", b, dtypes=_INT_IDS, ndim=1),
-            offsets=decode_array(body.get("offsets"), "offsets", b, dtypes={"<u4"}, ndim=1),
+            offsets=decode_array(body.get("offsets"), "offsets", b, dtypes=_U4, ndim=1),
             channels=decode_array(body.get("channels"), "channels", b, dtypes=_CHANNELS, ndim=1),
             times=decode_array(body.get("times"), "times", b, dtypes=_FLOATS, ndim=1),
         )
@@ -279,7 +284,7 @@ class Labels(Message):
         return _build(
             cls,
             trial_ids=decode_array(body.get("trial_ids"), "trial_ids", b, dtypes=_INT_IDS, ndim=1),
-            labels=decode_array(body.get("labels"), "labels", b, dtypes={"<i4"}, ndim=1),
+            labels=decode_array(body.get("labels"), "labels", b, dtypes=_I4, ndim=1),
         )
 
 
@@ -330,9 +335,9 @@ class Predictions(Message):
         return _build(
             cls,
             trial_ids=decode_array(body.get("trial_ids"), "trial_ids", b, dtypes=_INT_IDS, ndim=1),
-            predicted=decode_array(body.get("predicted"), "predicted", b, dtypes={"<i4"}, ndim=1),
+            predicted=decode_array(body.get("predicted"), "predicted", b, dtypes=_I4, ndim=1),
             output_times=decode_array(
-                body.get("output_times"), "output_times", b, dtypes={"<f4"}, ndim=2
+                body.get("output_times"), "output_times", b, dtypes=_F4, ndim=2
             ),
         )
 

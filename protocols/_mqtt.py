@@ -235,7 +235,7 @@ class MqttTransport(Transport):
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.WILLMESSAGE if will else PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.WILLMESSAGE if will else PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = CONTENT_TYPE
         expiry = policy_for(topic).expiry_s
         if expiry is not None:

@@ -86,8 +86,8 @@ class Adam:
                     )
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ParameterError(f"betas must be a pair, got {betas!r}")
-        for b in betas:
-            if not is_number(b) or not 0.0 <= b < 1.0:
+        for beta in betas:
+            if not is_number(beta) or not 0.0 <= beta < 1.0:
                 raise ParameterError(f"betas must lie in [0, 1), got {betas!r}")
         self._groups = groups
         self._lrs = [g.lr for g in groups]

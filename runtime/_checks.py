@@ -21,9 +21,12 @@ def is_number(value: object) -> bool:
 
 def finite_positive(name: str, value: object) -> float:
     """``value`` as a float; ParameterError unless finite and > 0."""
-    if not is_number(value) or not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
 
 
 def check_param_array(where: str, p: object) -> np.ndarray:

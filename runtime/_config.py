@@ -184,7 +184,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     Raises:
         ConfigError: for unknown sections or fields and for invalid values.
     """
-    config = build_dataclass(
+    config: Config = build_dataclass(
         Config, data, "top level", positive=_POSITIVE, non_negative=_NON_NEGATIVE
     )
     net = config.network

@@ -76,7 +76,7 @@ def save_network(
 ) -> Path:
     """Write ``net`` to ``path`` (``.npz``) atomically; returns the path."""
     arrays = network_arrays(net, metadata)
-    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
 def load_network(path: str | os.PathLike[str]) -> Network:

@@ -51,10 +51,7 @@ def _build_layers(config: Config) -> list[Layer]:
     net = config.network
     sizes = [net.n_inputs * net.input_repeat, *net.hidden, net.n_outputs]
     bias = tuple(net.bias_times)
-    return [
-        Layer(a, b, net.delay, bias)  # type: ignore[arg-type]
-        for a, b in itertools.pairwise(sizes)
-    ]
+    return [Layer(a, b, net.delay, bias) for a, b in itertools.pairwise(sizes)]
 
 
 class Learner:
@@ -152,7 +149,7 @@ class Learner:
             full = raw if groups is None else raw[groups]
             g_raw = self.delay_param.raw_gradient(full, g)
             if groups is not None:
-                g_raw = np.bincount(groups, weights=g_raw, minlength=raw.size)
+                g_raw = np.bincount(groups, weights=g_raw, minlength=raw.size).astype(np.float64)
             out.append(np.ascontiguousarray(g_raw))
         return out
 

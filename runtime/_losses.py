@@ -80,7 +80,11 @@ def _check_positive(name: str, value: float) -> None:
     _check_number(name, value)
 
 
-def _label_view(times: ArrayLike, labels: ArrayLike) -> tuple:
+def _label_view(
+    times: ArrayLike, labels: ArrayLike
+) -> tuple[
+    NDArray[np.float64], NDArray[np.int64], NDArray[np.intp], NDArray[np.float64], NDArray[np.bool_]
+]:
     """Validated (t (B, n_out), labels (B,), row indices (B,), label-neuron times (B,),
     whether the label neuron fired (B,))."""
     t = _check_times(times)
@@ -92,7 +96,7 @@ def _label_view(times: ArrayLike, labels: ArrayLike) -> tuple:
 
 def _predict(t: NDArray[np.float64]) -> NDArray[np.int64]:
     # argmin returns the lowest index among ties; rows with no spike get -1.
-    pred = np.argmin(t, axis=1).astype(np.int64)
+    pred: NDArray[np.int64] = np.argmin(t, axis=1).astype(np.int64)
     pred[~np.isfinite(t).any(axis=1)] = -1
     return pred
 

@@ -103,7 +103,7 @@ def build_dataclass(
     for key, value in data.items():
         tp = hints[key]
         label = key if where == "top level" else f"{where}.{key}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = build_dataclass(
                 tp, value, key, positive=positive, non_negative=non_negative
             )

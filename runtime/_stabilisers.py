@@ -113,7 +113,7 @@ class WeightBumper:
             if missing.mean() > self.tolerance(layer, n_layers):
                 self._value = self._value * 2.0 if self._last_layer == layer else self._start
                 self._last_layer = layer
-                add_to_columns(w, missing.any(axis=0), self._value)
+                add_to_columns(w, np.asarray(missing.any(axis=0)), self._value)
                 return layer
         self._value = self._start
         self._last_layer = None

@@ -125,7 +125,8 @@ class Trainer(Learner):
         t_all, labels = self.data("train")
         order = self.shuffle_rng.permutation(len(labels))
         losses, correct, seen, bumps = 0.0, 0, 0, 0
-        silent_h, silent_o = [], []
+        silent_h: list[float] = []
+        silent_o: list[float] = []
         for first in range(0, len(order), tr.batch_size):
             idx = order[first : first + tr.batch_size]
             result, times, bumped = self.step(t_all[idx], labels[idx])
@@ -192,7 +193,7 @@ class Trainer(Learner):
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the training state atomically."""
         arrays = self.state_arrays()
-        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        return atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, observe: Observer = host_observer) -> Trainer:
