@@ -17,6 +17,7 @@ from delgrad.runtime._kernels._forward import layer_forward
 from delgrad.runtime._kernels._modes import MODE_DOUBLE, MODE_EQUAL
 from delgrad.runtime._kernels._shared import layer_backward_shared, layer_forward_shared
 from delgrad.runtime._neuron import NeuronParams
+from delgrad.runtime._nominal import BackwardRule, check_rule, nominal_scale
 
 DelayKind = Literal["none", "synaptic", "axonal", "dendritic"]
 DELAY_KINDS: tuple[str, ...] = get_args(DelayKind)
@@ -214,6 +215,7 @@ class Network:
         max_dw_norm: float | None = None,
         arrivals: Sequence[np.ndarray | None] | None = None,
         threads: int = 1,
+        rule: BackwardRule = "observed",
     ) -> Gradients:
         """Exact gradients; see :func:`backward`."""
         return backward(
@@ -224,6 +226,7 @@ class Network:
             max_dw_norm=max_dw_norm,
             arrivals=arrivals,
             threads=threads,
+            rule=rule,
         )
 
 
@@ -346,6 +349,7 @@ def backward(
     max_dw_norm: float | None = None,
     arrivals: Sequence[np.ndarray | None] | None = None,
     threads: int = 1,
+    rule: BackwardRule = "observed",
 ) -> Gradients:
     """Exact DelGrad gradients from spike times alone.
 
@@ -365,6 +369,10 @@ def backward(
             their parameter gradients are summed in row order, so results for
             different thread counts agree up to rounding (and are identical
             for the same count).
+        rule: ``"observed"`` (1/V'(T) at the observed times, no threshold needed)
+            or ``"nominal"``: the DelGrad authors' hardware rule, 1/(a(1 + W0(z)))
+            at the configured theta over the observed causal set, 0 where W0 is
+            undefined; tau_m == tau_s only (``delgrad.runtime._nominal``).
 
     Returns:
         :class:`Gradients` with dL/dw and dL/dd per layer and dL/dt_in.
@@ -382,6 +390,7 @@ def backward(
         raise ParameterError(f"grad_out must have shape {(n_batch, net.n_outputs)}, got {g.shape}")
     max_dw = 0.0 if max_dw_norm is None else float(max_dw_norm)
     threads = _check_threads(threads)
+    rule = check_rule(rule, net.neuron)
     if arrivals is not None and len(arrivals) != len(net.layers):
         raise ParameterError(f"arrivals needs one entry per layer, got {len(arrivals)}")
     observed: list[np.ndarray | None] = [None] * len(net.layers)
@@ -399,7 +408,7 @@ def backward(
     def rows(lo: int, hi: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
         obs = [None if x is None else x[lo:hi] for x in observed]
         return _backward_rows(
-            net, t0[lo:hi], [t[lo:hi] for t in ts], g[lo:hi], max_dw, obs, g_in[lo:hi]
+            net, t0[lo:hi], [t[lo:hi] for t in ts], g[lo:hi], max_dw, obs, g_in[lo:hi], rule
         )
 
     parts = _run_chunks(rows, n_batch, threads)
@@ -408,8 +417,8 @@ def backward(
     for index in range(len(net.layers)):
         gw, gd, n_drop = parts[0][index]
         for part in parts[1:]:  # fixed (row) order: deterministic for a thread count
-            gw = gw + part[index][0]
-            gd = gd + part[index][1]
+            gw += part[index][0]  # in place: chunk 0's arrays are this call's own
+            gd += part[index][1]
             n_drop += part[index][2]
         grads.append(LayerGradient(w=gw, d=gd))
         dropped.append(n_drop)
@@ -424,6 +433,7 @@ def _backward_rows(
     max_dw: float,
     observed: list[np.ndarray | None],
     g_in: np.ndarray,
+    rule: BackwardRule = "observed",
 ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Backward pass over one row range; returns per layer (dL/dw, dL/dd, dropped)
     summed over these rows, and writes dL/dt_in of these rows into ``g_in``."""
@@ -441,6 +451,8 @@ def _backward_rows(
         gax = np.zeros(layer.n_pre)
         gden = np.zeros(layer.n_out)
         gt = np.zeros((n_batch, layer.n_pre))
+        if rule == "nominal":  # the authors' denominator: rescale this layer's dL/dT
+            g = g * nominal_scale(t_pre, net.w[index], (d_syn, d_ax, d_den), ts[index], p)
         if _shared_order(layer, p):
             gsyn = gw  # unused: no synaptic delays
             n_drop = layer_backward_shared(
