@@ -1,11 +1,14 @@
-"""Shared fixtures: the authors' reference data beside the repository."""
+"""Shared fixtures: the authors' reference data beside the repository, and Mosquitto."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from delgrad.tools import Mosquitto, mosquitto_binary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,3 +26,21 @@ def reference() -> Path:
     if not (path / "yin_yang_H30_W.npz").is_file():
         pytest.skip(f"DelGrad reference data not found at {path} (set DELGRAD_REFERENCE)")
     return path
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A running Mosquitto on 127.0.0.1 and a free port, stopped after the test.
+
+    Skips the test when the ``mosquitto`` binary is neither on PATH nor in /usr/sbin.
+    The test may :meth:`~Mosquitto.kill` and :meth:`~Mosquitto.start` it again (same port).
+    """
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto not installed (apt-get install mosquitto); CI always has it")
+    server = Mosquitto(tmp_path, binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

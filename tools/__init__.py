@@ -1,16 +1,10 @@
-"""Command-line tools and benchmarks of DelGrad Runtime (the ``delgrad`` command)."""
+"""Command-line tools and benchmarks of DelGrad Runtime.
 
-from __future__ import annotations
+The ``delgrad`` command is :func:`delgrad.tools._cli.main` (the console script;
+also ``python -m delgrad.tools``). This package exports :class:`Mosquitto`, the
+loopback broker process that the end-to-end benchmarks and the tests start.
+"""
 
-from collections.abc import Sequence
+from delgrad.tools._mosquitto import Mosquitto, free_port, mosquitto_binary
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``delgrad`` command (imported lazily, so ``python -m delgrad.tools._cli``
-    does not find its module already loaded)."""
-    from delgrad.tools._cli import main as cli_main
-
-    return cli_main(argv)
-
-
-__all__ = ["main"]
+__all__ = ["Mosquitto", "free_port", "mosquitto_binary"]

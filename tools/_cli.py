@@ -12,15 +12,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 # name -> (module, one-line help). Sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("delgrad.tools._cmd_bench", "measure kernel and codec throughput"),
+    "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+    "eval": ("delgrad.tools._cmd_eval", "test accuracy of a network file on a driver"),
     "monitor": ("delgrad.tools._cmd_monitor", "watch devices' metrics, status and parameters"),
     "plot": ("delgrad.tools._cmd_plot", "plot a monitor recording (JSON lines) as PNG curves"),
     "run": ("delgrad.tools._cmd_run", "the online-learning service (no arguments: the demo)"),
     "sensor": ("delgrad.tools._cmd_sensor", "stream Yin-Yang/file trials and labels to a device"),
+    "summarize": ("delgrad.tools._cmd_summarize", "markdown table of delgrad train results"),
     "sweep": ("delgrad.tools._cmd_sweep", "hidden size x delay kind sweep with the paper's figure"),
     "train": ("delgrad.tools._cmd_train", "train a network offline from a TOML config"),
 }
@@ -44,8 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``delgrad`` command. Returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
-        from importlib.metadata import version
-
         print(version("delgrad-runtime"))
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:

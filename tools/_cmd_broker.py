@@ -8,6 +8,8 @@ import contextlib
 import signal
 import sys
 
+from delgrad.protocols import EmbeddedBroker, TransportError, is_loopback
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``broker`` subcommand's arguments."""
@@ -23,8 +25,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve(host: str, port: int, allow_remote: bool) -> None:
-    from delgrad.protocols import EmbeddedBroker
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when inherited as ignored
@@ -42,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 after a clean stop, 2 on bad arguments, 1 if the broker cannot start.
     """
-    from delgrad.protocols import TransportError, is_loopback
-
     if not args.allow_remote and not is_loopback(args.host):
         print(
             f"refusing to bind {args.host}: not a loopback address (use --allow-remote)",

@@ -13,6 +13,12 @@ import time
 import uuid
 from typing import IO, Any
 
+from rich.live import Live
+
+from delgrad.errors import ConfigError
+from delgrad.protocols import TransportError, is_valid_name, parse_broker_url, transport_from_url
+from delgrad.tools._monitor import MonitorState, monitor, render
+
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
@@ -62,9 +68,6 @@ class _Recorder:
 
 
 async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
-    from delgrad.protocols import transport_from_url
-    from delgrad.tools._monitor import MonitorState, monitor, render
-
     transport = transport_from_url(args.broker, client_id=f"monitor-{uuid.uuid4().hex[:8]}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,8 +89,6 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
             print(f"monitor: watching {args.device} (Ctrl-C to stop)", file=sys.stderr)
             display: contextlib.AbstractContextManager = contextlib.nullcontext()
         else:
-            from rich.live import Live
-
             title = f"delgrad monitor: {args.device} (Ctrl-C to stop)"
             display = Live(
                 get_renderable=lambda: render(state, time.time(), title=title),
@@ -116,9 +117,6 @@ def run(args: argparse.Namespace) -> int:
         0 on a clean end, 2 on bad arguments, 1 if the broker cannot be reached or the
         recording cannot be written.
     """
-    from delgrad.errors import ConfigError
-    from delgrad.protocols import TransportError, is_valid_name, parse_broker_url
-
     try:
         if args.device != "+" and not is_valid_name(args.device):
             raise ConfigError(f"device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-] or +")

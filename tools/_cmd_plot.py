@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from delgrad.errors import ConfigError, ParameterError
+from delgrad.tools._plots import plot_recording
+
 _SKIP = frozenset({"time_s", "device", "kind", "step", "seq", "sender"})
 
 
@@ -26,8 +29,6 @@ def read_recording(path: Path) -> list[dict[str, Any]]:
         ConfigError: If the file is missing or a line is not a JSON object with a
             finite numeric ``time_s`` (the message names the line).
     """
-    from delgrad.errors import ConfigError
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -77,16 +78,12 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 on a missing or malformed recording.
     """
-    from delgrad.errors import ConfigError, ParameterError
-
     path = Path(args.file)
     out = Path(args.out) if args.out else path.with_suffix(".png")
     if out.resolve() == path.resolve():
         out = path.with_name(path.name + ".png")  # never overwrite the recording
     try:
         records = plot_records(read_recording(path), args.device)
-        from delgrad.tools._plots import plot_recording
-
         written = plot_recording(out, records)
     except (ConfigError, ParameterError) as exc:
         print(f"delgrad plot: error: {exc}", file=sys.stderr)

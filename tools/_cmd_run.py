@@ -7,7 +7,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from delgrad.runtime import DelgradError
+from rich.live import Live
+from rich.table import Table
+
+from delgrad.errors import DelgradError
+from delgrad.runtime.service import Service, load_run_config
+from delgrad.tools._run_app import is_terminal, print_line, serve
 
 DEMO_RATE = 5000.0
 
@@ -33,9 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _table(service):
-    from rich.table import Table
-
+def _table(service: Service) -> Table:
     m = service.last_metrics
     table = Table(
         title=f"delgrad run: device {service.device!r} "
@@ -75,9 +78,6 @@ def _table(service):
 
 def run(args: argparse.Namespace) -> int:
     """Run the service; exit 0 on a clean stop."""
-    from delgrad.runtime.service._run_config import load_run_config
-    from delgrad.tools._run_app import is_terminal, print_line, serve
-
     try:
         config = load_run_config(args.config)
     except DelgradError as exc:
@@ -88,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     live = not args.quiet and is_terminal()
     try:
         if live:
-            from rich.live import Live
-
             with Live(refresh_per_second=4, transient=False) as display:
                 asyncio.run(
                     serve(

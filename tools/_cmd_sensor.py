@@ -9,10 +9,22 @@ import math
 import signal
 import sys
 import uuid
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from delgrad.tools._sensor import SensorStats, TrialSource
+from delgrad.errors import ConfigError
+from delgrad.protocols import (
+    Publisher,
+    TransportError,
+    is_valid_name,
+    parse_broker_url,
+    transport_from_url,
+)
+from delgrad.tools._sensor import (
+    FileSource,
+    SensorStats,
+    TrialSource,
+    YinYangSource,
+    stream_trials,
+)
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 _FLUSH_TIMEOUT_S = 10.0
@@ -99,9 +111,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from delgrad.errors import ConfigError
-    from delgrad.protocols import is_valid_name
-
     if not is_valid_name(args.device):
         raise ConfigError(f"--device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-]")
     if math.isnan(args.rate) or args.rate <= 0:
@@ -129,8 +138,6 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _source(args: argparse.Namespace) -> TrialSource:
-    from delgrad.tools._sensor import FileSource, YinYangSource
-
     if args.source == "yinyang":
         return YinYangSource(
             args.split, args.input_repeat, args.seed, first_trial_id=args.first_trial_id
@@ -139,9 +146,6 @@ def _source(args: argparse.Namespace) -> TrialSource:
 
 
 async def _main(args: argparse.Namespace, source: TrialSource) -> tuple[SensorStats, int]:
-    from delgrad.protocols import Publisher, transport_from_url
-    from delgrad.tools._sensor import stream_trials
-
     # A fresh sender per run: a restarted sensor starts its sequence numbers again at
     # 0, which receivers would take as stale duplicates of the old run's messages.
     sender = f"sensor-{uuid.uuid4().hex[:8]}"
@@ -191,14 +195,9 @@ def run(args: argparse.Namespace) -> int:
         0 on a clean end (also after Ctrl-C), 2 on bad arguments, 1 if the broker
         cannot be reached.
     """
-    from delgrad.errors import ConfigError
-    from delgrad.protocols import TransportError
-
     try:
         _validate(args)
         source = _source(args)
-        from delgrad.protocols import parse_broker_url
-
         parse_broker_url(args.broker)
     except ConfigError as exc:
         print(f"delgrad sensor: error: {exc}", file=sys.stderr)

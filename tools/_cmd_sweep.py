@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from delgrad.tools._plots import sweep_summary
+from delgrad.tools._sweep import run_sweep
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad sweep``."""
@@ -23,8 +26,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep and print a summary table."""
-    from delgrad.tools._plots import sweep_summary
-    from delgrad.tools._sweep import run_sweep
 
     def on_done(row, done, total):
         print(

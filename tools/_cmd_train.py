@@ -6,7 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from delgrad.runtime import DelgradError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from delgrad.errors import DelgradError
+from delgrad.runtime import resolve_config, shipped_configs
+from delgrad.tools._train_run import run_training
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +58,6 @@ def _line(stats) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print a summary, and return the exit code."""
-    from delgrad.runtime import resolve_config, shipped_configs
-    from delgrad.tools._train_run import run_training
-
     if args.list or not args.config:
         print("\n".join(shipped_configs()))
         return 0 if args.list else 2
@@ -76,14 +83,6 @@ def run(args: argparse.Namespace) -> int:
                 config, out, fresh=args.fresh, on_epoch=on_epoch, plots=not args.no_plots
             )
         else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
             with Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

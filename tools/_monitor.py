@@ -14,9 +14,12 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from delgrad.errors import ParameterError
 from delgrad.protocols import (
@@ -30,16 +33,13 @@ from delgrad.protocols import (
     SequenceTracker,
     Status,
     TopicKind,
+    Transport,
+    TransportError,
     decode,
     parse_topic,
     subscription,
     topic,
 )
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from delgrad.protocols import Transport
 
 __all__ = [
     "KINDS",
@@ -310,10 +310,6 @@ _MAX_METRIC_COLUMNS = 12
 
 def render(state: MonitorState, now_s: float, *, title: str = "delgrad monitor") -> RenderableType:
     """Build the live view: a device table, a parameter table and a counter line."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     names = state.metric_names()
     shown = names[:_MAX_METRIC_COLUMNS]
     table = Table(title=title, title_justify="left", expand=False)
@@ -414,8 +410,6 @@ async def monitor(
     Returns:
         The state.
     """
-    from delgrad.protocols import TransportError
-
     state = MonitorState() if state is None else state
     stop = asyncio.Event() if stop is None else stop
     for kind in KINDS:

@@ -3,7 +3,7 @@
 Every function draws one figure with matplotlib's object API (no pyplot, so no
 global state, no windows, safe from worker threads), writes it atomically as a
 PNG and returns the path. matplotlib is imported lazily inside the functions so
-that importing :mod:`delgrad.tools` stays fast. Model times are in units of
+that importing this module does not load it (a test checks). Model times are in units of
 tau_s; ``inf`` marks a neuron that did not spike and is drawn in a separate
 "no spike" bin or column instead of being dropped silently.
 """
@@ -21,13 +21,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from delgrad.errors import ParameterError
-from delgrad.runtime import atomic_write
+from delgrad.runtime import (
+    Network,
+    atomic_write,
+    encode_yinyang,
+    forward,
+    predict,
+    yinyang_class,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from delgrad.runtime import Network
 
 __all__ = [
     "DELAY_LABELS",
@@ -214,8 +219,6 @@ def plot_learning_curves(
 def _predict_features(
     net: Network, features: NDArray[np.float64], t_early: float, t_late: float
 ) -> NDArray[np.int64]:
-    from delgrad.runtime import encode_yinyang, forward, predict
-
     out = np.empty(features.shape[0], dtype=np.int64)
     chunk = 4096
     for start in range(0, features.shape[0], chunk):
@@ -268,8 +271,6 @@ def plot_yinyang_plane(
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Patch
-
-    from delgrad.runtime import yinyang_class
 
     if net.n_inputs != 4:
         raise ParameterError(
@@ -557,8 +558,6 @@ def plot_raster(
     Raises:
         ParameterError: on mismatched batch sizes, bad shapes or ``n_samples``.
     """
-    from delgrad.runtime import predict
-
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}")
     inputs = _times_2d(t_in, "t_in")

@@ -10,10 +10,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from delgrad.runtime import ConfigError, Learner, load_network
-from delgrad.runtime.service._online import OnlineLearner
-from delgrad.runtime.service._run_config import RunConfig
-from delgrad.runtime.service._service import Service
+from delgrad.drivers import driver_from_config
+from delgrad.errors import ConfigError
+from delgrad.protocols import (
+    EmbeddedBroker,
+    Publisher,
+    Status,
+    Will,
+    encode,
+    policy_for,
+    topic,
+    transport_from_url,
+)
+from delgrad.runtime import Learner, load_network, resolve_config, warm_up
+from delgrad.runtime.service import OnlineLearner, RunConfig, Service
+from delgrad.tools._sensor import YinYangSource, stream_trials
 
 
 def build_online(config: RunConfig) -> OnlineLearner:
@@ -22,9 +33,6 @@ def build_online(config: RunConfig) -> OnlineLearner:
     Raises:
         ConfigError: unknown recipe or driver, or a network file that does not fit.
     """
-    from delgrad.drivers import driver_from_config
-    from delgrad.runtime import resolve_config
-
     recipe = resolve_config(config.model.recipe).replace(seed=config.model.seed)
     learner = Learner(recipe)
     if config.model.network_file:
@@ -39,10 +47,8 @@ def build_online(config: RunConfig) -> OnlineLearner:
     )
 
 
-def _status_will(device: str) -> Any:
+def _status_will(device: str) -> Will:
     """The last will: a retained ``lost`` status the broker publishes if we vanish."""
-    from delgrad.protocols import Status, Will, encode, policy_for, topic
-
     status_topic = topic(device, "status")
     policy = policy_for(status_topic)
     payload = encode(
@@ -66,9 +72,6 @@ async def serve(
     ``demo_rate > 0`` a built-in Yin-Yang sensor streams that many trials/s (and
     their labels) into the broker.
     """
-    from delgrad.protocols import EmbeddedBroker
-    from delgrad.protocols._url import transport_from_url
-
     online = build_online(config)
     await asyncio.get_running_loop().run_in_executor(None, _warm, online)
     async with contextlib.AsyncExitStack() as stack:
@@ -85,10 +88,12 @@ async def serve(
         transport = transport_from_url(url, client_id=client_id, will=will, **options)
         await stack.enter_async_context(transport)
         service = Service(config, transport, online)
-        if config.checkpoint.dir and await asyncio.get_running_loop().run_in_executor(
-            None, service.load_checkpoint
-        ):
-            service.counters.inc("restarts")
+        if config.checkpoint.dir:
+            restored: bool = await asyncio.get_running_loop().run_in_executor(
+                None, service.load_checkpoint
+            )
+            if restored:
+                service.counters.inc("restarts")
         stop = asyncio.Event()
         if install_signals:
             loop = asyncio.get_running_loop()
@@ -120,22 +125,14 @@ async def serve(
 
 
 def _warm(online: OnlineLearner) -> None:
-    from delgrad.runtime import warm_up
-
     warm_up()
 
 
 async def _demo_sensor(url: str, config: RunConfig, rate: float, stop: asyncio.Event) -> None:
-    from delgrad.protocols import Publisher
-    from delgrad.protocols._url import transport_from_url
-    from delgrad.tools._sensor import YinYangSource, stream_trials
-
     repeat = 1
     with contextlib.suppress(ConfigError):
-        from delgrad.runtime import resolve_config
-
         repeat = resolve_config(config.model.recipe).network.input_repeat
-    options = {} if config.broker.url else {"protocol": "3.1.1"}
+    options: dict[str, Any] = {} if config.broker.url else {"protocol": "3.1.1"}
     client_id = f"delgrad-demo-sensor-{config.device}"
     async with transport_from_url(url, client_id=client_id, **options) as tr:
         await stream_trials(

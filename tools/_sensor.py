@@ -23,15 +23,13 @@ import zipfile
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from delgrad.errors import ConfigError
-from delgrad.protocols import TIME_UNITS, Labels, SpikeBatch, TopicKind, topic
-
-if TYPE_CHECKING:
-    from delgrad.protocols import Publisher
+from delgrad.protocols import TIME_UNITS, Labels, Publisher, SpikeBatch, TopicKind, topic
+from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
 
 __all__ = [
     "MAX_BURST_BATCHES",
@@ -157,8 +155,6 @@ class YinYangSource(_Cycler):
     def __init__(
         self, split: str = "train", input_repeat: int = 1, seed: int = 0, *, first_trial_id: int = 0
     ) -> None:
-        from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
-
         if split not in YINYANG_SPLITS:
             raise ConfigError(f"unknown Yin-Yang split {split!r}; use train, validation or test")
         if isinstance(input_repeat, bool) or not isinstance(input_repeat, int) or input_repeat < 1:

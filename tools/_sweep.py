@@ -9,6 +9,7 @@ writes its own folder ``{delay}_H{hidden}_seed{seed}``; a finished run (its
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -16,9 +17,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from delgrad.runtime import atomic_write
+from delgrad.runtime import atomic_write, resolve_config
+from delgrad.tools._plots import plot_sweep
+from delgrad.tools._train_run import run_training
 
 RECIPES = {
     "none": "yinyang_H30_W",
@@ -54,9 +57,6 @@ class SweepRun:
 
 
 def _run_one(run: SweepRun, out: str) -> dict[str, Any]:
-    from delgrad.runtime import resolve_config
-    from delgrad.tools._train_run import run_training
-
     overrides = [f"network.hidden=[{run.hidden}]"]
     if run.epochs is not None:
         overrides.append(f"training.epochs={run.epochs}")
@@ -120,9 +120,7 @@ def run_sweep(
     order = {d: i for i, d in enumerate(RECIPES)}
     rows.sort(key=lambda r: (order.get(r["delay"], 9), r["hidden"], r["seed"]))
 
-    def write_csv(fh):
-        import io
-
+    def write_csv(fh: BinaryIO) -> None:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -130,7 +128,5 @@ def run_sweep(
         fh.write(text.getvalue().encode())
 
     atomic_write(out / "sweep.csv", write_csv)
-    from delgrad.tools._plots import plot_sweep
-
     plot_sweep(out / "sweep.png", rows)
     return rows

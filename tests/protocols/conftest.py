@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +22,8 @@ from delgrad.protocols import (
     SpikeBatch,
     Status,
 )
-from tests._loopback import free_port
-from tests._loopback import mosquitto_binary as mosquitto_path
+from delgrad.tools import Mosquitto
+from delgrad.tools import free_port as free_port  # re-exported for the tests here
 
 
 def yinyang_like_network(seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -65,44 +62,21 @@ def sample_messages() -> dict[str, Message]:
 
 
 class MosquittoServer:
-    """A mosquitto process on 127.0.0.1 with a generated config; restartable on one port."""
+    """The shared ``mosquitto`` fixture (tests/conftest.py) behind this module's async
+    start/stop/port interface; start and stop run in a thread, off the event loop."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, server: Mosquitto) -> None:
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}")
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", self.port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
+        await asyncio.to_thread(self.server.start)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        await asyncio.to_thread(self.server.stop)
 
 
 class AmqttServer:
@@ -123,15 +97,13 @@ class AmqttServer:
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
-async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
-    """A running broker on a free loopback port: real Mosquitto, or embedded amqtt."""
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[object]:
+    """A running broker on a free loopback port: real Mosquitto (the shared fixture; skips
+    when the binary is absent), or the embedded amqtt broker."""
     if request.param == "mosquitto":
-        binary = mosquitto_path()
-        if binary is None:
-            pytest.skip("mosquitto not installed (apt-get install mosquitto)")
-        server: MosquittoServer | AmqttServer = MosquittoServer(binary, tmp_path)
-    else:
-        server = AmqttServer()
+        yield MosquittoServer(request.getfixturevalue("mosquitto"))  # stopped by its fixture
+        return
+    server = AmqttServer()
     await server.start()
     try:
         yield server

@@ -1,5 +1,6 @@
-"""Processes for end-to-end and fault tests: Mosquitto, ``delgrad run``, ``delgrad sensor``
-and a test subscriber that decodes everything a device publishes.
+"""Processes for end-to-end and fault tests: ``delgrad run``, ``delgrad sensor`` and a
+test subscriber that decodes everything a device publishes (Mosquitto itself is the
+shared ``mosquitto`` fixture of tests/conftest.py).
 
 Everything binds 127.0.0.1 on free ports; every process is started in its own
 process group and killed (the whole group) by the fixtures' finalizers.
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,10 +41,18 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
-from tests._loopback import free_port, mosquitto_binary
+from delgrad.runtime import (
+    Layer,
+    Network,
+    NeuronParams,
+    encode_yinyang,
+    forward,
+    predict,
+    yinyang_split,
+)
 
 #: The ``delgrad`` command as a module (works without the console script on PATH).
-DELGRAD = [sys.executable, "-m", "delgrad.tools._cli"]
+DELGRAD = [sys.executable, "-m", "delgrad.tools"]
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -57,79 +66,6 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         _kill_group(proc)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout)
-
-
-class Mosquitto:
-    """A mosquitto process on 127.0.0.1 with a generated config; restartable on one port."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Start and wait until the port accepts connections (retries a taken port)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [self.binary, "-c", str(self.conf)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break  # e.g. the port is not free again yet after a kill
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1.0),
-                ):
-                    return
-                time.sleep(0.05)
-            _reap(self.proc)
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log}")
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        """SIGKILL the broker (clients see the link drop) and wait for it."""
-        if self.proc is not None:
-            _reap(self.proc)
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                _kill_group(self.proc, signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    _reap(self.proc)
-            self.proc = None
-
-
-@pytest.fixture(name="mosquitto")
-def mosquitto_fixture(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A running Mosquitto on a free loopback port (skips when mosquitto is absent)."""
-    binary = mosquitto_binary()
-    if binary is None:
-        pytest.skip("mosquitto not installed (apt-get install mosquitto); CI always has it")
-    server = Mosquitto(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # ---- processes ---------------------------------------------------------------------------
@@ -475,16 +411,6 @@ def replica_test_accuracy(
     Builds a :class:`delgrad.runtime.Network` for the 4-30-3 synaptic-delay recipe
     (checked against the snapshot's structure) and runs ``forward`` + ``predict``.
     """
-    from delgrad.runtime import (
-        Layer,
-        Network,
-        NeuronParams,
-        encode_yinyang,
-        forward,
-        predict,
-        yinyang_split,
-    )
-
     assert list(snapshot.layer_sizes) == [4, 30, 3]
     assert list(snapshot.delay_kinds) == ["synaptic", "synaptic"]
     assert (snapshot.neuron.tau_m, snapshot.neuron.theta) == (2.0, 1.0)
@@ -509,7 +435,5 @@ def start_sensor(
 
 def read_checkpoint_state(folder: Path) -> dict[str, Any]:
     """The service state (steps, param_seq, ...) of the checkpoint in ``folder``."""
-    import json
-
     with np.load(folder / "service_checkpoint.npz", allow_pickle=False) as npz:
         return json.loads(bytes(npz["service"]).decode())

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 
 from delgrad.protocols import Predictions, ReplicaStats
+from delgrad.tools import Mosquitto
 
 from ._e2e_helpers import (  # noqa: F401  (fixtures)
-    Mosquitto,
     Processes,
     RuntimeProcess,
     Subscriber,
-    mosquitto_fixture,
     processes_fixture,
     replica_test_accuracy,
     run_sensor,

@@ -19,13 +19,12 @@ from delgrad.protocols import (
     encode,
     topic,
 )
+from delgrad.tools import Mosquitto
 
 from ._e2e_helpers import (  # noqa: F401  (fixtures)
-    Mosquitto,
     Processes,
     RuntimeProcess,
     Subscriber,
-    mosquitto_fixture,
     processes_fixture,
     read_checkpoint_state,
     run_sensor,

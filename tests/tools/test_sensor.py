@@ -24,10 +24,9 @@ from delgrad.protocols import (
     transport_from_url,
 )
 from delgrad.runtime import encode_yinyang, yinyang_split
+from delgrad.tools import Mosquitto
 from delgrad.tools._cli import main
 from delgrad.tools._sensor import FileSource, Pacer, YinYangSource, stream_trials
-
-from ..protocols.conftest import MosquittoServer, mosquitto_path
 
 EV = topic("dev1", "events/in")
 LAB = topic("dev1", "labels")
@@ -374,47 +373,39 @@ def test_cli_bad_arguments_exit_2(argv, match, capsys) -> None:
 
 
 @pytest.mark.broker
-async def test_cli_streams_to_mosquitto(tmp_path) -> None:
-    binary = mosquitto_path()
-    if binary is None:
-        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
-    server = MosquittoServer(binary, tmp_path)
-    await server.start()
-    try:
-        async with asyncio.timeout(25):
-            rx = MqttTransport("127.0.0.1", server.port, client_id="rx", timeout_s=3.0)
-            async with rx:
-                await rx.subscribe(subscription("dev7"), qos=1)
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "delgrad.tools._cli",
-                    "sensor",
-                    "--broker",
-                    f"mqtt://127.0.0.1:{server.port}",
-                    "--device",
-                    "dev7",
-                    "--count",
-                    "300",
-                    "--batch",
-                    "50",
-                    "--rate",
-                    "5000",
-                    "--input-repeat",
-                    "2",
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-                out, err = await proc.communicate()
-                assert proc.returncode == 0, err.decode()
-                assert "sent 300 trials" in out.decode()
-                events, labels = [], []
-                while len(events) < 6 or len(labels) < 6:
-                    m = await rx.recv(timeout=10)
-                    env = decode(m.payload)
-                    (events if m.topic == topic("dev7", "events/in") else labels).append(env)
-    finally:
-        await server.stop()
+async def test_cli_streams_to_mosquitto(mosquitto: Mosquitto) -> None:
+    async with asyncio.timeout(25):
+        rx = MqttTransport("127.0.0.1", mosquitto.port, client_id="rx", timeout_s=3.0)
+        async with rx:
+            await rx.subscribe(subscription("dev7"), qos=1)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "delgrad.tools._cli",
+                "sensor",
+                "--broker",
+                mosquitto.url,
+                "--device",
+                "dev7",
+                "--count",
+                "300",
+                "--batch",
+                "50",
+                "--rate",
+                "5000",
+                "--input-repeat",
+                "2",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "sent 300 trials" in out.decode()
+            events, labels = [], []
+            while len(events) < 6 or len(labels) < 6:
+                m = await rx.recv(timeout=10)
+                env = decode(m.payload)
+                (events if m.topic == topic("dev7", "events/in") else labels).append(env)
     assert [e.seq for e in events] == list(range(6)) and [e.seq for e in labels] == list(range(6))
     assert len({e.sender for e in events + labels}) == 1
     ids = np.concatenate([e.message.trial_ids for e in events])

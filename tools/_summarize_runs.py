@@ -1,17 +1,15 @@
-"""Summarise ``delgrad train`` output folders into the markdown table of docs/results.md.
-
-Usage: ``python -m delgrad.tools.summarize_runs RUNS_DIR`` (reads every
-``*/results.json`` below RUNS_DIR, groups by config name, prints medians).
-"""
+"""Summarise ``delgrad train`` output folders into the markdown table of docs/results.md."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+__all__ = ["AUTHORS", "summarize"]
 
 #: The DelGrad authors' recorded single-run test accuracies (%).
 AUTHORS = {
@@ -24,8 +22,11 @@ AUTHORS = {
 
 
 def summarize(root: Path) -> str:
-    """Markdown table: config, seeds, median and range of test accuracy, wall time."""
-    groups: dict[str, list[dict]] = defaultdict(list)
+    """Markdown table: config, seeds, median and range of test accuracy, wall time.
+
+    Reads every ``*/results.json`` below ``root`` and groups the runs by config name.
+    """
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(root.glob("*/results.json")):
         result = json.loads(path.read_text())
         groups[result["config_name"]].append(result)
@@ -47,7 +48,3 @@ def summarize(root: Path) -> str:
             f"{runs[0]['n_trainable']} | {wall:.1f} |"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(summarize(Path(sys.argv[1] if len(sys.argv) > 1 else "runs")))

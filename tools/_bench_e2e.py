@@ -1,14 +1,14 @@
 """End-to-end benchmarks of the streaming runtime through a real MQTT broker.
 
 Three processes on loopback, as deployed: ``mosquitto`` (started here on a free
-port with a throw-away configuration), ``delgrad run --config ... --quiet`` (the
-service: emulator-ideal driver, the default recipe, learning on) and
-``delgrad sensor`` (Yin-Yang trials, every trial labelled, batched in messages).
-The runtime's own metrics are read by subscribing to its metrics topic; resident
-memory and CPU time come from ``/proc`` (Linux).
+port with a throw-away configuration, :class:`~delgrad.tools.Mosquitto`),
+``delgrad run --config ... --quiet`` (the service: emulator-ideal driver, the
+default recipe, learning on) and ``delgrad sensor`` (Yin-Yang trials, every trial
+labelled, batched in messages). The runtime's own metrics are read by subscribing
+to its metrics topic; resident memory and CPU time come from ``/proc`` (Linux).
 
-Run ``python -m delgrad.tools.bench_e2e {throughput,latency,memory}``; each prints
-one JSON line. See docs/performance.md, "Streaming runtime".
+Run ``delgrad bench e2e {throughput,latency,memory}``; each prints one JSON line.
+See docs/performance.md, "Streaming runtime".
 
 Every wait is bounded; every process started here is stopped (SIGINT/SIGTERM,
 then SIGKILL after a timeout) before the function returns.
@@ -16,39 +16,47 @@ then SIGKILL after a timeout) before the function returns.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from delgrad.protocols import (
+    Metrics,
+    Predictions,
+    ProtocolError,
+    SpikeBatch,
+    Status,
+    Transport,
+    decode,
+    topic,
+    transport_from_url,
+)
+from delgrad.tools._mosquitto import Mosquitto
+
+__all__ = ["BENCHMARKS", "latency", "memory", "parse_overrides", "throughput"]
+
 DEVICE = "bench"
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: The ``delgrad`` command of this interpreter (works without the console script).
+DELGRAD = [sys.executable, "-m", "delgrad.tools"]
 
 
 # ------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -70,24 +78,9 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _delgrad_cmd() -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from delgrad.tools._cli import main; sys.exit(main())",
-    ]
-
-
-def _wait_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20.0
+) -> int:
     """Signal ``proc``, wait up to ``timeout_s``, then kill it. Returns its exit code."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -104,22 +97,21 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: f
 class Setup:
     """The broker and the runtime of one benchmark."""
 
-    port: int
     folder: Path
-    broker: subprocess.Popen
-    runtime: subprocess.Popen
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    broker: Mosquitto
+    runtime: subprocess.Popen[bytes]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return self.broker.url
 
     def sensor(
         self, *, rate: float, batch: int, duration_s: float | None = None, count: int | None = None
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen[bytes]:
         """Start ``delgrad sensor`` (every trial labelled)."""
         cmd = [
-            *_delgrad_cmd(),
+            *DELGRAD,
             "sensor",
             "--broker",
             self.url,
@@ -134,11 +126,8 @@ class Setup:
             cmd += ["--duration", str(duration_s)]
         if count is not None:
             cmd += ["--count", str(count)]
-        proc = subprocess.Popen(
-            cmd,
-            stdout=open(self.folder / "sensor.log", "ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.folder / "sensor.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(proc)
         return proc
 
@@ -160,29 +149,18 @@ def running(
     config: dict[str, Any] | None = None,
     *,
     env: dict[str, str] | None = None,
-    start_timeout_s: float = 60.0,
 ) -> Iterator[Setup]:
     """Start mosquitto and ``delgrad run`` (``config`` sections merged into its
     configuration, ``env`` added to its environment); stop both."""
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     folder = Path(tempfile.mkdtemp(prefix="delgrad-bench-"))
-    port = free_port()
-    (folder / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 10000\n"
-    )
-    broker = subprocess.Popen(
-        [mosquitto, "-c", str(folder / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=open(folder / "mosquitto.log", "ab"),
-    )
+    broker = Mosquitto(folder, max_queued_messages=10_000)
     runtime = None
     setup = None
     try:
-        _wait_port(port, 10.0)
+        broker.start(timeout_s=10.0)
         data: dict[str, Any] = {
             "device": DEVICE,
-            "broker": {"url": f"mqtt://127.0.0.1:{port}"},
+            "broker": {"url": broker.url},
             "publish": {"metrics_period_s": 1.0},
         }
         for key, value in (config or {}).items():
@@ -191,13 +169,14 @@ def running(
             else:
                 data[key] = value
         (folder / "run.toml").write_text(_toml(data))
-        runtime = subprocess.Popen(
-            [*_delgrad_cmd(), "run", "--config", str(folder / "run.toml"), "--quiet"],
-            env={**os.environ, **(env or {})},
-            stdout=open(folder / "runtime.log", "ab"),
-            stderr=subprocess.STDOUT,
-        )
-        setup = Setup(port, folder, broker, runtime)
+        with open(folder / "runtime.log", "ab") as log:
+            runtime = subprocess.Popen(
+                [*DELGRAD, "run", "--config", str(folder / "run.toml"), "--quiet"],
+                env={**os.environ, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        setup = Setup(folder, broker, runtime)
         yield setup
     finally:
         if setup is not None:
@@ -205,7 +184,7 @@ def running(
                 stop_process(proc, signal.SIGINT, 10.0)
         if runtime is not None:
             stop_process(runtime, signal.SIGTERM, 30.0)
-        stop_process(broker, signal.SIGTERM, 10.0)
+        broker.stop(timeout_s=10.0)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -236,8 +215,8 @@ class Watcher:
         # sensor timestamp -> this subscriber received the event message (the path
         # without the runtime: sensor and broker)
         self.transit_ms: deque[float] = deque(maxlen=200_000)
-        self._transport = None
-        self._task: asyncio.Task | None = None
+        self._transport: Transport | None = None
+        self._task: asyncio.Task[None] | None = None
         self.birth = asyncio.Event()
 
     def pids(self) -> dict[str, int]:
@@ -247,16 +226,14 @@ class Watcher:
         return out
 
     async def __aenter__(self) -> Watcher:
-        from delgrad.protocols import topic
-        from delgrad.protocols._url import transport_from_url
-
-        self._transport = transport_from_url(
+        transport = transport_from_url(
             self.setup.url, client_id=f"bench-watch-{os.getpid()}", inbox_capacity=100_000
         )
-        await self._transport.__aenter__()
+        await transport.__aenter__()
+        self._transport = transport
         kinds = ["metrics", "status"] + (["events/in", "predictions"] if self.latency else [])
         for kind in kinds:
-            await self._transport.subscribe(topic(DEVICE, kind), qos=0)
+            await transport.subscribe(topic(DEVICE, kind), qos=0)
         self._task = asyncio.create_task(self._collect())
         return self
 
@@ -269,15 +246,7 @@ class Watcher:
             await self._transport.__aexit__(None, None, None)
 
     async def _collect(self) -> None:
-        from delgrad.protocols import (
-            Metrics,
-            Predictions,
-            ProtocolError,
-            SpikeBatch,
-            Status,
-            decode,
-        )
-
+        assert self._transport is not None
         while True:
             msg = await self._transport.recv()
             received_ns = time.time_ns()
@@ -305,7 +274,7 @@ class Watcher:
                 lat = (received_ns - stamps[at[ok]]) / 1e6
                 self.subscriber_latency_ms.extend(lat.tolist())
 
-    async def wait(self, predicate, timeout_s: float) -> Sample:
+    async def wait(self, predicate: Callable[[dict[str, float]], bool], timeout_s: float) -> Sample:
         """Wait for a metrics sample satisfying ``predicate`` (bounded)."""
         deadline = time.monotonic() + timeout_s
         seen = 0
@@ -492,42 +461,27 @@ async def memory(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m delgrad.tools.bench_e2e")
-    parser.add_argument("bench", choices=("throughput", "latency", "memory"))
-    parser.add_argument("--rate", type=float, help="sensor trials/s (memory: nominal rate)")
-    parser.add_argument("--batch", type=int, help="trials per event message")
-    parser.add_argument("--measure", type=float, help="seconds measured (throughput, latency)")
-    parser.add_argument("--overload", type=float, default=1.0, help="memory: offered / nominal")
-    parser.add_argument("--last", type=int, help="memory: trials streamed in all")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=JSON",
-        help="runtime configuration override, e.g. inference.max_batch=2048",
-    )
-    args = parser.parse_args(argv)
+BENCHMARKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "throughput": throughput,
+    "latency": latency,
+    "memory": memory,
+}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``SECTION.KEY=JSON`` strings as ``{section: {key: value}}``.
+
+    Raises:
+        ValueError: an item without ``SECTION.KEY=`` or with a value that is not JSON.
+    """
     config: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        config.setdefault(section, {})[name] = json.loads(value)
-    kwargs: dict[str, Any] = {"config": config}
-    if args.rate is not None:
-        kwargs["rate"] = args.rate
-    if args.batch is not None:
-        kwargs["batch"] = args.batch
-    if args.bench == "memory":
-        kwargs["overload"] = args.overload
-        if args.last is not None:
-            kwargs["last"] = args.last
-    elif args.measure is not None:
-        kwargs["measure_s"] = args.measure
-    fn = {"throughput": throughput, "latency": latency, "memory": memory}[args.bench]
-    print(json.dumps(asyncio.run(fn(**kwargs))), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (eq and dot and section and name):
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=JSON")
+        try:
+            config.setdefault(section, {})[name] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--set {item!r}: the value is not JSON ({exc.msg})") from None
+    return config
