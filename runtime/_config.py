@@ -95,6 +95,11 @@ class TrainingConfig:
             as "emulator-ideal" and "emulator-bss2".
         chip_seed: which emulated chip (driver emulator-bss2).
         checkpoint_every: epochs between checkpoints.
+        backward_threshold: "observed" (1/V'(T) at the observed spike times, needs no
+            threshold) or "nominal" (the DelGrad authors' hardware rule, 1/(a(1 + W0(z)))
+            at the configured theta over the observed causal set; tau_m = tau_s only).
+        select: which network the run ends with: "last" (after the last epoch) or
+            "best_val" (the epoch with the highest validation accuracy, earliest on ties).
     """
 
     epochs: int = 300
@@ -116,6 +121,8 @@ class TrainingConfig:
     driver: str = "host"
     chip_seed: int = 0
     checkpoint_every: int = 1
+    backward_threshold: Literal["observed", "nominal"] = "observed"
+    select: Literal["last", "best_val"] = "last"
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,14 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     if driver != config.training.driver:
         config = dataclasses.replace(
             config, training=dataclasses.replace(config.training, driver=driver)
+        )
+    if (
+        config.training.backward_threshold == "nominal"
+        and config.neuron.tau_m != config.neuron.tau_s
+    ):
+        raise ConfigError(
+            "training.backward_threshold = 'nominal' needs neuron.tau_m == neuron.tau_s "
+            "(the authors' Lambert-W closed form)"
         )
     if not config.training.bump_tolerances:
         raise ConfigError("training.bump_tolerances needs at least one value")

@@ -184,6 +184,7 @@ class Learner:
             result.grad,
             max_dw_norm=tr.max_dw_norm if tr.max_dw_norm > 0 else None,
             arrivals=arrivals,
+            rule=tr.backward_threshold,
         )
         update = [[g.w for g in grads.layers]]
         if self.has_delays:

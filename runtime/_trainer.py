@@ -78,6 +78,10 @@ class Trainer(Learner):
         self.history: list[dict[str, float]] = []
         self.wall_time_s = 0.0
         self._data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: epoch (1-based) and validation accuracy of the best-validation network so far
+        self.best_epoch = 0
+        self.best_validation = -1.0
+        self._best: dict[str, np.ndarray] = {}
 
     # -- data ---------------------------------------------------------------
 
@@ -140,6 +144,9 @@ class Trainer(Learner):
         self.optimizer.lr_scale = self.schedule.factor(self.epoch)
         train_seconds = time.perf_counter() - start
         val_acc, _ = self.evaluate("validation")
+        if val_acc > self.best_validation:  # strictly: the earliest epoch wins ties
+            self.best_epoch, self.best_validation = self.epoch, val_acc
+            self._best = self._parameter_arrays()
         seconds = time.perf_counter() - start
         self.wall_time_s += seconds
         stats = EpochStats(
@@ -172,13 +179,37 @@ class Trainer(Learner):
                 self.save_checkpoint(checkpoint)
             if on_epoch is not None:
                 on_epoch(stats)
+        if tr.select == "best_val":
+            self.restore_best()
         return self.history
+
+    # -- best-validation selection ------------------------------------------
+
+    def _parameter_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"w.{i}": w.copy() for i, w in enumerate(self.net.w)}
+        arrays.update({f"raw.{i}": r.copy() for i, r in enumerate(self.raw)})
+        return arrays
+
+    def restore_best(self) -> None:
+        """Load the parameters of the best-validation epoch (``training.select = "best_val"``).
+
+        The optimiser state is left as it was after the last epoch: the restored
+        network is for evaluation, not for continuing training.
+        """
+        if not self._best:
+            return
+        for i, w in enumerate(self.net.w):
+            w[...] = self._best[f"w.{i}"]
+        for i, raw in enumerate(self.raw):
+            raw[...] = self._best[f"raw.{i}"]
+        self.sync()
 
     # -- checkpoints ----------------------------------------------------------
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to continue bit-identically, as arrays for one ``.npz``."""
         arrays = super().state_arrays()
+        arrays.update({f"best.{k}": v for k, v in self._best.items()})
         state = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
@@ -186,6 +217,8 @@ class Trainer(Learner):
             "wall_time_s": self.wall_time_s,
             "shuffle_rng": self.shuffle_rng.bit_generator.state,
             "config": self.config.to_dict(),
+            "best_epoch": self.best_epoch,
+            "best_validation": self.best_validation,
         }
         arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         return arrays
@@ -218,4 +251,7 @@ class Trainer(Learner):
         trainer.history = list(state["history"])
         trainer.wall_time_s = float(state["wall_time_s"])
         trainer.shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        trainer.best_epoch = int(state.get("best_epoch", 0))
+        trainer.best_validation = float(state.get("best_validation", -1.0))
+        trainer._best = {k[5:]: v for k, v in arrays.items() if k.startswith("best.")}
         return trainer
