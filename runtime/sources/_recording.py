@@ -1,0 +1,208 @@
+"""The one in-memory layout of a recorded event stream, and its label annotations.
+
+Every reader in :mod:`delgrad.runtime.sources` returns an :class:`EventRecording`:
+four flat arrays of one length ``n`` in time order,
+
+* ``t_us`` (n,) float64: event time in microseconds (integers up to 2**53 are exact),
+* ``x`` (n,) int64 and ``y`` (n,) int64: pixel column and row (``y`` is 0 for
+  one-dimensional sensors such as a cochlea, whose channel is ``x``),
+* ``p`` (n,) int8: polarity, 1 = ON (brighter), 0 = OFF,
+
+plus the sensor size ``width`` x ``height`` and optional :class:`LabelSpans`
+(a class per time interval). Sources whose events already are input channels
+(the NIR padded layout, CSR trial files) use ``x`` = channel, ``y`` = ``p`` = 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from delgrad.errors import ConfigError
+
+__all__ = ["EventRecording", "LabelSpans", "read_label_file", "write_label_file"]
+
+LABEL_FILE_SUFFIX = ".labels.csv"
+_LABEL_HEADER = ("start_us", "end_us", "label")
+
+
+@dataclass(frozen=True)
+class LabelSpans:
+    """Class labels of time intervals of a recording.
+
+    Attributes:
+        start_us: (k,) float64 interval starts, microseconds.
+        end_us: (k,) float64 interval ends (exclusive, > start), microseconds.
+        label: (k,) int64 class index >= 0.
+    """
+
+    start_us: NDArray[np.float64]
+    end_us: NDArray[np.float64]
+    label: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        start = np.asarray(self.start_us, dtype=np.float64).reshape(-1)
+        end = np.asarray(self.end_us, dtype=np.float64).reshape(-1)
+        label = np.asarray(self.label)
+        if label.dtype.kind not in "iu":
+            raise ConfigError(f"labels must be integers, got dtype {label.dtype}")
+        label = label.astype(np.int64).reshape(-1)
+        if not start.shape == end.shape == label.shape:
+            raise ConfigError("label spans need start_us, end_us and label of one length")
+        if not (np.all(np.isfinite(start)) and np.all(np.isfinite(end))):
+            raise ConfigError("label span times must be finite")
+        if np.any(end <= start):
+            raise ConfigError("every label span must end after it starts")
+        if label.size and (label.min() < 0 or label.max() > np.iinfo(np.int32).max):
+            raise ConfigError("labels must be in 0 .. 2**31-1")
+        object.__setattr__(self, "start_us", start)
+        object.__setattr__(self, "end_us", end)
+        object.__setattr__(self, "label", label)
+
+    def __len__(self) -> int:
+        return int(self.label.size)
+
+    def at(self, t_us: ArrayLike) -> NDArray[np.int64]:
+        """Label of the span holding each time (the last span that starts at or before
+        it and ends after it), -1 where no span does. Same shape as ``t_us``."""
+        t = np.asarray(t_us, dtype=np.float64)
+        order = np.argsort(self.start_us, kind="stable")
+        starts = self.start_us[order]
+        i = np.searchsorted(starts, t, side="right") - 1
+        ok = i >= 0
+        j = order[np.where(ok, i, 0)]
+        ok &= self.end_us[j] > t
+        return np.where(ok, self.label[j], -1).astype(np.int64)
+
+    def shifted(self, offset_us: float) -> LabelSpans:
+        """The same spans ``offset_us`` later."""
+        return LabelSpans(self.start_us + offset_us, self.end_us + offset_us, self.label)
+
+
+@dataclass(frozen=True)
+class EventRecording:
+    """A recorded event stream in the one layout of this package (see the module doc).
+
+    Arrays are validated and stably sorted by time on construction.
+
+    Attributes:
+        t_us: (n,) float64 microseconds, non-decreasing, finite.
+        x: (n,) int64 column in ``[0, width)``.
+        y: (n,) int64 row in ``[0, height)``.
+        p: (n,) int8 polarity, 0 or 1.
+        width: sensor width in pixels (channels for one-dimensional sensors), >= 1.
+        height: sensor height, >= 1.
+        labels: class per time interval, or ``None``.
+
+    Raises:
+        ConfigError: On arrays of different lengths, non-finite times, coordinates
+            outside the sensor or polarities other than 0 and 1.
+    """
+
+    t_us: NDArray[np.float64]
+    x: NDArray[np.int64]
+    y: NDArray[np.int64]
+    p: NDArray[np.int8]
+    width: int
+    height: int
+    labels: LabelSpans | None = None
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.t_us)
+        if t.dtype.kind not in "iuf":
+            raise ConfigError(f"event times must be numeric, got dtype {t.dtype}")
+        t = t.astype(np.float64).reshape(-1)
+        cols = []
+        for name in ("x", "y", "p"):
+            a = np.asarray(getattr(self, name))
+            if a.dtype.kind not in "iub":
+                raise ConfigError(f"event field {name!r} must be integers, got dtype {a.dtype}")
+            cols.append(a.astype(np.int64).reshape(-1))
+        x, y, p = cols
+        if not t.size == x.size == y.size == p.size:
+            raise ConfigError(
+                f"event fields differ in length: t {t.size}, x {x.size}, y {y.size}, p {p.size}"
+            )
+        if not np.all(np.isfinite(t)):
+            raise ConfigError("event times must be finite")
+        width, height = int(self.width), int(self.height)
+        if width < 1 or height < 1:
+            raise ConfigError(f"sensor size must be >= 1 x 1, got {width} x {height}")
+        if x.size:
+            if x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height:
+                raise ConfigError(
+                    f"events outside the {width} x {height} sensor: x in "
+                    f"[{x.min()}, {x.max()}], y in [{y.min()}, {y.max()}]"
+                )
+            if p.min() < 0 or p.max() > 1:
+                raise ConfigError("polarities must be 0 (OFF) or 1 (ON)")
+        if t.size > 1 and np.any(np.diff(t) < 0):
+            order = np.argsort(t, kind="stable")
+            t, x, y, p = t[order], x[order], y[order], p[order]
+        object.__setattr__(self, "t_us", t)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "p", p.astype(np.int8))
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "height", height)
+
+    def __len__(self) -> int:
+        return int(self.t_us.size)
+
+    @property
+    def duration_us(self) -> float:
+        """Time from the first to the last event (0 for fewer than two events)."""
+        return float(self.t_us[-1] - self.t_us[0]) if self.t_us.size > 1 else 0.0
+
+    def with_labels(self, labels: LabelSpans | None) -> EventRecording:
+        """The same events with other labels."""
+        return EventRecording(self.t_us, self.x, self.y, self.p, self.width, self.height, labels)
+
+
+def _label_path(recording: str | os.PathLike[str]) -> Path:
+    path = Path(recording)
+    return path.with_name(path.name + LABEL_FILE_SUFFIX)
+
+
+def read_label_file(path: str | os.PathLike[str]) -> LabelSpans:
+    """Read a label side file: CSV with the header ``start_us,end_us,label``.
+
+    Raises:
+        ConfigError: If the file is missing or malformed.
+    """
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such label file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: not a readable label file ({exc})") from None
+    if not rows or tuple(c.strip() for c in rows[0]) != _LABEL_HEADER:
+        raise ConfigError(f"{path}: a label file starts with the header {','.join(_LABEL_HEADER)}")
+    try:
+        data = np.array([[float(c) for c in r] for r in rows[1:] if r], dtype=np.float64)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: label rows must be numbers ({exc})") from None
+    data = data.reshape(-1, 3)
+    if data.shape[0] and not np.array_equal(data[:, 2], np.round(data[:, 2])):
+        raise ConfigError(f"{path}: labels must be integers")
+    try:
+        return LabelSpans(data[:, 0], data[:, 1], data[:, 2].astype(np.int64))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def write_label_file(path: str | os.PathLike[str], labels: LabelSpans) -> Path:
+    """Write ``labels`` as a label side file (see :func:`read_label_file`); returns the path."""
+    out = Path(path)
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(_LABEL_HEADER)
+        for s, e, lab in zip(labels.start_us, labels.end_us, labels.label, strict=True):
+            w.writerow([repr(float(s)), repr(float(e)), int(lab)])
+    return out
