@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,7 +461,7 @@ async def memory(
     return out
 
 
-BENCHMARKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+BENCHMARKS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "throughput": throughput,
     "latency": latency,
     "memory": memory,

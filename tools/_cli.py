@@ -29,8 +29,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the full argument parser (imports every subcommand module)."""
+def build_parser(*, full: bool = False) -> argparse.ArgumentParser:
+    """Return the argument parser of ``delgrad``.
+
+    Args:
+        full: also import every subcommand module and add its arguments (slow: it
+            loads numba and the runtime); without it, only the table's names and help.
+    """
     parser = argparse.ArgumentParser(
         prog="delgrad",
         description="DelGrad Runtime: exact event-based learning for spiking networks.",
@@ -39,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in sorted(COMMANDS.items()):
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module_name).register(sp)
+        if full:
+            importlib.import_module(module_name).register(sp)
     return parser
 
 

@@ -72,7 +72,8 @@ def _e2e(args: argparse.Namespace) -> int:
             kwargs["last"] = args.last
     elif args.measure is not None:
         kwargs["measure_s"] = args.measure
-    print(json.dumps(asyncio.run(BENCHMARKS[args.kind](**kwargs))), flush=True)
+    result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
+    print(json.dumps(result), flush=True)
     return 0
 
 
