@@ -44,6 +44,18 @@ class BSS2Params:
         n_neuron_circuits: neurons available for network layers (fixed pattern size).
         max_input_spikes_per_trial: input spike budget of one trial (an emulator
             assumption, not a measured chip figure).
+        tau_m_mismatch_std, tau_s_mismatch_std: *extension, not in the authors'
+            model*: relative per-neuron spread of the membrane and synaptic time
+            constants left after calibration. Neuron circuit j integrates with
+            tau_m,j = tau_m (1 + tau_m_mismatch_std xi_j) and tau_s,j likewise
+            (xi ~ N(0, 1), drawn once per chip seed, factors floored at 0.2); the
+            threshold stays g_l theta_bj with the nominal g_l. 0 = off (default).
+        weight_gain_std: *extension*: relative per-synapse gain mismatch; synapse
+            (i, j) of layer l transmits w_q (1 + weight_gain_std xi_lij), drawn once
+            per chip seed (factors floored at 0). 0 = off (default).
+
+    The host learner knows none of these (it assumes the nominal ``neuron`` and
+    its own weights), which is what the mismatch study in docs/hardware.md measures.
     """
 
     tau_s_us: float = 6.0
@@ -64,6 +76,9 @@ class BSS2Params:
     trial_length_us: float = 180.0
     n_neuron_circuits: int = 512
     max_input_spikes_per_trial: int = 512
+    tau_m_mismatch_std: float = 0.0
+    tau_s_mismatch_std: float = 0.0
+    weight_gain_std: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -89,7 +104,10 @@ class BSS2Params:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ParameterError(f"BSS2Params.{name} must be > 0")
-        for name in ("threshold_fp_std", "threshold_trial_std", "delay_jitter_std"):
+        for name in (
+            "threshold_fp_std", "threshold_trial_std", "delay_jitter_std",
+            "tau_m_mismatch_std", "tau_s_mismatch_std", "weight_gain_std",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ParameterError(f"BSS2Params.{name} must be >= 0")
         if not 0 <= self.delay_min_us <= self.delay_max_us:
@@ -118,8 +136,17 @@ class BSS2Params:
         """The nominal model the host learner should assume (tau_s = 1, no noise)."""
         return NeuronParams(tau_s=1.0, tau_m=self.tau_m_us / self.tau_s_us, theta=self.threshold)
 
+    @property
+    def has_mismatch(self) -> bool:
+        """Whether any of the mismatch extension's spreads is nonzero."""
+        return (self.tau_m_mismatch_std, self.tau_s_mismatch_std, self.weight_gain_std) != (
+            0.0,
+            0.0,
+            0.0,
+        )
+
     def noiseless(self) -> BSS2Params:
-        """The same chip without fixed pattern, trial noise and jitter, and unquantised."""
+        """The same chip without fixed pattern, trial noise, jitter and mismatch, unquantised."""
         return replace(
             self,
             threshold_fp_mean=0.0,
@@ -128,4 +155,7 @@ class BSS2Params:
             delay_jitter_std=0.0,
             quantise_weights=False,
             quantise_delays=False,
+            tau_m_mismatch_std=0.0,
+            tau_s_mismatch_std=0.0,
+            weight_gain_std=0.0,
         )

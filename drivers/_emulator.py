@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from delgrad.drivers._chip_params import BSS2Params
-from delgrad.drivers._kernels import membrane_layer
+from delgrad.drivers._kernels import membrane_layer, membrane_layer_taus
 from delgrad.drivers._units import (
     code_to_weight,
     model_to_us,
@@ -19,7 +19,8 @@ from delgrad.runtime import Capabilities, Driver, Network, Observation, Paramete
 
 EmulatorMode = Literal["ideal", "bss2"]
 
-_FP_STREAM, _TRIAL_STREAM = 0, 1
+_FP_STREAM, _TRIAL_STREAM, _TAU_STREAM, _GAIN_STREAM = 0, 1, 2, 3
+_MIN_TAU_FACTOR = 0.2  # mismatch extension: time constants stay positive
 
 
 def axonal_arrivals(net: Network, index: int, t_pre: np.ndarray) -> np.ndarray:
@@ -75,6 +76,12 @@ class EmulatorDriver(Driver):
             p.n_neuron_circuits
         )
         self._fp.setflags(write=False)
+        # Mismatch extension (off by default; own streams, so the fixed pattern
+        # above is the same with and without it).
+        tau_rng = np.random.default_rng(np.random.SeedSequence([self.chip_seed, _TAU_STREAM]))
+        xi = tau_rng.standard_normal((2, p.n_neuron_circuits))
+        self._tau_m_factor = np.maximum(1.0 + p.tau_m_mismatch_std * xi[0], _MIN_TAU_FACTOR)
+        self._tau_s_factor = np.maximum(1.0 + p.tau_s_mismatch_std * xi[1], _MIN_TAU_FACTOR)
         self._applied: Network | None = None
         self._clipped_w = 0
         self._clipped_d = 0
@@ -118,6 +125,23 @@ class EmulatorDriver(Driver):
     def applied(self) -> Network | None:
         """The parameters as realised by the backend (quantised, clipped), a separate copy."""
         return self._applied
+
+    def synapse_gains(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        """Mismatch extension: gain factors (n_pre, n_out) of layer ``index``'s synapses.
+
+        Fixed per chip seed and layer (ones when ``weight_gain_std`` is 0).
+        """
+        std = self.params.weight_gain_std
+        if std == 0.0:
+            return np.ones(shape)
+        rng = np.random.default_rng(np.random.SeedSequence([self.chip_seed, _GAIN_STREAM, index]))
+        return np.maximum(1.0 + std * rng.standard_normal(shape), 0.0)
+
+    def time_constants(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mismatch extension: (tau_s, tau_m) (n,) each of neuron circuits first..first+n-1."""
+        neuron = self.params.neuron
+        sl = slice(first, first + n)
+        return neuron.tau_s * self._tau_s_factor[sl], neuron.tau_m * self._tau_m_factor[sl]
 
     def quantise(self, network: Network) -> tuple[Network, int, int]:
         """(realised copy of ``network``, clipped weights, clipped delays) under this backend."""
@@ -215,17 +239,31 @@ class EmulatorDriver(Driver):
             out = np.empty((n_batch, layer.n_out))
             buf_t = np.empty(layer.n_pre)  # per run: a driver may serve several threads
             buf_i = np.empty(layer.n_pre, dtype=np.int64)
-            late += membrane_layer(
-                np.ascontiguousarray(arr),
-                net.w[index],
-                thresholds,
-                neuron.tau_s,
-                neuron.tau_m,
-                window,
-                out,
-                buf_t,
-                buf_i,
-            )
+            if p.has_mismatch:  # the extension: per-synapse gains, per-neuron taus
+                taus_s, taus_m = self.time_constants(circuit - layer.n_out, layer.n_out)
+                late += membrane_layer_taus(
+                    np.ascontiguousarray(arr),
+                    net.w[index] * self.synapse_gains(index, net.w[index].shape),
+                    thresholds,
+                    taus_s,
+                    taus_m,
+                    window,
+                    out,
+                    buf_t,
+                    buf_i,
+                )
+            else:
+                late += membrane_layer(
+                    np.ascontiguousarray(arr),
+                    net.w[index],
+                    thresholds,
+                    neuron.tau_s,
+                    neuron.tau_m,
+                    window,
+                    out,
+                    buf_t,
+                    buf_i,
+                )
             times.append(out)
             t_pre = out
         return Observation(

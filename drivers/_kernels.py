@@ -154,9 +154,31 @@ def membrane_layer(
     Returns:
         The number of spikes later than ``t_max`` (reported as inf).
     """
+    n_post = w.shape[1]
+    taus_s = np.full(n_post, tau_s)
+    taus_m = np.full(n_post, tau_m)
+    return membrane_layer_taus(arrivals, w, thresholds, taus_s, taus_m, t_max, out, buf_t, buf_i)
+
+
+@njit(cache=True, nogil=True)
+def membrane_layer_taus(
+    arrivals: np.ndarray,
+    w: np.ndarray,
+    thresholds: np.ndarray,
+    taus_s: np.ndarray,
+    taus_m: np.ndarray,
+    t_max: float,
+    out: np.ndarray,
+    buf_t: np.ndarray,
+    buf_i: np.ndarray,
+) -> int:
+    """:func:`membrane_layer` with one (tau_s, tau_m) per neuron, (n_post,) each.
+
+    Used for the emulator's time-constant mismatch extension; with equal entries
+    it is :func:`membrane_layer`.
+    """
     n_batch, n_pre = arrivals.shape
     n_post = w.shape[1]
-    delta = 1.0 / tau_s - 1.0 / tau_m
     late = 0
     for b in range(n_batch):
         n = 0
@@ -173,6 +195,9 @@ def membrane_layer(
             buf_i[k] = i
             n += 1
         for j in range(n_post):
+            tau_s = taus_s[j]
+            tau_m = taus_m[j]
+            delta = 1.0 / tau_s - 1.0 / tau_m
             c = thresholds[b, j]
             v = 0.0
             cur = 0.0
