@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
     "eval": ("delgrad.tools._cmd_eval", "test accuracy of a network file on a driver"),
+    "hwstudy": ("delgrad.tools._cmd_hwstudy", "hardware recipes under both gradient rules"),
     "monitor": ("delgrad.tools._cmd_monitor", "watch devices' metrics, status and parameters"),
     "plot": ("delgrad.tools._cmd_plot", "plot a monitor recording (JSON lines) as PNG curves"),
     "run": ("delgrad.tools._cmd_run", "the online-learning service (no arguments: the demo)"),
