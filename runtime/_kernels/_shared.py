@@ -123,6 +123,61 @@ def _sort_arrivals(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _root_double(
+    a1: float, a2: float, c4: float, r: float, tau_m: float, lo: float, hi: float
+) -> float:
+    """Spike time in [lo, hi] of a tau_m = 2 tau_s neuron that fires there (tested by the caller).
+
+    Earlier root of a1 y^2 - a2 y + c = 0, y = e^{-(t - r)/tau_m}, as 1/y in the
+    stable form; disc < 0 only by rounding when V(hi) ~ c (a tangent).
+    """
+    disc = max(a2 * a2 - c4 * a1, 0.0)
+    ratio = 2.0 * a1 / (a2 + math.sqrt(disc))
+    t_spike = r + tau_m * math.log(ratio)
+    # Rounding can put the root an ulp outside its interval.
+    if not t_spike >= lo:
+        return lo
+    return min(t_spike, hi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spike_equal(
+    a1: float,
+    bb: float,
+    u_n: float,
+    cen: float,
+    c: float,
+    r: float,
+    tau_s: float,
+    lo: float,
+    hi: float,
+    last: bool,
+) -> float:
+    """Spike time in [lo, hi] of a tau_m = tau_s neuron, or nan if it does not fire there.
+
+    The caller has checked a1 > 0, V(lo) <= c and that the peak is not before
+    lo; u_n = x_n a1 - bb and cen = c e^{x_n} at the next arrival (unused if last).
+    """
+    after = not last and u_n < a1  # peak after the next arrival
+    mm = bb / a1
+    if after:
+        if not u_n >= cen:
+            return np.nan
+        q_e = math.exp(mm)
+    else:
+        q_e = math.exp(mm)
+        if not a1 >= c * math.e * q_e:
+            return np.nan  # peak inside the interval, below threshold
+    z = -(c / a1) * q_e
+    if z < -_INV_E:
+        z = -_INV_E  # tangent: V(peak) = c up to rounding
+    t_spike = r + tau_s * (mm - lambertw0(z))
+    if not t_spike >= lo:
+        return lo
+    return min(t_spike, hi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def layer_forward_shared(
     t_in: np.ndarray,
     w: np.ndarray,
@@ -236,7 +291,7 @@ def layer_forward_shared(
             q = qk[k]
             last = k + 1 == m
             n_cand = 0
-            en = cen2 = x_n = cen = u_n = 0.0
+            en = cen2 = x_n = cen = 0.0
             if mode == MODE_DOUBLE:
                 if not last:
                     en = ek[k + 1]
@@ -265,37 +320,6 @@ def layer_forward_shared(
                         cand = (a1 > 0.0) & (a2 > 0.0) & (a2 * e < 2.0 * a1) & (a2 * a2 >= c4 * a1)
                         flag[j] = cand
                         n_cand += cand
-                if n_cand == 0:
-                    continue
-                lo = s_t[k]
-                hi = np.inf if last else s_t[k + 1]
-                found = 0
-                for wd in range(n_words):
-                    if found == n_cand:
-                        break
-                    if flag64[wd] == 0:
-                        continue
-                    for j in range(8 * wd, 8 * wd + 8):
-                        if flag[j] == 0:
-                            continue
-                        found += 1
-                        a1 = s1[j]
-                        a2 = s2[j]
-                        two = 2.0 * a1
-                        # The flag is the whole firing test (see the module doc).
-                        # Earlier root of a1 y^2 - a2 y + c = 0 as 1/y, the stable form.
-                        # disc < 0 only by rounding when V(a_{k+1}) ~ c: a tangent.
-                        disc = max(a2 * a2 - c4 * a1, 0.0)
-                        ratio = two / (a2 + math.sqrt(disc))
-                        t_spike = r + tau_m * math.log(ratio)
-                        # Rounding can put the root an ulp outside its interval.
-                        if not t_spike >= lo:
-                            t_spike = lo
-                        elif t_spike > hi:
-                            t_spike = hi
-                        out[b, j] = t_spike + d_den[j]
-                        s1[j] = -np.inf
-                        alive -= 1
             else:
                 x_k = xk[k]
                 ce = c * e
@@ -309,7 +333,7 @@ def layer_forward_shared(
                         s1[j] = a1
                         s2[j] = bb
                         # V(x_k) <= c, peak not before x_k, and V(x_n) >= c or the
-                        # peak before x_n (checked in the scalar pass).
+                        # peak before x_n (checked in _spike_equal).
                         u_k = x_k * a1 - bb
                         u_n = x_n * a1 - bb
                         cand = (a1 > 0.0) & (u_k <= a1) & (u_k <= ce) & ((u_n >= cen) | (u_n >= a1))
@@ -326,47 +350,31 @@ def layer_forward_shared(
                         cand = (a1 > 0.0) & (u_k <= a1) & (u_k <= ce)
                         flag[j] = cand
                         n_cand += cand
-                if n_cand == 0:
+            if n_cand == 0:
+                continue
+            lo = s_t[k]
+            hi = np.inf if last else s_t[k + 1]
+            found = 0
+            for wd in range(n_words):
+                if found == n_cand:
+                    break
+                if flag64[wd] == 0:
                     continue
-                lo = s_t[k]
-                hi = np.inf if last else s_t[k + 1]
-                found = 0
-                for wd in range(n_words):
-                    if found == n_cand:
-                        break
-                    if flag64[wd] == 0:
+                for j in range(8 * wd, 8 * wd + 8):
+                    if flag[j] == 0:
                         continue
-                    for j in range(8 * wd, 8 * wd + 8):
-                        if flag[j] == 0:
-                            continue
-                        found += 1
-                        a1 = s1[j]
-                        bb = s2[j]
-                        # Flagged: a1 > 0, V(x_k) <= c, peak not before x_k.
-                        after = False
-                        if not last:
-                            u_n = x_n * a1 - bb
-                            after = u_n < a1  # peak after the next arrival
-                        mm = bb / a1
-                        if after:
-                            if not u_n >= cen:
-                                continue
-                            q_e = math.exp(mm)
-                        else:
-                            q_e = math.exp(mm)
-                            if not a1 >= c * math.e * q_e:
-                                continue  # peak inside the interval, below threshold
-                        z = -(c / a1) * q_e
-                        if z < -_INV_E:
-                            z = -_INV_E  # tangent: V(peak) = c up to rounding
-                        t_spike = r + tau_s * (mm - lambertw0(z))
-                        if not t_spike >= lo:
-                            t_spike = lo
-                        elif t_spike > hi:
-                            t_spike = hi
-                        out[b, j] = t_spike + d_den[j]
-                        s1[j] = -np.inf
-                        alive -= 1
+                    found += 1
+                    if mode == MODE_DOUBLE:
+                        # The flag is the whole firing test (see the module doc).
+                        t_spike = _root_double(s1[j], s2[j], c4, r, tau_m, lo, hi)
+                    else:
+                        u_n = x_n * s1[j] - s2[j]
+                        t_spike = _spike_equal(s1[j], s2[j], u_n, cen, c, r, tau_s, lo, hi, last)
+                        if not t_spike == t_spike:
+                            continue  # peak inside the interval, below threshold
+                    out[b, j] = t_spike + d_den[j]
+                    s1[j] = -np.inf
+                    alive -= 1
             if alive == 0:
                 break
     if n_slow > 0:
