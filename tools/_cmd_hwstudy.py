@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from delgrad.drivers import BSS2Params, EmulatorDriver
+from delgrad.runtime import DriverObserver, Trainer, predict, resolve_config
+
 RECIPES = {"W": "yinyang_hw_W", "WA": "yinyang_hw_WA"}
 RULES = ("observed", "nominal")
 
@@ -55,8 +58,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _chip(mismatch: float) -> Any:
-    from delgrad.drivers import BSS2Params
-
     return replace(
         BSS2Params(),
         tau_m_mismatch_std=mismatch,
@@ -69,9 +70,6 @@ def chip_test_accuracy(
     net: Any, t_in: np.ndarray, labels: np.ndarray, chip_seed: int, mismatch: float
 ) -> tuple[float, float]:
     """(accuracy, silent-label fraction), each the mean of 5 passes in batches of 40."""
-    from delgrad.drivers import EmulatorDriver
-    from delgrad.runtime import predict
-
     acc, silent = [], []
     with EmulatorDriver("bss2", _chip(mismatch), chip_seed=chip_seed) as drv:
         drv.configure(net)
@@ -88,9 +86,6 @@ def run_one(
     net: str, rule: str, chip: int, seed: int, mismatch: float, epochs: int
 ) -> dict[str, Any]:
     """Train one cell of the study and measure it (see the module doc)."""
-    from delgrad.drivers import EmulatorDriver
-    from delgrad.runtime import DriverObserver, Trainer, resolve_config
-
     config = resolve_config(
         RECIPES[net],
         [
