@@ -159,6 +159,8 @@ class Learner:
         times: list[np.ndarray],
         arrivals: list[np.ndarray | None] | None,
         labels: np.ndarray,
+        *,
+        loss: LossResult | None = None,
     ) -> tuple[LossResult, int | None]:
         """Learn from observed spike times: a weight bump, or one gradient step.
 
@@ -167,12 +169,14 @@ class Learner:
             times: per layer (B, n_l) observed spike times.
             arrivals: per layer observed arrival times of physical delays, or None.
             labels: (B,) classes.
+            loss: ``self.loss(times[-1], labels)`` if the caller already has it
+                (computed once, e.g. for prequential accuracy); else computed here.
 
         Returns:
             (the loss on the observed output times, index of the bumped layer or None).
         """
         tr = self.config.training
-        result = self.loss(times[-1], labels)
+        result = self.loss(times[-1], labels) if loss is None else loss
         bumped = self.bumper.bump(self.net.w, times)
         if bumped is not None:
             self.sync()

@@ -1,20 +1,22 @@
-"""Prequential online learning on a driver: predict every trial, learn from labelled ones.
+"""Online learner: prequential learning on a driver (predict every trial, learn from labelled).
 
-Synchronous and thread-confined: the service calls :meth:`OnlineLearner.run` and
-:meth:`OnlineLearner.learn_rows` from one worker thread only, so the driver is
-reconfigured *between* batches, never during one. Observed trials are packed
+Synchronous and thread-confined: the service calls :meth:`OnlineLearner.observe`
+and :meth:`OnlineLearner.learn_rows` from one worker thread only, so the driver
+is reconfigured *between* batches, never during one. Observed trials are packed
 into flat float64 rows (input times, spike times of every layer, observed
 arrivals of physical delays) so a trial waiting for its label costs one small
-array, whatever batch it came in.
+array, whatever batch it came in. The learner owns its counters (steps, bumps,
+re-observed trials); others read them and restore them through its methods.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad.runtime import Driver, DriverObserver, Learner, Observation
+from delgrad.runtime import Driver, DriverObserver, Learner, LossResult, NeuronParams, Observation
 
 
 @dataclass
@@ -24,6 +26,25 @@ class StepReport:
     steps: int = 0
     bumps: int = 0
     loss_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """The structure of the network the driver runs.
+
+    Attributes:
+        layer_sizes: ``[n_inputs, n_1, ..., n_outputs]``.
+        delay_kinds: per layer, ``"none"``, ``"synaptic"``, ``"axonal"`` or ``"dendritic"``.
+        neuron: the neuron parameters (times in units of tau_s).
+    """
+
+    layer_sizes: tuple[int, ...]
+    delay_kinds: tuple[str, ...]
+    neuron: NeuronParams
+
+
+#: labelled rows, their (K,) labels and, if already computed, the loss on their outputs
+Scored = tuple[np.ndarray, np.ndarray, LossResult | None]
 
 
 class OnlineLearner:
@@ -54,16 +75,88 @@ class OnlineLearner:
         self._rows = np.empty((self.step_every, self.row_width))
         self._labels = np.empty(self.step_every, dtype=np.int64)
         self._filled = 0
-        self.steps = 0
-        self.bumps = 0
-        self.refreshed = 0  # trials re-observed before a step
+        self._steps = 0
+        self._bumps = 0
+        self._refreshed = 0
 
-    # -- inference ------------------------------------------------------------
+    # -- state --------------------------------------------------------------------
 
     @property
     def version(self) -> int:
         """The learner's parameter version (changes at every step, bump and load)."""
         return self.learner.version
+
+    @property
+    def n_outputs(self) -> int:
+        """Output neurons (classes)."""
+        return self.sizes[-1]
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken (restored from checkpoints)."""
+        return self._steps
+
+    @property
+    def bumps(self) -> int:
+        """Weight bumps taken instead of a step (restored from checkpoints)."""
+        return self._bumps
+
+    @property
+    def refreshed(self) -> int:
+        """Trials re-observed before a step."""
+        return self._refreshed
+
+    @property
+    def buffered(self) -> int:
+        """Labelled trials waiting for the next step (at most ``step_every``)."""
+        return self._filled
+
+    @property
+    def lr_scale(self) -> float:
+        """The factor on the recipe's learning rates."""
+        return self.learner.optimizer.lr_scale
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Multiply the recipe's learning rates by ``scale`` (> 0) from the next step on.
+
+        Raises:
+            ParameterError: if ``scale`` is not a finite number > 0.
+        """
+        self.learner.optimizer.set_lr_scale(scale)
+
+    def network_summary(self) -> NetworkSummary:
+        """Layer sizes, delay kinds and neuron of the network the driver runs."""
+        net = self.learner.net_forward
+        return NetworkSummary(
+            layer_sizes=(net.n_inputs, *(ly.n_out for ly in net.layers)),
+            delay_kinds=tuple(ly.delay for ly in net.layers),
+            neuron=net.neuron,
+        )
+
+    def published_layers(self) -> list[dict[str, np.ndarray]]:
+        """The parameters the driver runs, per layer ``{"w": (n_pre, n_out), "d": delays}``."""
+        net = self.learner.net_forward
+        return [{"w": w, "d": d} for w, d in zip(net.w, net.d, strict=True)]
+
+    def published_copy(self) -> list[dict[str, np.ndarray]]:
+        """A copy of :meth:`published_layers` (for a reader in another thread)."""
+        return [{k: v.copy() for k, v in ly.items()} for ly in self.published_layers()]
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
+        return self.learner.state_arrays()
+
+    def counters(self) -> dict[str, int]:
+        """``{"steps", "bumps"}``: what a checkpoint keeps besides :meth:`state_arrays`."""
+        return {"steps": self._steps, "bumps": self._bumps}
+
+    def restore(self, arrays: dict[str, np.ndarray], *, steps: int, bumps: int) -> None:
+        """Return to a checkpoint: :meth:`state_arrays` and :meth:`counters` as saved."""
+        self.learner.load_state_arrays(arrays)
+        self._steps = int(steps)
+        self._bumps = int(bumps)
+
+    # -- inference ----------------------------------------------------------------
 
     def run(self, t_in: np.ndarray) -> Observation:
         """Run one batch of trials on the driver with the current parameters."""
@@ -108,7 +201,16 @@ class OnlineLearner:
         start = self.n_inputs + sum(self.sizes[:-1])
         return rows[:, start : start + self.sizes[-1]]
 
-    # -- learning ---------------------------------------------------------------
+    def score(self, rows: np.ndarray, labels: np.ndarray) -> LossResult:
+        """The loss (and correctness) of packed rows' observed outputs for ``labels (K,)``.
+
+        Handed back to :meth:`learn_scored` with the same rows, it is the loss of
+        the step those rows make up, if they make up exactly one and were not
+        re-observed: the loss is computed once.
+        """
+        return self.learner.loss(self.output_times(rows), labels)
+
+    # -- learning -----------------------------------------------------------------
 
     def learn_rows(self, rows: np.ndarray, labels: np.ndarray) -> StepReport:
         """Buffer labelled trials; every ``step_every`` of them make one learning step.
@@ -117,49 +219,57 @@ class OnlineLearner:
             rows: (K, row_width) packed observed trials.
             labels: (K,) their classes.
         """
+        return self.learn_scored([(rows, labels, None)])
+
+    def learn_scored(self, pieces: Sequence[Scored]) -> StepReport:
+        """:meth:`learn_rows` for each piece in order; a piece's loss (from
+        :meth:`score`) is reused by the step it fills exactly, if not re-observed."""
         report = StepReport()
-        at = 0
-        while at < len(rows):
-            take = min(self.step_every - self._filled, len(rows) - at)
-            self._rows[self._filled : self._filled + take] = rows[at : at + take]
-            self._labels[self._filled : self._filled + take] = labels[at : at + take]
-            self._filled += take
-            at += take
-            if self._filled == self.step_every:
-                t_in, times, arrivals = self.unpack(self._rows)
-                t_in = np.ascontiguousarray(t_in)
-                if self.refresh and np.any(self._rows[:, -1] != self.version):
-                    # Times observed before the last step: observe them again with the
-                    # current parameters, so the step is taken at spike times of the
-                    # network it changes (stale times: 1.5-3 points worse in simulation).
-                    observation = self.run(t_in)
-                    times, arrivals = observation.times, observation.arrivals
-                    self.refreshed += self.step_every
-                has_arrivals = any(a is not None for a in arrivals)
-                result, bumped = self.learner.learn(
-                    t_in,
-                    [np.ascontiguousarray(t) for t in times],
-                    [None if a is None else np.ascontiguousarray(a) for a in arrivals]
-                    if has_arrivals
-                    else None,
-                    self._labels.copy(),
-                )
-                self._filled = 0
-                report.loss_sum += float(result.loss.sum())
-                if bumped is None:
-                    self.steps += 1
-                    report.steps += 1
-                else:
-                    self.bumps += 1
-                    report.bumps += 1
+        for rows, labels, loss in pieces:
+            whole = loss is not None and self._filled == 0 and len(rows) == self.step_every
+            at = 0
+            while at < len(rows):
+                take = min(self.step_every - self._filled, len(rows) - at)
+                self._rows[self._filled : self._filled + take] = rows[at : at + take]
+                self._labels[self._filled : self._filled + take] = labels[at : at + take]
+                self._filled += take
+                at += take
+                if self._filled == self.step_every:
+                    loss_sum, bumped = self._step(loss if whole else None)
+                    report.loss_sum += loss_sum
+                    report.steps += not bumped
+                    report.bumps += bumped
         return report
 
-    @property
-    def buffered(self) -> int:
-        """Labelled trials waiting for the next step (at most ``step_every``)."""
-        return self._filled
+    def _step(self, loss: LossResult | None) -> tuple[float, bool]:
+        """One step from the full buffer (``loss``: its loss, if already computed).
 
-    def published_layers(self) -> list[dict[str, np.ndarray]]:
-        """The parameters the driver runs, per layer ``{"w": (n_pre, n_out), "d": delays}``."""
-        net = self.learner.net_forward
-        return [{"w": w, "d": d} for w, d in zip(net.w, net.d, strict=True)]
+        Returns:
+            (the sum of the per-trial losses, whether it was a weight bump).
+        """
+        t_in, times, arrivals = self.unpack(self._rows)
+        t_in = np.ascontiguousarray(t_in)
+        if self.refresh and np.any(self._rows[:, -1] != self.version):
+            # Times observed before the last step: observe them again with the
+            # current parameters, so the step is taken at spike times of the
+            # network it changes (stale times: 1.5-3 points worse in simulation).
+            observation = self.run(t_in)
+            times, arrivals = observation.times, observation.arrivals
+            self._refreshed += self.step_every
+            loss = None  # the loss of other times
+        has_arrivals = any(a is not None for a in arrivals)
+        result, bumped = self.learner.learn(
+            t_in,
+            [np.ascontiguousarray(t) for t in times],
+            [None if a is None else np.ascontiguousarray(a) for a in arrivals]
+            if has_arrivals
+            else None,
+            self._labels.copy(),
+            loss=loss,
+        )
+        self._filled = 0
+        if bumped is None:
+            self._steps += 1
+        else:
+            self._bumps += 1
+        return float(result.loss.sum()), bumped is not None

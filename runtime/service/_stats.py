@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -70,7 +71,7 @@ class RingBuffer:
         self._head = (self._head + k) % self.capacity
         self._size = min(self._size + k, self.capacity)
 
-    def values(self) -> NDArray:
+    def values(self) -> NDArray[Any]:
         """The kept values, oldest first: a (len,) copy."""
         if self._size < self.capacity:
             return self._buf[: self._size].copy()

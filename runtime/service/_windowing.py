@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -117,7 +117,8 @@ class WindowSpec:
 
     def start(self, k: ArrayLike) -> NDArray[np.float64]:
         """Start ``origin + k*period`` of windows ``k`` (float64, same shape)."""
-        return self.origin + np.asarray(k, dtype=np.int64) * self.period
+        start = self.origin + np.asarray(k, dtype=np.int64) * self.period
+        return cast("NDArray[np.float64]", start)
 
     def end(self, k: ArrayLike) -> NDArray[np.float64]:
         """End ``start(k) + length`` (exclusive) of windows ``k``."""
@@ -354,4 +355,5 @@ class TrialWindower:
         counts = np.maximum(hi - lo + 1, 0)
         run = np.repeat(np.arange(counts.size), counts)
         first = np.cumsum(counts) - counts
-        return lo[run] + (np.arange(run.size, dtype=np.int64) - first[run])
+        empties: NDArray[np.int64] = lo[run] + (np.arange(run.size, dtype=np.int64) - first[run])
+        return empties

@@ -174,7 +174,7 @@ def test_conservation_and_bounds(ops, capacity, max_age_s):
             assert pair.payload is None or pair.payload == ("payload", pair.trial_id)
         joined_ids += [p.trial_id for p in out]
         assert j.waiting_trials <= capacity and j.waiting_labels <= capacity
-        assert len(j._missing) <= capacity and len(j._labelled) <= capacity
+        assert len(j._tables.missing) <= capacity and len(j._tables.labelled) <= capacity
         _conserved(j)
     assert len(joined_ids) == j.counters()["joined"]
     j.expire(now + max_age_s + 1.0)
@@ -188,12 +188,12 @@ def test_bounded_under_overload():
     rng = np.random.default_rng(0)
     ids = np.arange(10 * cap * 10)
     j.add_trials(ids, [None] * ids.size, 0.0)
-    assert j.waiting_trials == cap and len(j._missing) == cap
+    assert j.waiting_trials == cap and len(j._tables.missing) == cap
     assert j.counters()["missing_labels"] == ids.size - cap
     out = j.add_labels(rng.permutation(ids)[: 10 * cap], np.zeros(10 * cap, np.int64), 1.0)
     assert all(p.trial_id >= ids.size - cap for p in out)  # only the newest trials waited
     assert j.waiting_trials == cap - len(out) and j.waiting_labels <= cap
-    assert len(j._missing) <= cap and len(j._labelled) <= cap
+    assert len(j._tables.missing) <= cap and len(j._tables.labelled) <= cap
     c = j.counters()
     assert c["late_labels"] > 0 and c["orphan_labels"] > 0
     assert c["late_labels"] + c["orphan_labels"] + c["joined"] + c["waiting_labels"] == 10 * cap
@@ -323,8 +323,8 @@ def test_bulk_paths_match_the_entry_by_entry_rules(ops, capacity, rows):
             expected, pairs = [], []
         assert pairs == [(t, lab) for t, _, lab in expected]
         assert j.counters() == ref.counters()
-        assert list(j._missing._ids) == list(ref.missing)
-        assert list(j._labelled._ids) == list(ref.labelled)
+        assert list(j._tables.missing._ids) == list(ref.missing)
+        assert list(j._tables.labelled._ids) == list(ref.labelled)
         _conserved(j)
 
 

@@ -188,7 +188,7 @@ async def test_commands_get_replies_and_errors():
     assert not replies["c5"].ok and "unknown command" in replies["c5"].error
     assert not replies["c8"].ok and "checkpoint" in replies["c8"].error  # no folder configured
     assert replies["c9"].ok and ok["c9"] == "snapshot"
-    assert service.mode == "infer" and service.online.learner.optimizer.lr_scale == 0.5
+    assert service.mode == "infer" and service.online.lr_scale == 0.5
 
 
 @pytest.mark.parametrize("kind", ["events/in", "labels", "cmd"])

@@ -1,0 +1,135 @@
+"""Ingest: incoming events become trials in the bounded pending-trial queue.
+
+A :class:`~delgrad.protocols.SpikeBatch` gives one trial per trial id (the first
+spike per input channel); a continuous :class:`~delgrad.protocols.SensorEvents`
+stream is cut into trials by the windower. Trials wait in arrival order for
+inference, at most ``ingest.max_pending_trials`` of them: when full, the
+*oldest* trials are dropped and counted in ``dropped.overload``, and the caller
+is told their ids (their labels will never be joined). Events outside the
+network's inputs are counted in ``dropped.bad_events``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad.protocols import SensorEvents, SpikeBatch
+from delgrad.runtime._events import first_spike_inputs
+from delgrad.runtime.service._run_config import IngestSection
+from delgrad.runtime.service._stats import Counters
+from delgrad.runtime.service._windowing import TrialWindower
+
+
+@dataclass
+class _Chunk:
+    ids: np.ndarray  # (K,) int64 trial ids
+    t_in: np.ndarray  # (K, n_inputs) model units
+    received_s: float  # monotonic time the message arrived
+
+
+class Ingest:
+    """The pending-trial queue and what fills it.
+
+    Args:
+        config: the ``[ingest]`` section (queue bound, time unit, windows).
+        n_inputs: input channels of the network.
+        counters: the service's counters.
+        on_drop: called with the (K,) ids of trials dropped for overload.
+    """
+
+    def __init__(
+        self,
+        config: IngestSection,
+        n_inputs: int,
+        counters: Counters,
+        on_drop: Callable[[np.ndarray], object],
+    ) -> None:
+        self._config = config
+        self._n_inputs = n_inputs
+        self._counters = counters
+        self._on_drop = on_drop
+        period = config.window_period or config.window_length
+        self._windower = TrialWindower(n_inputs, length=config.window_length, period=period)
+        self._pending: deque[_Chunk] = deque()
+        self._count = 0
+
+    @property
+    def pending_trials(self) -> int:
+        """Trials waiting for inference."""
+        return self._count
+
+    @property
+    def oldest_received_s(self) -> float | None:
+        """When the oldest waiting trial's message arrived (monotonic seconds), if any."""
+        return self._pending[0].received_s if self._pending else None
+
+    def _scale(self, time_unit: str) -> float:
+        return 1.0 / self._config.us_per_tau if time_unit == "us" else 1.0
+
+    def spikes(self, msg: SpikeBatch, now: float) -> bool:
+        """Queue the trials of ``msg`` received at ``now``; returns whether any were queued."""
+        result = first_spike_inputs(
+            msg.offsets,
+            msg.channels,
+            msg.times,
+            self._n_inputs,
+            time_scale=self._scale(msg.time_unit),
+        )
+        if result.ignored:
+            self._counters.inc("dropped.bad_events", result.ignored)
+        return self._enqueue(np.asarray(msg.trial_ids, dtype=np.int64), result.t_in, now)
+
+    def stream(self, msg: SensorEvents, now: float) -> bool:
+        """Cut ``msg``'s events into windows and queue the trials completed; returns
+        whether any were queued."""
+        times = np.asarray(msg.times) * self._scale(msg.time_unit)
+        trials = self._windower.push(np.asarray(msg.channels), times)
+        if not len(trials.window_ids):
+            return False
+        return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)
+
+    def _enqueue(self, ids: np.ndarray, t_in: np.ndarray, now: float) -> bool:
+        if len(ids) == 0:
+            return False
+        self._pending.append(_Chunk(ids, t_in, now))
+        self._count += len(ids)
+        self._counters.inc("trials.received", len(ids))
+        limit = self._config.max_pending_trials
+        while self._count > limit:
+            oldest = self._pending[0]
+            excess = self._count - limit
+            if len(oldest.ids) <= excess:
+                self._pending.popleft()
+                dropped = oldest.ids
+            else:
+                dropped = oldest.ids[:excess]
+                self._pending[0] = _Chunk(
+                    oldest.ids[excess:], oldest.t_in[excess:], oldest.received_s
+                )
+            self._count -= len(dropped)
+            self._counters.inc("dropped.overload", len(dropped))
+            self._on_drop(dropped)
+        return True
+
+    def take(self, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The oldest ``limit`` trials (or all): ids (K,), t_in (K, n_inputs), and the
+        time (K,) each one's message arrived. The queue must not be empty."""
+        ids, rows, received = [], [], []
+        taken = 0
+        while self._pending and taken < limit:
+            chunk = self._pending[0]
+            take = min(limit - taken, len(chunk.ids))
+            ids.append(chunk.ids[:take])
+            rows.append(chunk.t_in[:take])
+            received.append(np.full(take, chunk.received_s))
+            if take == len(chunk.ids):
+                self._pending.popleft()
+            else:
+                self._pending[0] = _Chunk(chunk.ids[take:], chunk.t_in[take:], chunk.received_s)
+            taken += take
+        self._count -= taken
+        return np.concatenate(ids), np.concatenate(rows), np.concatenate(received)

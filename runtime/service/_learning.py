@@ -1,0 +1,124 @@
+"""Learning pipeline: labelled trials are scored, then learned from in the worker, in order.
+
+Joined trials wait here until the inference loop asks to learn. Every labelled
+trial is first scored (prequential accuracy and loss, with the parameters of
+its batch); while training, its rows then go to the online learner as a job in
+the worker thread. Jobs are not awaited: the worker runs a step, then the next
+batch's driver run queued behind it (so parameters still change between
+batches only), while the event loop ingests and joins. At most
+:data:`MAX_LEARNING_IN_FLIGHT` jobs wait; results are taken in submission order
+and each one's steps go to the parameter stream.
+
+Each step's loss is computed once: rows are scored in pieces cut at the
+learner's step boundaries, so a piece that makes up a whole step hands its loss
+to the step (unless the step re-observes its trials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+
+import numpy as np
+
+from delgrad.runtime.service._join import JoinedRows
+from delgrad.runtime.service._online import OnlineLearner, Scored, StepReport
+from delgrad.runtime.service._param_stream import Layers, ParameterStream
+from delgrad.runtime.service._stats import Counters, SlidingAccuracy
+from delgrad.runtime.service._worker import Worker
+
+#: Learning jobs queued in the worker before the inference loop waits for the oldest.
+MAX_LEARNING_IN_FLIGHT = 2
+
+_JobResult = tuple[StepReport, Layers | None]
+
+
+def step_pieces(n: int, filled: int, step_every: int) -> list[slice]:
+    """Cut ``n`` rows, added to a buffer holding ``filled`` of ``step_every``, at the
+    points where the buffer fills (a step is taken)."""
+    cuts = [0, *range(step_every - filled, n, step_every), n]
+    return [slice(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+class LearningPipeline:
+    """Labelled trials from the join to the online learner.
+
+    Args:
+        online: the learner (its learning methods run in the worker only).
+        worker: the service's worker thread.
+        params: where the steps' parameter deltas go.
+        counters: the service's counters.
+        metrics_window: labelled trials in the sliding accuracy / loss window.
+    """
+
+    def __init__(
+        self,
+        online: OnlineLearner,
+        worker: Worker,
+        params: ParameterStream,
+        counters: Counters,
+        *,
+        metrics_window: int,
+    ) -> None:
+        self._online = online
+        self._worker = worker
+        self._params = params
+        self._counters = counters
+        self.accuracy = SlidingAccuracy(metrics_window)  # prequential, read by metrics
+        self._labelled: list[JoinedRows] = []  # joined, not yet scored (per message)
+        self._jobs: deque[asyncio.Future[_JobResult]] = deque()  # oldest first
+        self._filled = online.buffered  # where the learner's buffer will be after the jobs
+
+    def add(self, joined: JoinedRows) -> bool:
+        """Keep joined trials for the next :meth:`learn`; returns whether there were any."""
+        if not len(joined.labels):
+            return False
+        self._labelled.append(joined)
+        return True
+
+    async def learn(self, *, learning: bool) -> None:
+        """Score the joined trials; with ``learning``, submit them to the learner."""
+        if not self._labelled:
+            return
+        joined, self._labelled = self._labelled, []
+        if len(joined) == 1:
+            rows, labels = joined[0].rows, joined[0].labels
+        else:
+            rows = np.concatenate([j.rows for j in joined])
+            labels = np.concatenate([j.labels for j in joined])
+        valid = (labels >= 0) & (labels < self._online.n_outputs)
+        if not valid.all():
+            self._counters.inc("dropped.bad_label", int((~valid).sum()))
+            rows, labels = rows[valid], labels[valid]
+            if not len(labels):
+                return
+        step_every = self._online.step_every
+        cuts = step_pieces(len(rows), self._filled, step_every) if learning else [slice(None)]
+        pieces: list[Scored] = []
+        for cut in cuts:
+            loss = self._online.score(rows[cut], labels[cut])
+            self.accuracy.add(loss.correct, loss.loss)
+            pieces.append((rows[cut], labels[cut], loss))
+        if not learning:
+            return
+        self._filled = (self._filled + len(rows)) % step_every
+        self._jobs.append(self._worker.submit(lambda: self._learn_job(pieces)))
+        if len(self._jobs) > MAX_LEARNING_IN_FLIGHT:
+            await self.collect(block=True, keep=MAX_LEARNING_IN_FLIGHT)
+
+    def _learn_job(self, pieces: list[Scored]) -> _JobResult:
+        """Worker thread: learn, and copy the parameters a delta is made from (so
+        the event loop never reads parameters a later step is changing)."""
+        report = self._online.learn_scored(pieces)
+        layers = self._online.published_copy() if report.steps + report.bumps else None
+        return report, layers
+
+    async def collect(self, *, block: bool, keep: int = 0) -> None:
+        """Account finished learning jobs in order and publish their deltas; with
+        ``block``, wait until at most ``keep`` are left."""
+        while self._jobs and (self._jobs[0].done() or (block and len(self._jobs) > keep)):
+            report, layers = await self._jobs.popleft()
+            self._counters.inc("learning.steps", report.steps)
+            self._counters.inc("learning.bumps", report.bumps)
+            await self._params.after_steps(report.steps + report.bumps, layers)
