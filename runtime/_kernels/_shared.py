@@ -35,7 +35,9 @@ Vectorisation of the forward: the per-arrival loop over neurons only updates
 the sums and writes a candidate flag per neuron (branch-free: ``&`` / ``|`` on
 booleans and an integer count, which LLVM vectorises without reassociating
 float math); when the count is nonzero a scalar pass reads the flags eight at
-a time (as one uint64) and solves the flagged neurons. A neuron that fired
+a time (as one uint64) and solves the flagged neurons. (tau_m = 2 tau_s: the
+flag omits a2^2 >= 4 a1 c of the peak-inside case, which the scalar pass
+checks: 5-9 % less forward time.) A neuron that fired
 gets a1 = -inf: it stays -inf under further additions (w, E finite), so
 ``a1 > 0`` masks it out of every later test without a branch.
 
@@ -317,10 +319,7 @@ def layer_forward_shared(
                         s1[j] = a1
                         a2n = a2 * en
                         two = 2.0 * a1
-                        cand = (a1 > 0.0) & (
-                            (a2n - a1 >= cen2)
-                            | ((a2n > two) & (a2 * e < two) & (a2 * a2 >= c4 * a1))
-                        )
+                        cand = (a1 > 0.0) & ((a2n - a1 >= cen2) | ((a2n > two) & (a2 * e < two)))
                         flag[j] = cand
                         n_cand += cand
                 else:
@@ -378,8 +377,14 @@ def layer_forward_shared(
                         continue
                     found += 1
                     if mode == MODE_DOUBLE:
-                        # The flag is the whole firing test (see the module doc).
-                        t_spike = _root_double(s1[j], s2[j], c4, r, tau_m, lo, hi)
+                        a1 = s1[j]
+                        a2 = s2[j]
+                        # The flag tested V(a_{k+1}) >= c or the peak inside the
+                        # interval; for the latter V(peak) >= c is checked here
+                        # (rare: two multiplications fewer in the vector loop).
+                        if not (last or a2 * en - a1 >= cen2 or a2 * a2 >= c4 * a1):
+                            continue
+                        t_spike = _root_double(a1, a2, c4, r, tau_m, lo, hi)
                     else:
                         u_n = x_n * s1[j] - s2[j]
                         t_spike = _spike_equal(s1[j], s2[j], u_n, cen, c, r, tau_s, lo, hi, last)
