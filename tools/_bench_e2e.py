@@ -288,6 +288,11 @@ class Watcher:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"no matching metrics within {timeout_s} s")
 
+    async def later(self, sample: Sample, seconds: float) -> Sample:
+        """The first metrics sample ``seconds`` of runtime uptime after ``sample``."""
+        since = _get(sample.values, "uptime_s")
+        return await self.wait(lambda v: _get(v, "uptime_s") >= since + seconds, seconds + 30)
+
 
 def _get(values: dict[str, float], key: str) -> float:
     return float(values.get(key, 0.0))
@@ -360,14 +365,8 @@ async def throughput(
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
             first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
-            a = await watcher.wait(
-                lambda v: _get(v, "uptime_s") >= _get(first.values, "uptime_s") + warmup_s,
-                warmup_s + 30,
-            )
-            b = await watcher.wait(
-                lambda v: _get(v, "uptime_s") >= _get(a.values, "uptime_s") + measure_s,
-                measure_s + 30,
-            )
+            a = await watcher.later(first, warmup_s)
+            b = await watcher.later(a, measure_s)
     return {"bench": "throughput", "rate": rate, "batch": batch, **_window(a, b, batch)}
 
 
@@ -385,16 +384,10 @@ async def latency(
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
             first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
-            a = await watcher.wait(
-                lambda v: _get(v, "uptime_s") >= _get(first.values, "uptime_s") + warmup_s,
-                warmup_s + 30,
-            )
+            a = await watcher.later(first, warmup_s)
             watcher.subscriber_latency_ms.clear()
             watcher.transit_ms.clear()
-            b = await watcher.wait(
-                lambda v: _get(v, "uptime_s") >= _get(a.values, "uptime_s") + measure_s,
-                measure_s + 30,
-            )
+            b = await watcher.later(a, measure_s)
             sub = np.array(watcher.subscriber_latency_ms)
             transit = np.array(watcher.transit_ms)
     result = {"bench": "latency", "rate": rate, "batch": batch, **_window(a, b, batch)}
