@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from delgrad.drivers import BSS2Params, EmulatorDriver
-from delgrad.runtime import DriverObserver, Trainer, predict, resolve_config
+from delgrad.runtime import DriverObserver, Trainer, predict, resolve_config, save_network
 
 RECIPES = {"W": "yinyang_hw_W", "WA": "yinyang_hw_WA"}
 RULES = ("observed", "nominal")
@@ -83,9 +83,18 @@ def chip_test_accuracy(
 
 
 def run_one(
-    net: str, rule: str, chip: int, seed: int, mismatch: float, epochs: int
+    net: str,
+    rule: str,
+    chip: int,
+    seed: int,
+    mismatch: float,
+    epochs: int,
+    save: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one cell of the study and measure it (see the module doc)."""
+    """Train one cell of the study and measure it (see the module doc).
+
+    ``save``: if given, the last network is written there (``save_network``).
+    """
     config = resolve_config(
         RECIPES[net],
         [
@@ -106,6 +115,8 @@ def run_one(
     row["test"], row["silent_label"] = chip_test_accuracy(
         trainer.net_forward, t_in, labels, chip, mismatch
     )
+    if save is not None:
+        save_network(trainer.net_forward, save)
     trainer.restore_best()
     row["best_epoch"], row["best_val"] = trainer.best_epoch, trainer.best_validation
     row["test_best_val"], row["silent_label_best_val"] = chip_test_accuracy(
@@ -189,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         path = cell_path(args.out, *cell)
         if index % n != k or path.is_file():
             continue
-        row = run_one(*cell, epochs=args.epochs)
+        row = run_one(*cell, epochs=args.epochs, save=path.with_suffix(".npz"))
         path.write_text(json.dumps(row, indent=1))
         print(
             f"{path.name}: test {100 * row['test']:.1f} %, val last 20 "
