@@ -85,6 +85,44 @@ def test_shared_kernels_match_the_general_kernels(mode, tau_m, kind):
     assert worst_g < 1e-12
 
 
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+@pytest.mark.parametrize("tau_m", [2.0, 1.0])
+@pytest.mark.parametrize("kind", ["none", "axonal"])
+def test_784_inputs_agree_with_the_same_network_as_synaptic_delays(kind, tau_m, eps):
+    """The same network written with synaptic delays runs the general kernels."""
+    rng = np.random.default_rng(784 + len(kind))
+    shared = sensor_network(rng, [784, 120, 10], kind, tau_m)
+    shared = Network(shared.layers, NeuronParams(tau_m=tau_m, eps=eps), shared.w, shared.d)
+    layers = [Layer(ly.n_in, ly.n_out, "synaptic") for ly in shared.layers]
+    d_syn = [
+        np.broadcast_to(d[:, None], ly.weight_shape)
+        if kind == "axonal"
+        else np.zeros(ly.weight_shape)
+        for d, ly in zip(shared.d, shared.layers, strict=True)
+    ]
+    general = Network(layers, shared.neuron, shared.w, d_syn)
+    t_in = sensor_inputs(rng, 12, 784)
+    times = forward(shared, t_in)
+    ref = forward(general, t_in)
+    for a, b in zip(times, ref, strict=True):
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
+        fin = np.isfinite(b)
+        assert np.max(np.abs(a[fin] - b[fin])) < 1e-12
+    assert np.isfinite(times[0]).mean() > 0.9
+    g = np.where(np.isfinite(ref[-1]), rng.normal(size=ref[-1].shape), 0.0)
+    got = backward(shared, t_in, ref, g, max_dw_norm=0.5)
+    want = backward(general, t_in, ref, g, max_dw_norm=0.5)
+    assert got.dropped == want.dropped
+    scale = np.abs(want.t_in).max()
+    np.testing.assert_allclose(got.t_in, want.t_in, rtol=1e-11, atol=1e-13 * scale)
+    for a, b in zip(got.layers, want.layers, strict=True):
+        np.testing.assert_allclose(a.w, b.w, rtol=1e-11, atol=1e-13 * np.abs(b.w).max())
+        if kind == "axonal":  # dL/dd_ax[i] = sum_j dL/dd_syn[i, j]
+            np.testing.assert_allclose(
+                a.d, b.d.sum(axis=1), rtol=1e-10, atol=1e-12 * np.abs(b.d).max()
+            )
+
+
 @pytest.mark.parametrize("tau_m", [2.0, 1.0])
 @pytest.mark.parametrize("kind", ["none", "axonal", "synaptic"])
 def test_256_inputs_match_the_membrane_integration(tau_m, kind):
