@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import delgrad.tools
 from delgrad.tools import Mosquitto, free_port, mosquitto_binary
 
 pytestmark = [pytest.mark.broker]
@@ -46,6 +47,10 @@ def test_missing_binary_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("delgrad.tools._mosquitto.mosquitto_binary", lambda: None)
     with pytest.raises(FileNotFoundError, match="apt-get install mosquitto"):
         Mosquitto(tmp_path)
+
+
+def test_package_exports_the_helper() -> None:
+    assert delgrad.tools.__all__ == ["Mosquitto", "free_port", "mosquitto_binary"]
 
 
 def test_free_port_is_bindable() -> None:
