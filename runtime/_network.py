@@ -444,8 +444,9 @@ def _backward_rows(
         layer = net.layers[index]
         t_pre = net.layer_input(index, t0 if index == 0 else ts[index - 1])
         d_syn, d_ax, d_den = net.delay_arrays(index)
-        if observed[index] is not None:
-            t_pre = observed[index]
+        obs = observed[index]
+        if obs is not None:
+            t_pre = obs
             d_ax = net._zeros[index][1]
         gw = np.zeros(layer.weight_shape)
         gax = np.zeros(layer.n_pre)

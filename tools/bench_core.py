@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from delgrad.runtime import Layer, Network, NeuronParams, backward, forward, warm_up
+from delgrad.runtime import DelayKind, Layer, Network, NeuronParams, backward, forward, warm_up
 
 BATCH = 150
 N_BATCHES = 34
@@ -40,7 +40,7 @@ def _rate(step, batches: list[np.ndarray], repeats: int, rounds: int) -> float:
     return float(np.median(rates))
 
 
-def bench_core(repeats: int = 7, rounds: int = 4, seed: int = 0) -> dict[str, dict[str, float]]:
+def bench_core(repeats: int = 7, rounds: int = 4, seed: int = 0) -> dict[str, dict[str, int]]:
     """Median samples/s of forward and forward+backward for tau_m = 2 tau_s and tau_m = tau_s."""
     warm_up()
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ def bench_core(repeats: int = 7, rounds: int = 4, seed: int = 0) -> dict[str, di
 SWEEP_BATCH = 100
 SWEEP_BATCHES = 4
 #: (label, layer sizes, delay kind); 4-30-3 is the H30_WS case above (batch 150).
-SWEEP_SHAPES = (
+SWEEP_SHAPES: tuple[tuple[str, tuple[int, ...], DelayKind], ...] = (
     ("4-30-3 synaptic", (4, 30, 3), "synaptic"),
     ("64-100-10", (64, 100, 10), "none"),
     ("256-128-10", (256, 128, 10), "none"),
@@ -79,7 +79,7 @@ SWEEP_SHAPES = (
 )
 
 
-def _sweep_network(sizes: tuple[int, ...], kind: str, rng: np.random.Generator) -> Network:
+def _sweep_network(sizes: tuple[int, ...], kind: DelayKind, rng: np.random.Generator) -> Network:
     """Weights ~ N(mu, 1.5 mu) with mu = 4 / (expected active inputs of the layer).
 
     A layer's summed weight is then about 4 (spread +-1.5 / sqrt(active)), so
