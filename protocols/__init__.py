@@ -35,6 +35,7 @@ from ._codec import (
     encode,
     message_types,
     register_message,
+    unpack_limited,
 )
 from ._inproc import InProcessBus, InProcessTransport
 from ._messages import (
@@ -140,4 +141,5 @@ __all__ = [
     "topic",
     "topic_matches",
     "transport_from_url",
+    "unpack_limited",
 ]

@@ -139,16 +139,21 @@ class Publisher:
     Args:
         transport: Where to publish.
         sender: This device's id (the envelope's ``sender``).
+        first_seq: The first sequence number of every topic (e.g. a boot epoch in the
+            high bits, so numbers never repeat across restarts).
     """
 
-    def __init__(self, transport: Transport, sender: str) -> None:
+    def __init__(self, transport: Transport, sender: str, *, first_seq: int = 0) -> None:
+        if type(first_seq) is not int or not 0 <= first_seq <= MAX_SEQ:
+            raise ParameterError("first_seq must be an int in 0 .. 2**64-1")
         self.transport = transport
         self.sender = validate_name(sender, what="sender")
+        self.first_seq = first_seq
         self._seq: dict[str, int] = {}
 
     def next_seq(self, topic: str) -> int:
-        """Return and consume the next sequence number of ``topic`` (0, 1, 2, ...)."""
-        s = self._seq.get(topic, 0)
+        """Return and consume the next sequence number of ``topic`` (``first_seq``, +1, ...)."""
+        s = self._seq.get(topic, self.first_seq)
         self._seq[topic] = (s + 1) & MAX_SEQ
         return s
 

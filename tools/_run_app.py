@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from delgrad.drivers import driver_from_config
@@ -15,15 +16,16 @@ from delgrad.errors import ConfigError
 from delgrad.protocols import (
     EmbeddedBroker,
     Publisher,
-    Status,
-    Will,
-    encode,
-    policy_for,
-    topic,
     transport_from_url,
 )
 from delgrad.runtime import Learner, load_network, resolve_config, warm_up
-from delgrad.runtime.service import OnlineLearner, RunConfig, Service
+from delgrad.runtime.service import (
+    OnlineLearner,
+    RunConfig,
+    Service,
+    next_boot_epoch,
+    status_will,
+)
 from delgrad.tools._sensor import YinYangSource, stream_trials
 
 
@@ -45,16 +47,6 @@ def build_online(config: RunConfig) -> OnlineLearner:
     return OnlineLearner(
         learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh
     )
-
-
-def _status_will(device: str) -> Will:
-    """The last will: a retained ``lost`` status the broker publishes if we vanish."""
-    status_topic = topic(device, "status")
-    policy = policy_for(status_topic)
-    payload = encode(
-        Status("lost", 0.0, "connection lost"), seq=0, sender=device, timestamp_ns=time.time_ns()
-    )
-    return Will(status_topic, payload, policy.qos, policy.retain)
 
 
 async def serve(
@@ -84,10 +76,12 @@ async def serve(
             await stack.enter_async_context(broker)
             url = broker.url
         client_id = config.broker.client_id or f"delgrad-run-{config.device}"
-        will = _status_will(config.device)
+        folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
+        epoch = next_boot_epoch(folder)  # before the will: it carries the boot's last number
+        will = status_will(config.device, epoch)
         transport = transport_from_url(url, client_id=client_id, will=will, **options)
         await stack.enter_async_context(transport)
-        service = Service(config, transport, online)
+        service = Service(config, transport, online, epoch=epoch)
         if config.checkpoint.dir:
             restored: bool = await asyncio.get_running_loop().run_in_executor(
                 None, service.load_checkpoint

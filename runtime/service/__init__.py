@@ -8,8 +8,9 @@ checkpoints, wired together by :class:`Service`. Imports ``delgrad.runtime`` and
 
 from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
+from delgrad.runtime.service._outbox import next_boot_epoch, status_will
 from delgrad.runtime.service._run_config import RunConfig, load_run_config, run_config_from_dict
-from delgrad.runtime.service._service import Service
+from delgrad.runtime.service._service import Service, ServiceFailed
 from delgrad.runtime.service._stats import (
     Counters,
     LatencyTracker,
@@ -30,11 +31,14 @@ __all__ = [
     "RingBuffer",
     "RunConfig",
     "Service",
+    "ServiceFailed",
     "SlidingAccuracy",
     "StepReport",
     "TrialWindower",
     "WindowSpec",
     "WindowedTrials",
     "load_run_config",
+    "next_boot_epoch",
     "run_config_from_dict",
+    "status_will",
 ]

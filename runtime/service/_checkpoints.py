@@ -1,37 +1,58 @@
-"""Checkpoints: the service's state saved to and restored from one file, atomically.
+"""Checkpoints: the service's state saved to and restored from files, atomically.
 
-One ``.npz`` per device folder: the learner's arrays (network, raw delays,
-optimiser, bumping state) and a ``service`` entry, the JSON of the update number,
-the envelope sequence numbers per topic, the learner's step and bump counts,
-the counters and the mode. It is written to a temporary file and renamed over
-the previous one, so a crash leaves the old or the new checkpoint, never a
-torn one. Saving and loading run in the worker thread, between batches.
+Each checkpoint is one ``.npz``: the learner's arrays (network, raw delays,
+optimiser, bumping state) and a ``service`` entry, the JSON of the update
+number, the envelope sequence numbers per topic (for the record), the learner's
+step and bump counts, the counters and the mode. It is written to a temporary
+file and renamed, so a crash leaves old or new files, never a torn one. Saving
+and loading run in the worker thread, between batches.
 
-On load, envelope sequence numbers continue from the saved ones plus
-:data:`SEQ_RESERVE` (numbers published after the save are below that), and the
+Only valid state is written: every array finite, weights and delays within
+bounds (:func:`~._online.state_problem`); otherwise the save is refused
+(``checkpoints.refused``). The newest ``keep`` checkpoints are kept:
+``service_checkpoint.npz`` (newest), ``service_checkpoint.1.npz``, ... A load
+takes the newest one that reads, parses, holds valid state and fits the
+network; a corrupt or invalid one is skipped with a logged reason
+(``checkpoints.skipped``), so a restart never needs a hand to delete files.
+
+Counters are restored once, at start (:meth:`Checkpoints.load` with
+``counters=True``): a ``reset`` returns parameters, optimiser and mode to the
+checkpoint but leaves the counters and every sequence number counting on. The
 update number continues above the saved one and the high-water file
-(:mod:`delgrad.runtime.service._param_stream`).
+(:mod:`delgrad.runtime.service._param_stream`); envelope numbers continue in a
+new boot epoch (:mod:`delgrad.runtime.service._outbox`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from delgrad.errors import DelgradError, ParameterError
 from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime.service._online import OnlineLearner
+from delgrad.runtime.service._online import OnlineLearner, state_problem
 from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._param_stream import ParameterStream
-from delgrad.runtime.service._run_state import RunState
+from delgrad.runtime.service._run_state import RunState, is_mode
 from delgrad.runtime.service._stats import Counters
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_NAME = "service_checkpoint.npz"
-#: Envelope sequence numbers reserved per topic beyond the last saved value, so
-#: numbers stay increasing across a crash (see docs/runtime.md, "Restarts").
-SEQ_RESERVE = 1 << 32
+#: Largest counter value restored from a checkpoint (a bound against absurd files).
+MAX_COUNTER = 1 << 62
+
+
+def checkpoint_paths(folder: Path, keep: int) -> list[Path]:
+    """The checkpoint files of ``folder``, newest first (they may not exist)."""
+    stem = CHECKPOINT_NAME.removesuffix(".npz")
+    return [folder / CHECKPOINT_NAME] + [folder / f"{stem}.{i}.npz" for i in range(1, keep)]
 
 
 class Checkpoints:
@@ -40,6 +61,7 @@ class Checkpoints:
     Args:
         folder: the checkpoint folder (created on the first save).
         online, params, outbox, counters, state: the parts whose state is kept.
+        keep: how many checkpoints are kept (>= 1), newest first.
     """
 
     def __init__(
@@ -51,13 +73,21 @@ class Checkpoints:
         outbox: Outbox,
         counters: Counters,
         state: RunState,
+        keep: int = 3,
     ) -> None:
+        self.folder = folder
         self.path = folder / CHECKPOINT_NAME
+        self.keep = max(1, int(keep))
         self._online = online
         self._params = params
         self._outbox = outbox
         self._counters = counters
         self._state = state
+
+    @property
+    def paths(self) -> list[Path]:
+        """The checkpoint files, newest first (they may not exist)."""
+        return checkpoint_paths(self.folder, self.keep)
 
     def _service_state(self) -> dict[str, Any]:
         return {
@@ -69,29 +99,91 @@ class Checkpoints:
         }
 
     def save(self) -> Path:
-        """Write the checkpoint atomically (worker thread); returns its path."""
+        """Write a checkpoint atomically (worker thread) and keep the newest ``keep``;
+        returns its path.
+
+        Raises:
+            ParameterError: if the learner's state is not valid (nothing is written).
+        """
         arrays = self._online.state_arrays()
+        problem = state_problem(arrays)
+        if problem is not None:
+            self._counters.inc("checkpoints.refused")
+            raise ParameterError(f"checkpoint refused: {problem}")
         state = self._service_state()
         arrays["service"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+        paths = self.paths
+        # shift the older ones down (a crash in between leaves the previous one
+        # under the next name, where a load finds it)
+        for older, newer in zip(reversed(paths[1:]), reversed(paths[:-1]), strict=True):
+            if newer.is_file():
+                os.replace(newer, older)
         path = atomic_write(self.path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._counters.inc("checkpoints.written")
         return path
 
-    def load(self) -> bool:
-        """Restore the checkpoint if there is one (worker thread). Returns whether."""
-        if not self.path.is_file():
-            return False
-        with np.load(self.path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        state = json.loads(bytes(arrays.pop("service")).decode())
-        self._online.restore(arrays, steps=int(state["steps"]), bumps=int(state["bumps"]))
-        self._state.set_mode(state.get("mode", self._state.mode))
-        # Continue above every number published before the restart: the snapshot
-        # published at start then re-syncs every subscriber.
-        self._params.resume(int(state["param_seq"]))
-        self._outbox.restore_sequences(
-            {t: int(v) + SEQ_RESERVE for t, v in state["publisher_seq"].items()}
-        )
-        for key, value in state["counters"].items():
-            self._counters.inc(key, int(value))
-        return True
+    def _read(self, path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays and service state of one checkpoint file, checked.
+
+        Raises:
+            ParameterError: unreadable, malformed or invalid (the reason says which).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            state = json.loads(bytes(arrays.pop("service")).decode())
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ParameterError(f"unreadable: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(state, dict):
+            raise ParameterError("service state is not a map")
+        problem = state_problem(arrays)
+        if problem is not None:
+            raise ParameterError(f"invalid parameters: {problem}")
+        for key in ("param_seq", "steps", "bumps"):
+            value = state.get(key)
+            if type(value) is not int or not 0 <= value <= MAX_COUNTER:
+                raise ParameterError(f"service state {key} is {value!r}")
+        counters = state.get("counters", {})
+        if (
+            not isinstance(counters, dict)
+            or len(counters) > 512
+            or not all(
+                isinstance(k, str) and type(v) is int and 0 <= v <= MAX_COUNTER
+                for k, v in counters.items()
+            )
+        ):
+            raise ParameterError("service state counters are malformed")
+        if not is_mode(state.get("mode", self._state.mode)):
+            raise ParameterError(f"service state mode is {state.get('mode')!r}")
+        return arrays, state
+
+    def load(self, *, counters: bool = True) -> bool:
+        """Restore the newest valid checkpoint (worker thread). Returns whether one was.
+
+        Args:
+            counters: add the checkpoint's counters to this process's (at start);
+                False for a ``reset``, which must not count anything twice.
+        """
+        for path in self.paths:
+            if not path.is_file():
+                continue
+            before = {k: np.array(v, copy=True) for k, v in self._online.state_arrays().items()}
+            try:
+                arrays, state = self._read(path)
+                self._online.restore(arrays, steps=state["steps"], bumps=state["bumps"])
+            except (DelgradError, ValueError, KeyError, TypeError) as exc:
+                self._online.restore(before, steps=self._online.steps, bumps=self._online.bumps)
+                self._counters.inc("checkpoints.skipped")
+                log.warning("checkpoint %s skipped (%s); trying the previous one", path, exc)
+                continue
+            self._state.set_mode(state.get("mode", self._state.mode))
+            # Continue above every number published before: the snapshot published
+            # next re-syncs every subscriber.
+            self._params.resume(state["param_seq"])
+            if counters:
+                for key, value in state["counters"].items():
+                    self._counters.inc(key, value)
+            if path != self.path:
+                log.warning("restored the older checkpoint %s", path)
+            return True
+        return False

@@ -1,29 +1,130 @@
-"""Commands: validated, dispatched to the service, and answered.
+"""Commands: checked, dispatched to the service, and always answered.
 
 A :class:`~delgrad.protocols.Command` on ``.../cmd/{name}`` waits in a bounded
 queue (commands are rare; overflow is counted in ``dropped.commands_overflow``)
-until the receive loop runs it. Its arguments are checked first; the effect is
-asked of the service through the :class:`CommandTarget` interface; the reply
-on ``.../cmd/{name}/reply`` carries the same correlation id and either the
-service's status after the command (``ok = true``) or the error
-(``ok = false``). See docs/runtime.md, "Commands".
+until the receive loop runs it. Before anything acts, the command is refused
+(``ok = false``, counted under ``commands.refused.<reason>``) when it
+
+* came from the broker's retained store (``retained``): a retained command would
+  run again at every (re)subscription, e.g. bring a device up paused;
+* is older than ``commands.max_age_s`` by its envelope ``timestamp_ns``, or as
+  far in the future (``stale``);
+* carries a body ``name`` other than the topic level (``name_mismatch``);
+* has an unknown name, an unknown, missing or ill-typed argument, or a value
+  outside the documented range (``invalid``; :data:`ARG_SPECS`);
+* could not be decoded at all (``undecodable``; the correlation id is taken from
+  the raw body when it is a valid name, else ``"unknown"``).
+
+The effect is asked of the service through the :class:`CommandTarget`
+interface; the reply on ``.../cmd/{name}/reply`` carries the same correlation id
+and either the service's status after the command (``ok = true``) or the reason
+(``ok = false``), cut to fit the reply limit, echoed input shortened. A QoS 1
+duplicate (same name and correlation id as one of the last
+:data:`DEDUP_WINDOW` commands) is answered with the first reply again and not
+run twice (``commands.duplicate``). No command, reply or failure of a handler
+ever leaves this module as an exception. See docs/runtime.md, "Commands".
 """
 
 from __future__ import annotations
 
-from collections import deque
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from delgrad.errors import DelgradError, ParameterError
-from delgrad.protocols import Command, Reply
+from delgrad.protocols import Command, Reply, is_valid_name, unpack_limited
+from delgrad.runtime.service._online import LR_SCALE_MAX, LR_SCALE_MIN
 from delgrad.runtime.service._outbox import Outbox
-from delgrad.runtime.service._run_state import Mode, is_mode
+from delgrad.runtime.service._run_state import MODES, Mode
 from delgrad.runtime.service._stats import Counters
+
+log = logging.getLogger(__name__)
 
 COMMANDS = ("checkpoint", "lr", "mode", "pause", "reset", "resume", "snapshot", "status")
 #: Commands queued at most; a flood beyond is counted and dropped.
 MAX_QUEUED_COMMANDS = 1000
+#: Recent (name, correlation id) pairs remembered to answer a duplicate without rerunning.
+DEDUP_WINDOW = 256
+#: Longest error text of a reply (the protocol's limit).
+MAX_ERROR_CHARS = 1024
+#: Characters of a refused value echoed in a reply.
+ECHO_CHARS = 48
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to :data:`ECHO_CHARS` characters (for echoing untrusted input)."""
+    text = repr(value)
+    if len(text) <= ECHO_CHARS:
+        return text
+    return f"{text[:ECHO_CHARS]}... ({len(text)} chars)"
+
+
+def fit_error(text: str) -> str:
+    """``text`` cut to the reply limit of :data:`MAX_ERROR_CHARS` characters."""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of a command: its check (raises ``ParameterError``) and meaning."""
+
+    check: Callable[[object], object]
+    doc: str
+
+
+def _mode(value: object) -> Mode:
+    if not isinstance(value, str) or value not in MODES:
+        raise ParameterError(f"mode must be 'train' or 'infer', got {shown(value)}")
+    return value
+
+
+def _lr_scale(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParameterError(f"lr scale must be a number, got {shown(value)}")
+    scale = float(value)
+    if not (math.isfinite(scale) and LR_SCALE_MIN <= scale <= LR_SCALE_MAX):
+        raise ParameterError(
+            f"lr scale must be in {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g}, got {shown(value)}"
+        )
+    return scale
+
+
+#: Every command's arguments (all required; anything else is refused).
+ARG_SPECS: dict[str, dict[str, ArgSpec]] = {
+    "checkpoint": {},
+    "lr": {"scale": ArgSpec(_lr_scale, f"number in {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g}")},
+    "mode": {"mode": ArgSpec(_mode, "'train' or 'infer'")},
+    "pause": {},
+    "reset": {},
+    "resume": {},
+    "snapshot": {},
+    "status": {},
+}
+
+
+def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The checked arguments of command ``name``.
+
+    Raises:
+        ParameterError: unknown command, unknown or missing argument, or a value
+            of the wrong type or outside its range (the message echoes it shortened).
+    """
+    spec = ARG_SPECS.get(name)
+    if spec is None:
+        raise ParameterError(f"unknown command {shown(name)}; known: {', '.join(COMMANDS)}")
+    unknown = sorted(set(args) - set(spec))
+    if unknown:
+        allowed = ", ".join(spec) or "none"
+        raise ParameterError(f"{name}: unknown argument(s) {shown(unknown)}; allowed: {allowed}")
+    missing = sorted(set(spec) - set(args))
+    if missing:
+        raise ParameterError(f"{name}: missing argument(s) {', '.join(missing)}")
+    return {key: spec[key].check(value) for key, value in args.items()}
 
 
 class CommandTarget(Protocol):
@@ -57,20 +158,12 @@ class CommandTarget(Protocol):
         ...
 
 
-def parse_mode(args: dict[str, Any]) -> Mode:
-    """The ``mode`` command's ``{"mode": "train" | "infer"}``."""
-    mode = args.get("mode")
-    if not is_mode(mode):
-        raise ParameterError(f"mode must be 'train' or 'infer', got {mode!r}")
-    return mode
-
-
-def parse_lr_scale(args: dict[str, Any]) -> float:
-    """The ``lr`` command's ``{"scale": number > 0}``."""
-    scale = args.get("scale")
-    if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale > 0:
-        raise ParameterError(f"lr needs a number scale > 0, got {scale!r}")
-    return float(scale)
+@dataclass(frozen=True)
+class _Queued:
+    name: str  # the topic level
+    correlation_id: str
+    command: Command | None  # None: refused before running (reason in ``refusal``)
+    refusal: tuple[str, str] | None = None  # (counter reason, error text)
 
 
 class Commands:
@@ -80,31 +173,120 @@ class Commands:
         target: the service the commands act on.
         outbox: where replies go.
         counters: the service's counters.
+        max_age_s: commands older (or further in the future) than this by their
+            envelope time stamp are refused.
+        wall_ns: the wall clock in ns since the Unix epoch (tests may replace it).
     """
 
-    def __init__(self, target: CommandTarget, outbox: Outbox, counters: Counters) -> None:
+    def __init__(
+        self,
+        target: CommandTarget,
+        outbox: Outbox,
+        counters: Counters,
+        *,
+        max_age_s: float = 60.0,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._target = target
         self._outbox = outbox
         self._counters = counters
-        self._queue: deque[tuple[str, Command]] = deque()
+        self._max_age_ns = int(max_age_s * 1e9)
+        self._wall_ns = wall_ns
+        self._queue: deque[_Queued] = deque()
+        self._recent: OrderedDict[tuple[str, str], Reply] = OrderedDict()
 
-    def offer(self, name: str, command: Command) -> None:
-        """Queue ``command`` (sent to ``.../cmd/{name}``), or count it if the queue is full."""
+    @property
+    def queued(self) -> int:
+        """Commands waiting to run."""
+        return len(self._queue)
+
+    def _put(self, item: _Queued) -> None:
         if len(self._queue) >= MAX_QUEUED_COMMANDS:
             self._counters.inc("dropped.commands_overflow")
         else:
-            self._queue.append((name, command))
+            self._queue.append(item)
+
+    def offer(
+        self,
+        name: str,
+        command: Command,
+        *,
+        timestamp_ns: int | None = None,
+        retained: bool = False,
+    ) -> None:
+        """Queue ``command`` (sent to ``.../cmd/{name}``), or count it if the queue is full.
+
+        Args:
+            name: the topic level (the command's name by the topic).
+            command: the decoded command.
+            timestamp_ns: its envelope's send time (None: not checked).
+            retained: whether it came from the broker's retained store.
+        """
+        refusal: tuple[str, str] | None = None
+        if retained:
+            refusal = ("retained", "retained commands are refused (publish with retain=false)")
+        elif timestamp_ns is not None and abs(self._wall_ns() - timestamp_ns) > self._max_age_ns:
+            age_s = (self._wall_ns() - timestamp_ns) / 1e9
+            refusal = (
+                "stale",
+                f"command time stamp is {age_s:.3g} s from now; "
+                f"at most {self._max_age_ns / 1e9:g} s allowed",
+            )
+        elif command.name != name:
+            refusal = (
+                "name_mismatch",
+                f"body name {shown(command.name)} differs from the topic's {name!r}",
+            )
+        self._put(_Queued(name, command.correlation_id, command, refusal))
+
+    def refuse_undecodable(self, name: str, payload: bytes, reason: str) -> None:
+        """Answer a message on ``.../cmd/{name}`` that failed to decode (``ok = false``)."""
+        self._put(
+            _Queued(name, _salvage_correlation(payload), None, ("undecodable", fit_error(reason)))
+        )
 
     async def run_queued(self) -> None:
-        """Run every queued command in order and publish its reply."""
+        """Run every queued command in order and publish its reply (never raises)."""
         while self._queue:
-            name, command = self._queue.popleft()
+            item = self._queue.popleft()
+            reply = await self._answer(item)
             try:
-                result = await self._run(name, dict(command.args))
-                reply = Reply(command.correlation_id, True, result, "")
-            except (DelgradError, KeyError, TypeError, ValueError) as exc:
-                reply = Reply(command.correlation_id, False, {}, f"{type(exc).__name__}: {exc}")
-            await self._outbox.publish("cmd/reply", reply, name=name)
+                await self._outbox.publish("cmd/reply", reply, name=item.name)
+            except Exception:  # a reply that cannot be sent must not stop the service
+                self._counters.inc("commands.reply_failed")
+                log.exception("reply to command %r could not be published", item.name)
+
+    async def _answer(self, item: _Queued) -> Reply:
+        cid = item.correlation_id
+        if item.refusal is not None or item.command is None:
+            reason, text = item.refusal or ("undecodable", "undecodable command")
+            self._counters.inc(f"commands.refused.{reason}")
+            return Reply(cid, False, {}, fit_error(text))
+        key = (item.name, cid)
+        earlier = self._recent.get(key)
+        if earlier is not None:
+            self._counters.inc("commands.duplicate")
+            return earlier
+        try:
+            args = check_args(item.name, dict(item.command.args))
+        except ParameterError as exc:
+            self._counters.inc("commands.refused.invalid")
+            return Reply(cid, False, {}, fit_error(f"{type(exc).__name__}: {exc}"))
+        try:
+            result = await self._run(item.name, args)
+            reply = Reply(cid, True, result, "")
+            self._counters.inc("commands.executed")
+        except DelgradError as exc:
+            self._counters.inc("commands.failed")
+            reply = Reply(cid, False, {}, fit_error(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a bug in a handler: answered, logged, counted
+            self._counters.inc("commands.failed")
+            log.exception("command %r (correlation id %r) failed", item.name, cid)
+            reply = Reply(cid, False, {}, fit_error(f"internal error: {type(exc).__name__}"))
+        self._recent[key] = reply
+        while len(self._recent) > DEDUP_WINDOW:
+            self._recent.popitem(last=False)
+        return reply
 
     async def _run(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         target = self._target
@@ -113,9 +295,9 @@ class Commands:
         elif name == "resume":
             target.resume()
         elif name == "mode":
-            target.set_mode(parse_mode(args))
+            target.set_mode(args["mode"])
         elif name == "lr":
-            target.set_lr_scale(parse_lr_scale(args))
+            target.set_lr_scale(args["scale"])
         elif name == "snapshot":
             await target.publish_snapshot()
         elif name == "checkpoint":
@@ -124,10 +306,19 @@ class Commands:
         elif name == "reset":
             self._need_checkpoints()
             await target.reset()
-        elif name != "status":
-            raise ParameterError(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
         return target.status()
 
     def _need_checkpoints(self) -> None:
         if not self._target.has_checkpoints:
             raise ParameterError("no checkpoint folder configured")
+
+
+def _salvage_correlation(payload: bytes) -> str:
+    """The ``body.correlation_id`` of an undecodable command if it is a valid name."""
+    try:
+        obj = unpack_limited(payload)
+    except (DelgradError, ValueError):
+        return "unknown"
+    body = obj.get("body") if isinstance(obj, dict) else None
+    cid = body.get("correlation_id") if isinstance(body, dict) else None
+    return cid if isinstance(cid, str) and is_valid_name(cid) else "unknown"

@@ -58,6 +58,7 @@ class Control:
         self._checkpoints = checkpoints
         self._wake = wake
         self._uptime_s = uptime_s
+        self._heartbeats = 0
 
     @property
     def has_checkpoints(self) -> bool:
@@ -100,7 +101,9 @@ class Control:
         """Return to the last checkpoint and publish a snapshot."""
         store = self._store()
         await self._learning.collect(block=True)
-        await self._worker.call(store.load)
+        # parameters, optimiser and mode only: counters and sequence numbers count on
+        if not await self._worker.call(lambda: store.load(counters=False)):
+            raise ParameterError("no valid checkpoint to return to")
         await self._params.snapshot()
 
     def status(self) -> dict[str, Any]:
@@ -112,17 +115,36 @@ class Control:
             "steps": self._online.steps,
         }
 
-    async def announce(self, state: str) -> None:
-        """Publish a retained status (``birth``, ``alive``) and a full snapshot."""
+    def status_detail(self) -> str:
+        """The JSON detail of a status message (at most 256 characters): network,
+        delay kind, driver, mode, paused, update number, heartbeat counter and the
+        number of rejected learning steps."""
         summary = self._online.network_summary()
-        detail = {
+        detail: dict[str, Any] = {
             "network": "-".join(str(n) for n in summary.layer_sizes),
             "delay": summary.delay_kinds[0],
             "driver": self._driver_name,
             "mode": self._state.mode,
             "paused": self._state.paused,
             "param_seq": self._params.seq,
+            "heartbeat": self._heartbeats,
+            "rejected_steps": self._online.rejected,
         }
+        text = json.dumps(detail, separators=(",", ":"))
+        while len(text) > 256:  # a long network description goes first
+            detail["network"] = detail["network"][: max(0, len(detail["network"]) - 16)]
+            text = json.dumps(detail, separators=(",", ":"))
+        return text
+
+    async def heartbeat(self) -> None:
+        """Publish the retained ``alive`` status with the next heartbeat counter."""
+        self._heartbeats += 1
+        await self._outbox.publish(
+            "status", Status("alive", self._uptime_s(), self.status_detail())
+        )
+
+    async def announce(self, state: str) -> None:
+        """Publish a retained status (``birth``, ``alive``) and a full snapshot."""
         uptime_s = 0.0 if state == "birth" else self._uptime_s()
-        await self._outbox.publish("status", Status(state, uptime_s, json.dumps(detail)))
+        await self._outbox.publish("status", Status(state, uptime_s, self.status_detail()))
         await self._params.snapshot()

@@ -9,9 +9,9 @@ batches only), while the event loop ingests and joins. At most
 :data:`MAX_LEARNING_IN_FLIGHT` jobs wait; results are taken in submission order
 and each one's steps go to the parameter stream.
 
-Each step's loss is computed once: rows are scored in pieces cut at the
-learner's step boundaries, so a piece that makes up a whole step hands its loss
-to the step (unless the step re-observes its trials).
+Each step's loss is computed once where it can be: rows are scored in pieces
+cut at the learner's step boundaries, so a piece that makes up a whole step
+hands its loss to the step (unless the step re-observes its trials).
 """
 
 from __future__ import annotations
@@ -34,9 +34,17 @@ MAX_LEARNING_IN_FLIGHT = 2
 _JobResult = tuple[StepReport, Layers | None]
 
 
-def step_pieces(n: int, filled: int, step_every: int) -> list[slice]:
+def step_pieces(n: int, filled: int, step_every: int, *, refresh: bool = False) -> list[slice]:
     """Cut ``n`` rows, added to a buffer holding ``filled`` of ``step_every``, at the
-    points where the buffer fills (a step is taken)."""
+    points where the buffer fills (a step is taken).
+
+    With ``refresh`` (the learner re-observes trials older than its last step),
+    only a first piece that fills the empty buffer can be a step's own loss, so
+    only it is cut off: scoring in fewer pieces costs the event loop less.
+    """
+    if refresh:
+        first = step_every if filled == 0 else n
+        return [s for s in (slice(0, min(first, n)), slice(first, n)) if s.stop > s.start]
     cuts = [0, *range(step_every - filled, n, step_every), n]
     return [slice(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
@@ -69,6 +77,7 @@ class LearningPipeline:
         self._labelled: list[JoinedRows] = []  # joined, not yet scored (per message)
         self._jobs: deque[asyncio.Future[_JobResult]] = deque()  # oldest first
         self._filled = online.buffered  # where the learner's buffer will be after the jobs
+        self.last_rejection = ""  # why the last rejected step was rejected (status detail)
 
     def add(self, joined: JoinedRows) -> bool:
         """Keep joined trials for the next :meth:`learn`; returns whether there were any."""
@@ -94,7 +103,9 @@ class LearningPipeline:
             if not len(labels):
                 return
         step_every = self._online.step_every
-        cuts = step_pieces(len(rows), self._filled, step_every) if learning else [slice(None)]
+        cuts = [slice(None)]
+        if learning:
+            cuts = step_pieces(len(rows), self._filled, step_every, refresh=self._online.refresh)
         pieces: list[Scored] = []
         for cut in cuts:
             loss = self._online.score(rows[cut], labels[cut])
@@ -121,4 +132,7 @@ class LearningPipeline:
             report, layers = await self._jobs.popleft()
             self._counters.inc("learning.steps", report.steps)
             self._counters.inc("learning.bumps", report.bumps)
+            if report.rejected:
+                self._counters.inc("learning.rejected_steps", report.rejected)
+                self.last_rejection = report.last_rejection
             await self._params.after_steps(report.steps + report.bumps, layers)

@@ -18,14 +18,54 @@ import numpy as np
 
 from delgrad.runtime import Driver, DriverObserver, Learner, LossResult, NeuronParams, Observation
 
+#: Largest magnitude a weight or delay may take (units of the recipe; far beyond any
+#: trained network): a step that leaves a parameter beyond it is rejected.
+MAX_ABS_PARAMETER = 1e6
+#: Range of the factor on the recipe's learning rates (``lr`` command, checkpoints).
+LR_SCALE_MIN = 1e-6
+LR_SCALE_MAX = 100.0
+
+
+def state_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """Why learner state arrays (:meth:`OnlineLearner.state_arrays`) are not valid
+    parameters to run or keep, or None: every numeric array finite, and weights and
+    delays (``net.*``) at most :data:`MAX_ABS_PARAMETER` in magnitude, the learning
+    rate factor (``adam.lr_scale``) within :data:`LR_SCALE_MIN` .. :data:`LR_SCALE_MAX`."""
+    if "adam.lr_scale" in arrays:
+        scale = float(np.asarray(arrays["adam.lr_scale"]))
+        if not LR_SCALE_MIN <= scale <= LR_SCALE_MAX:
+            return f"adam.lr_scale is {scale:.3g} (range {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g})"
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu" or not arr.size:
+            continue
+        if not np.all(np.isfinite(arr)):
+            return f"{key} is not finite"
+        if key.startswith("net.") and arr.dtype.kind == "f":
+            biggest = float(np.abs(arr).max())
+            if biggest > MAX_ABS_PARAMETER:
+                return f"{key} reaches {biggest:.3g} (bound {MAX_ABS_PARAMETER:g})"
+    return None
+
 
 @dataclass
 class StepReport:
-    """What :meth:`OnlineLearner.learn_rows` did."""
+    """What :meth:`OnlineLearner.learn_rows` did.
+
+    Attributes:
+        steps, bumps: optimiser steps and weight bumps taken.
+        loss_sum: sum of the per-trial losses of those steps.
+        rejected: steps (or bumps) whose result was not finite or beyond
+            :data:`MAX_ABS_PARAMETER`; each was rolled back (parameters and
+            optimiser as before it) and its trials dropped.
+        last_rejection: why the last rejected step was rejected ("" if none).
+    """
 
     steps: int = 0
     bumps: int = 0
     loss_sum: float = 0.0
+    rejected: int = 0
+    last_rejection: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,7 @@ class OnlineLearner:
         self._steps = 0
         self._bumps = 0
         self._refreshed = 0
+        self._rejected = 0
 
     # -- state --------------------------------------------------------------------
 
@@ -105,6 +146,11 @@ class OnlineLearner:
     def refreshed(self) -> int:
         """Trials re-observed before a step."""
         return self._refreshed
+
+    @property
+    def rejected(self) -> int:
+        """Learning steps rejected and rolled back (non-finite or absurd result)."""
+        return self._rejected
 
     @property
     def buffered(self) -> int:
@@ -235,7 +281,19 @@ class OnlineLearner:
                 self._filled += take
                 at += take
                 if self._filled == self.step_every:
+                    saved = {k: np.array(v, copy=True) for k, v in self.state_arrays().items()}
                     loss_sum, bumped = self._step(loss if whole else None)
+                    problem = state_problem(self.state_arrays())
+                    if problem is not None:
+                        # never run, publish or checkpoint such parameters: back to
+                        # the state before the step; learning goes on from there
+                        self.learner.load_state_arrays(saved)
+                        self._rejected += 1
+                        self._steps -= not bumped
+                        self._bumps -= bumped
+                        report.rejected += 1
+                        report.last_rejection = problem
+                        continue
                     report.loss_sum += loss_sum
                     report.steps += not bumped
                     report.bumps += bumped

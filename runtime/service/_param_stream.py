@@ -99,8 +99,12 @@ class ParameterStream:
         """Continue above update number ``seq`` (from a checkpoint) and above the
         high-water file, from the current parameters: the snapshot published next
         re-syncs every subscriber."""
+        seq = max(seq, self._encoder.seq)  # a reset never goes back either
         if self._highwater is not None and self._highwater.is_file():
-            seq = max(seq, int(json.loads(self._highwater.read_text())["param_seq"]))
+            try:
+                seq = max(seq, int(json.loads(self._highwater.read_text())["param_seq"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a torn or foreign file: the checkpoint's number and ours
         self._encoder = DeltaEncoder(
             self._online.published_layers(), seq=seq + 1, encoding=self._config.delta_encoding
         )

@@ -26,11 +26,24 @@ class BrokerSection:
         client_id: MQTT client id ("" = ``delgrad-run-{device}``).
             A URL with a user but no password takes it from $DELGRAD_MQTT_PASSWORD.
         embedded_port: port of the embedded broker (0 = any free port).
+        tls_ca_file: PEM file of the CA(s) that sign the broker's certificate
+            ("" = the system CAs); also ``?ca=PATH`` on the URL.
+        tls_cert_file, tls_key_file: PEM client certificate and its key (mutual TLS);
+            also ``?cert=PATH&key=PATH`` on the URL.
+        tls_insecure: skip verifying the broker's certificate and host name (testing
+            only); also ``?insecure=1`` on the URL.
+        max_packet_bytes: largest MQTT packet accepted from the broker (announced as the
+            MQTT 5 Maximum Packet Size; larger packets are refused before being read).
     """
 
     url: str = ""
     client_id: str = ""
     embedded_port: int = 1883
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_insecure: bool = False
+    max_packet_bytes: int = 16 * 1024 * 1024 + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,9 @@ class PublishSection:
         metrics_period_s: seconds between metrics messages.
         metrics_window: labelled trials in the sliding accuracy / loss window.
         predictions: publish predictions (class and output times) per batch.
+        heartbeat_period_s: seconds between retained ``alive`` status messages (the
+            detail carries a ``heartbeat`` counter; a monitor shows the device as stale
+            after 3 missed heartbeats).
     """
 
     delta_every: int = 1
@@ -130,15 +146,41 @@ class PublishSection:
     metrics_period_s: float = 2.0
     metrics_window: int = 5000
     predictions: bool = True
+    heartbeat_period_s: float = 5.0
 
 
 @dataclass(frozen=True)
 class CheckpointSection:
     """Checkpoints: written atomically every ``period_s`` and on shutdown into ``dir``
-    ("" = no checkpoints); a restart resumes from the newest one."""
+    ("" = no checkpoints); the newest ``keep`` are kept, and a restart resumes from the
+    newest one that loads and holds finite, valid parameters."""
 
     dir: str = ""
     period_s: float = 30.0
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class CommandsSection:
+    """Command acceptance: commands whose envelope ``timestamp_ns`` is more than
+    ``max_age_s`` from the device's clock (old, or from the future) are refused."""
+
+    max_age_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class SupervisionSection:
+    """Supervision of the service's tasks.
+
+    Attributes:
+        max_task_restarts: restarts of a failed task (receive, metrics, heartbeat,
+            checkpoints) before the whole process ends with a ``dead`` status.
+        shutdown_timeout_s: after SIGINT/SIGTERM the process ends within this bound,
+            whatever state a task is in (forced exit 3 beyond it).
+    """
+
+    max_task_restarts: int = 10
+    shutdown_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +197,8 @@ class RunConfig:
     join: JoinSection = field(default_factory=JoinSection)
     publish: PublishSection = field(default_factory=PublishSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    commands: CommandsSection = field(default_factory=CommandsSection)
+    supervision: SupervisionSection = field(default_factory=SupervisionSection)
 
 
 _POSITIVE = {
@@ -172,6 +216,11 @@ _POSITIVE = {
     ("publish", "metrics_period_s"),
     ("publish", "metrics_window"),
     ("checkpoint", "period_s"),
+    ("checkpoint", "keep"),
+    ("publish", "heartbeat_period_s"),
+    ("commands", "max_age_s"),
+    ("supervision", "shutdown_timeout_s"),
+    ("broker", "max_packet_bytes"),
 }
 
 
@@ -193,6 +242,10 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
         raise ConfigError("ingest.window_period must be >= 0")
     if config.broker.embedded_port < 0 or config.broker.embedded_port > 65535:
         raise ConfigError("broker.embedded_port must be in 0..65535")
+    if config.learning.lr_scale > 100.0:  # the lr command's range (service._online)
+        raise ConfigError(f"learning.lr_scale must be <= 100, got {config.learning.lr_scale!r}")
+    if config.supervision.max_task_restarts < 0:
+        raise ConfigError("supervision.max_task_restarts must be >= 0")
     if not is_valid_name(config.device):
         raise ConfigError(f"device {config.device!r} is not a valid topic name")
     return config

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from delgrad.errors import DelgradError, ParameterError
@@ -42,12 +43,18 @@ from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
-from delgrad.runtime.service._outbox import Outbox
+from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
 from delgrad.runtime.service._param_stream import ParameterStream
 from delgrad.runtime.service._run_config import RunConfig
 from delgrad.runtime.service._run_state import Mode, RunState
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class ServiceFailed(DelgradError, RuntimeError):
+    """A task of the service failed beyond its restarts; the message says which and why."""
 
 
 class Service:
@@ -58,6 +65,8 @@ class Service:
         transport: connected message bus (MQTT or in-process).
         online: the learner with its driver.
         clock: monotonic clock in seconds (tests may replace it).
+        epoch: the boot epoch of the envelope sequence numbers; None: the next one
+            (:func:`~._outbox.next_boot_epoch`, recorded in the checkpoint folder).
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class Service:
         online: OnlineLearner,
         *,
         clock: Callable[[], float] = time.monotonic,
+        epoch: int | None = None,
     ) -> None:
         self.config = config
         self.device = config.device
@@ -82,7 +92,10 @@ class Service:
         self._worker = Worker()
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         counters, state, worker = self.counters, self._state, self._worker
-        outbox = self._outbox = Outbox(transport, config.device, counters, clock)
+        if epoch is None:
+            epoch = next_boot_epoch(folder)
+        outbox = self._outbox = Outbox(transport, config.device, counters, clock, epoch=epoch)
+        self.failure: str | None = None  # why the service ended on its own, if it did
         params = self._params = ParameterStream(online, outbox, config.publish, folder)
         ingest = self._ingest = Ingest(
             config.ingest, online.n_inputs, counters, self.join.drop_labels
@@ -121,7 +134,13 @@ class Service:
         self._checkpoints = None
         if folder is not None:
             self._checkpoints = Checkpoints(
-                folder, online=online, params=params, outbox=outbox, counters=counters, state=state
+                folder,
+                online=online,
+                params=params,
+                outbox=outbox,
+                counters=counters,
+                state=state,
+                keep=config.checkpoint.keep,
             )
         self._control = Control(
             config.driver.name,
@@ -135,7 +154,9 @@ class Service:
             wake=self._inference.wake,
             uptime_s=lambda: clock() - self._started_s,
         )
-        self._commands = Commands(self._control, outbox, counters)
+        self._commands = Commands(
+            self._control, outbox, counters, max_age_s=config.commands.max_age_s
+        )
 
     # -- what others read ------------------------------------------------------------
 
@@ -165,26 +186,47 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
-        """Serve until :meth:`request_stop`: subscribe, announce, process, drain, checkpoint."""
+        """Serve until :meth:`request_stop`: subscribe, announce, process, drain, checkpoint.
+
+        Every task is supervised (:meth:`_supervised`): an unexpected exception is
+        logged with the task's name, counted in ``tasks.failed.<name>`` and the task
+        restarts, up to ``supervision.max_task_restarts`` times; beyond that the
+        service stops at once, publishes a retained ``dead`` status naming the
+        failure and raises :class:`ServiceFailed`.
+
+        Raises:
+            ServiceFailed: a task failed more often than allowed.
+        """
         for kind in ("events/in", "labels"):
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))
         await self._control.announce("birth")
         self.ready.set()
-        inference = asyncio.create_task(self._inference.loop(self._stop), name="inference")
+        inference = asyncio.create_task(
+            self._supervised("inference", lambda: self._inference.loop(self._stop)),
+            name="inference",
+        )
         tasks = [
-            asyncio.create_task(self._receive_loop(), name="receive"),
+            asyncio.create_task(self._supervised("receive", self._receive_loop), name="receive"),
             asyncio.create_task(
-                self._metrics.loop(lambda: self._control.announce("alive")), name="metrics"
+                self._supervised(
+                    "metrics", lambda: self._metrics.loop(lambda: self._control.announce("alive"))
+                ),
+                name="metrics",
+            ),
+            asyncio.create_task(
+                self._supervised("heartbeat", self._heartbeat_loop), name="heartbeat"
             ),
         ]
         if self._checkpoints is not None:
-            tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
+            tasks.append(
+                asyncio.create_task(
+                    self._supervised("checkpoint", self._checkpoint_loop), name="checkpoint"
+                )
+            )
         stopper = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait(
-            [stopper, inference, *tasks], return_when=asyncio.FIRST_COMPLETED
-        )
-        failed = [t for t in done if t is not stopper and t.exception() is not None]
+        await asyncio.wait([stopper, inference, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        self._stop.set()  # whatever ended first, everything ends now
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -194,44 +236,94 @@ class Service:
         self._inference.wake()
         await asyncio.gather(inference, return_exceptions=True)
         try:
-            await self._inference.drain()
-            if self._checkpoints is not None:
-                await self._worker.call(self._checkpoints.save)
+            if self.failure is None:
+                await self._inference.drain()
+                if self._checkpoints is not None:
+                    with contextlib.suppress(ParameterError):  # invalid state: not kept
+                        await self._worker.call(self._checkpoints.save)
             await self._metrics.publish()
             uptime_s = self.clock() - self._started_s
-            await self._outbox.publish("status", Status("dead", uptime_s, "graceful shutdown"))
+            detail = "graceful shutdown" if self.failure is None else f"failed: {self.failure}"
+            await self._outbox.publish("status", Status("dead", uptime_s, detail[:256]))
             with contextlib.suppress(TransportError, TimeoutError):
                 await self.transport.flush(timeout=5.0)
         finally:
-            self._worker.shutdown()
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
+            self._worker.shutdown(wait=self.failure is None)
+        if self.failure is not None:
+            raise ServiceFailed(self.failure)
+
+    async def _supervised(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Run ``body()`` until it returns; restart it after an unexpected exception
+        (logged, counted), at most ``supervision.max_task_restarts`` times."""
+        restarts = 0
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters.inc(f"tasks.failed.{name}")
+                log.exception("service task %r failed (restart %d)", name, restarts + 1)
+                if restarts >= self.config.supervision.max_task_restarts or self._stop.is_set():
+                    self.failure = f"task {name!r}: {type(exc).__name__}: {exc}"
+                    self._stop.set()
+                    return
+                restarts += 1
+                self.counters.inc("tasks.restarts")
+                await asyncio.sleep(min(0.05 * 2**restarts, 2.0))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.publish.heartbeat_period_s)
+            await self._control.heartbeat()
 
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.checkpoint.period_s)
-            await self._control.checkpoint()
+            try:
+                await self._control.checkpoint()
+            except ParameterError as exc:  # invalid state is never written; the older ones stay
+                log.warning("checkpoint not written: %s", exc)
 
     # -- ingest ----------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
         while True:
             incoming = await self.transport.recv()
-            self.handle_incoming(incoming.topic, incoming.payload)
+            try:
+                self.handle_incoming(incoming.topic, incoming.payload, retained=incoming.retain)
+            except (DelgradError, ValueError, TypeError, IndexError) as exc:
+                # a message valid on the wire that a stage could not take: counted,
+                # dropped, the loop goes on (never a deaf device)
+                self.counters.inc(f"dropped.unprocessable.{type(exc).__name__}")
+                log.warning(
+                    "message on %s dropped: %s: %s", incoming.topic, type(exc).__name__, exc
+                )
             await self._commands.run_queued()
             # recv() returns at once while the inbox holds messages; yield once per
             # message so inference, metrics and publishing keep their turn under overload
             await asyncio.sleep(0)
 
-    def handle_incoming(self, topic_str: str, payload: bytes) -> None:
-        """Decode and route one message; malformed ones are counted and dropped."""
+    def handle_incoming(self, topic_str: str, payload: bytes, *, retained: bool = False) -> None:
+        """Decode and route one message; malformed ones are counted and dropped (an
+        undecodable command is also answered, ``ok = false``)."""
         now = self.clock()
         try:
             info = parse_topic(topic_str)
-            msg = decode(payload).message
-        except (ProtocolError, DelgradError) as exc:
+        except DelgradError as exc:
             self.counters.inc(f"malformed.{type(exc).__name__}")
             return
+        try:
+            envelope = decode(payload)
+        except (ProtocolError, DelgradError) as exc:
+            self.counters.inc(f"malformed.{type(exc).__name__}")
+            if str(info.kind) == "cmd" and info.name is not None:
+                self._commands.refuse_undecodable(
+                    info.name, payload, f"undecodable command: {type(exc).__name__}: {exc}"
+                )
+            return
+        msg = envelope.message
         kind = str(info.kind)
         if kind == "events/in" and isinstance(msg, SpikeBatch):
             queued = self._ingest.spikes(msg, now)
@@ -241,7 +333,12 @@ class Service:
             self.counters.inc("labels.received", len(msg.trial_ids))
             queued = self._learning.add(self.join.join_labels(msg.trial_ids, msg.labels, now))
         elif kind == "cmd" and isinstance(msg, Command):
-            self._commands.offer(info.name or msg.name, msg)
+            self._commands.offer(
+                info.name or msg.name,
+                msg,
+                timestamp_ns=envelope.timestamp_ns,
+                retained=retained,
+            )
             return
         else:
             self.counters.inc("malformed.wrong_schema_for_topic")
@@ -262,5 +359,6 @@ class Service:
         return self._checkpoints.save()
 
     def load_checkpoint(self) -> bool:
-        """Restore the newest checkpoint if there is one (worker thread). Returns whether."""
+        """Restore the newest valid checkpoint if there is one, with its counters (at
+        start; worker thread). Returns whether."""
         return self._checkpoints is not None and self._checkpoints.load()

@@ -30,6 +30,7 @@ class Worker:
         """Run ``fn()`` after the jobs already submitted and wait for its result."""
         return await self.submit(fn)
 
-    def shutdown(self) -> None:
-        """Wait for the queued jobs to end and stop the thread."""
-        self._executor.shutdown(wait=True)
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the thread: after the queued jobs (``wait``), or at once, dropping the
+        jobs not started (after a failure; a running job is not interrupted)."""
+        self._executor.shutdown(wait=wait, cancel_futures=not wait)
