@@ -75,12 +75,8 @@ class _Slots:
 
 
 class ArrayStore:
-    """Payloads in one preallocated array, one entry (a scalar or a row) per slot.
-
-    Args:
-        data: (capacity,) or (capacity, W) storage.
-        kind: what the payloads are, for error messages.
-    """
+    """Payloads in one preallocated array ``data``, (capacity,) or (capacity, W): one
+    entry per slot; ``kind`` names them in error messages."""
 
     def __init__(self, data: np.ndarray, kind: str) -> None:
         self.data = data
@@ -93,7 +89,7 @@ class ArrayStore:
         return self.data[slots]
 
     def clear(self, slots: list[int]) -> None:
-        """Nothing to let go: array entries hold no references."""
+        pass  # array entries hold no references
 
 
 class ObjectStore:
@@ -122,12 +118,12 @@ class Side:
 
     Args:
         capacity: most entries waiting.
-        received / duplicate / evicted: counter names for an entry added, a
-            repeated one, and one evicted or expired.
-        after_missing: counter for an entry whose trial is remembered as missing.
+        received / duplicate / evicted / after_missing: counter names for an entry
+            added, a repeated one, one evicted or expired, and one whose trial is
+            remembered as missing.
         remembers_evicted: evicted ids are remembered as missing (the trial side).
-        settles_missing: an entry for a missing trial closes it: its id moves to
-            the labelled ones, so a further entry is a duplicate (the label side).
+        settles_missing: an entry for a missing trial moves its id to the labelled
+            ones, so a further entry is a duplicate (the label side).
         store: the payload storage, or None until the first entry fixes its kind.
     """
 
