@@ -66,9 +66,15 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Data set and input encoding t = t_early + (t_late - t_early) * v (units of tau_s)."""
+    """Data set and input encoding (units of tau_s).
 
-    dataset: Literal["yinyang"] = "yinyang"
+    ``yinyang``: t = t_early + (t_late - t_early) * v per feature (4 inputs, 3 classes).
+    ``digits``: scikit-learn's 8x8 digits, time to first spike
+    t = t_early + (t_late - t_early) * (1 - v) per pixel (64 inputs, 10 classes);
+    the sizes must sum to at most 1,797 (standard 1257 / 180 / 360).
+    """
+
+    dataset: Literal["yinyang", "digits"] = "yinyang"
     train_size: int = 5000
     validation_size: int = 1000
     test_size: int = 1000
@@ -204,6 +210,13 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"init.{key} needs 1 or {n_layers} values, got {len(values)}")
     if net.share_input_delay and net.delay != "axonal":
         raise ConfigError("network.share_input_delay needs network.delay = 'axonal'")
+    expected = {"yinyang": (4, 3), "digits": (64, 10)}[config.data.dataset]
+    if (net.n_inputs, net.n_outputs) != expected:
+        raise ConfigError(
+            f"data.dataset = {config.data.dataset!r} has {expected[0]} inputs and "
+            f"{expected[1]} classes; set network.n_inputs = {expected[0]} and "
+            f"network.n_outputs = {expected[1]} (got {net.n_inputs} and {net.n_outputs})"
+        )
     if config.data.t_late <= config.data.t_early:
         raise ConfigError("data.t_late must be later than data.t_early")
     driver = DRIVER_ALIASES.get(config.training.driver, config.training.driver)

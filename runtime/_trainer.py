@@ -22,6 +22,7 @@ import numpy as np
 from delgrad.errors import NetworkFileError
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict
+from delgrad.runtime._digits import digits_split, encode_digits
 from delgrad.runtime._learner import Learner, Observer, host_observer
 from delgrad.runtime._losses import LossResult, predict
 from delgrad.runtime._yinyang import encode_yinyang, yinyang
@@ -47,10 +48,17 @@ class EpochStats:
 def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Encoded input times (N, n_inputs * input_repeat) and labels (N,) of a data split.
 
-    Splits use the standard seeds (train 42, validation 41, test 40) and the
-    sizes in ``config.data``.
+    Yin-Yang splits use the standard seeds (train 42, validation 41, test 40) and
+    the sizes in ``config.data``; digits splits are the fixed stratified split of
+    :func:`~delgrad.runtime._digits.digits_split` with those sizes.
     """
     data = config.data
+    if data.dataset == "digits":
+        sizes = (data.train_size, data.validation_size, data.test_size)
+        features, labels = digits_split(split, sizes=sizes)  # type: ignore[arg-type]
+        times = encode_digits(features, t_early=data.t_early, t_late=data.t_late)
+        times = np.repeat(times, config.network.input_repeat, axis=1)
+        return np.ascontiguousarray(times), labels.copy()
     size, seed = {
         "train": (data.train_size, 42),
         "validation": (data.validation_size, 41),

@@ -124,7 +124,7 @@ def write_plots(trainer: Trainer, out: Path, test_times: list) -> list[Path]:
         _plots.plot_delay_histograms(out / "delays.png", trainer.net),
         _plots.plot_raster(out / "raster.png", test_times, t_test, labels),
     ]
-    if trainer.config.network.input_repeat == 1:
+    if trainer.config.network.input_repeat == 1 and trainer.config.data.dataset == "yinyang":
         feats, labs = yinyang(trainer.config.data.test_size, 40)
         written.append(
             _plots.plot_yinyang_plane(
