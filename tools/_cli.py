@@ -18,6 +18,7 @@ from importlib.metadata import version
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+    "digits": ("delgrad.tools._cmd_digits", "sklearn digits: baselines, N-MNIST-style event files"),
     "eval": ("delgrad.tools._cmd_eval", "test accuracy of a network file on a driver"),
     "hwstudy": ("delgrad.tools._cmd_hwstudy", "hardware recipes under both gradient rules"),
     "monitor": ("delgrad.tools._cmd_monitor", "watch devices' metrics, status and parameters"),

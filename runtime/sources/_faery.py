@@ -4,6 +4,12 @@ faery (the neuromorphic-paris/aestream team's Rust decoder with Python wheels,
 maintained) decodes both families into one numpy layout (``t`` us, ``x``, ``y``,
 ``on``) and reads the sensor size from the file header. It is imported here
 only, inside the reader, so that the rest of delgrad works without it.
+
+Known limit (faery 0.7.1, tested in ``tests/runtime/sources/test_simulate.py`` as a
+strict xfail): an EVT 3.0 round trip through faery's encoder and decoder gets
+event times at or past 2**24 us (16.78 s, where EVT 3.0's 24-bit time wraps)
+wrong; whether real camera files are affected (decoder) or only faery-written
+ones (encoder) is not isolated. EVT 2.0 and AEDAT4 are exact.
 """
 
 from __future__ import annotations
