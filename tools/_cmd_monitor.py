@@ -17,9 +17,9 @@ from rich.live import Live
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import TransportError, is_valid_name, parse_broker_url, transport_from_url
-from delgrad.tools._monitor import MonitorState, monitor, render
-
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
+from delgrad.tools._exit import ExitCode
+from delgrad.tools._monitor import KINDS, METRICS_KINDS, MonitorState, monitor, render
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -31,13 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="device id to watch, or + for every device (default +)",
     )
-    parser.add_argument(
-        "--broker",
-        default=DEFAULT_BROKER,
-        metavar="URL",
-        help=f"mqtt://[user[:pass]@]host[:port] or mqtts://... (default {DEFAULT_BROKER}); "
-        "the password may come from $DELGRAD_MQTT_PASSWORD",
-    )
+    add_broker_arguments(parser, default=DEFAULT_BROKER)
     parser.add_argument(
         "--record",
         metavar="FILE",
@@ -46,9 +40,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument(
-        "--quiet",
+        "--metrics-only",
         action="store_true",
-        help="print one line per metrics/status message instead of the live table",
+        help="metrics and status only, no parameter stream (for a thin link: about "
+        "1/40 of the bytes of the full mode at 5,000 trials/s; docs/getting-started.md)",
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a metric column to the table (repeatable; the table's default columns "
+        "fit 80 characters)",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="one line per metrics/status message instead of the live table (the "
+        "default when stdout is not a terminal, and with -q)",
     )
 
 
@@ -75,23 +84,34 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     state = MonitorState()
+    plain = args.plain or args.quiet or not sys.stdout.isatty()
+    mode = "metrics only" if args.metrics_only else "metrics and parameters"
 
     def on_update(st: MonitorState, record: dict[str, Any] | None) -> None:
         if record is None:
             return
         recorder.write(record)
-        if args.quiet:
+        if plain:
             print(st.quiet_line(record), flush=True)
 
     await transport.connect()
     try:
-        if args.quiet:
-            print(f"monitor: watching {args.device} (Ctrl-C to stop)", file=sys.stderr)
+        if plain:
+            print(
+                f"monitor: watching {args.device} on {args.shown_broker}, {mode} (Ctrl-C to stop)",
+                file=sys.stderr,
+            )
             display: contextlib.AbstractContextManager = contextlib.nullcontext()
         else:
-            title = f"delgrad monitor: {args.device} (Ctrl-C to stop)"
+            title = f"delgrad monitor {args.device} on {args.shown_broker} (Ctrl-C stops)"
             display = Live(
-                get_renderable=lambda: render(state, time.time(), title=title),
+                get_renderable=lambda: render(
+                    state,
+                    time.time(),
+                    title=title,
+                    extra=tuple(args.metric),
+                    parameters=not args.metrics_only,
+                ),
                 refresh_per_second=2,
                 redirect_stdout=False,
                 redirect_stderr=False,
@@ -104,6 +124,7 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
                 stop=stop,
                 duration_s=args.duration,
                 state=state,
+                kinds=METRICS_KINDS if args.metrics_only else KINDS,
             )
     finally:
         await transport.close()
@@ -114,18 +135,19 @@ def run(args: argparse.Namespace) -> int:
     """Watch until Ctrl-C / SIGTERM or ``--duration``.
 
     Returns:
-        0 on a clean end, 2 on bad arguments, 1 if the broker cannot be reached or the
-        recording cannot be written.
+        The shared exit code: 0 on a clean end, 1 if the recording cannot be written,
+        2 on bad arguments, 3 if the broker cannot be reached.
     """
     try:
         if args.device != "+" and not is_valid_name(args.device):
             raise ConfigError(f"device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-] or +")
         if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
             raise ConfigError(f"--duration must be finite and > 0 s, got {args.duration}")
-        parse_broker_url(args.broker)
+        args.broker = broker_url(args)
+        args.shown_broker = parse_broker_url(args.broker).url
     except ConfigError as exc:
         print(f"delgrad monitor: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     fh = None
     try:
         if args.record:
@@ -133,26 +155,29 @@ def run(args: argparse.Namespace) -> int:
                 fh = open(args.record, "a", encoding="utf-8")
             except OSError as exc:
                 print(f"delgrad monitor: error: cannot open --record file: {exc}", file=sys.stderr)
-                return 2
+                return ExitCode.USAGE
         recorder = _Recorder(fh)
         try:
             state = asyncio.run(_main(args, recorder))
         except KeyboardInterrupt:  # a second Ctrl-C during shutdown
-            return 0
+            return ExitCode.OK
         except TransportError as exc:
             print(f"delgrad monitor: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.UNREACHABLE
         except OSError as exc:  # writing the recording failed (disk full, ...)
             print(f"delgrad monitor: recording failed: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
     finally:
         if fh is not None:
             fh.close()
+    now = time.time()
     line = (
-        f"monitor: {state.received} messages from {len(state.devices)} devices, "
-        f"{state.malformed} malformed"
+        f"monitor: {state.received} messages from {state.summary(now)}, "
+        f"{state.malformed} malformed; received {state.bytes_received:,} bytes "
+        f"({state.bytes_per_s(now) / 1024:.2f} KiB/s, "
+        f"{'metrics only' if args.metrics_only else 'metrics and parameters'})"
     )
     if args.record:
         line += f"; {recorder.written} records appended to {args.record}"
     print(line, file=sys.stderr)
-    return 0
+    return ExitCode.OK

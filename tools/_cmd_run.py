@@ -1,20 +1,48 @@
-"""``delgrad run``: the online-learning service (no arguments: the demonstration)."""
+"""``delgrad run``: the online-learning service (no arguments: the demonstration).
+
+The configuration is the TOML file of ``--config`` (none: every default, the
+demonstration), then the flags (``--broker``, ``--device``, ``--driver``,
+``--recipe``, ``--port``), then ``--set SECTION.KEY=VALUE`` overrides in order
+(values read as TOML, a bare word as a string, as for ``delgrad train``).
+
+Before anything starts, the port of the embedded broker is tried and an existing
+checkpoint is checked against the configured network: each failure is one line
+with its remedy (``--port``/``--broker``; ``--fresh``) and exit code 2 or 3.
+Once running, the broker URL and the exact commands to attach a monitor and to
+send commands are printed (plain mode) or shown in the live panel.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import json
+import logging
+import socket
 import sys
+import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from delgrad.errors import DelgradError
-from delgrad.runtime.service import Service, load_run_config
+from delgrad.errors import ConfigError, DelgradError, TransportError
+from delgrad.protocols import parse_broker_url
+from delgrad.runtime import Learner, load_network, resolve_config
+from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
+from delgrad.tools._broker_opts import add_broker_arguments, broker_url
+from delgrad.tools._exit import ExitCode, exit_code_for
 from delgrad.tools._run_app import is_terminal, print_line, serve
 
 DEMO_RATE = 5000.0
+CHECKPOINT_GLOB = "service_checkpoint*.npz"
+log = logging.getLogger("delgrad.tools.run")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +53,31 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="service configuration (TOML, see docs/runtime.md); without it, "
         "the demonstration runs: embedded broker, emulator, built-in sensor",
     )
+    add_broker_arguments(parser, default=None)
+    parser.add_argument(
+        "--port",
+        type=int,
+        metavar="PORT",
+        help="port of the embedded broker (default 1883; 0 = any free port)",
+    )
+    parser.add_argument("--device", help="device id (default: the config's, demo)")
+    parser.add_argument("--driver", help="emulator-ideal (default), emulator-bss2 or brainscales2")
+    parser.add_argument(
+        "--recipe", help="training recipe: a shipped name (delgrad train --list) or a TOML path"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field, e.g. --set learning.lr_scale=0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: move existing checkpoints of checkpoint.dir aside (into "
+        "replaced-<time>/) instead of resuming from them",
+    )
     parser.add_argument(
         "--demo-rate",
         type=float,
@@ -34,11 +87,187 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
-        "--quiet", action="store_true", help="plain status lines instead of the live display"
+        "--plain",
+        action="store_true",
+        help="plain status lines instead of the live display (the default when "
+        "stdout is not a terminal, and with -q)",
     )
 
 
-def _table(service: Service) -> Table:
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``SECTION.KEY=VALUE`` items applied to a nested mapping (missing sections made).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not of the form section.key=value")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word is a string
+        target = data
+        *sections, leaf = key.strip().split(".")
+        for section in sections:
+            if not isinstance(target.setdefault(section, {}), dict):
+                raise ConfigError(f"--set {item!r}: {section!r} is not a section")
+            target = target[section]
+        target[leaf] = value
+    return data
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The configuration: file, then flags, then ``--set`` items.
+
+    Raises:
+        ConfigError: missing or invalid file, invalid field or value.
+    """
+    data: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            data = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {args.config}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {args.config}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{args.config} is not valid TOML: {exc}") from None
+    url = broker_url(args)
+    if url is not None:
+        data.setdefault("broker", {})["url"] = url
+    if args.port is not None:
+        data.setdefault("broker", {})["embedded_port"] = args.port
+    if args.device is not None:
+        data["device"] = args.device
+    if args.driver is not None:
+        data.setdefault("driver", {})["name"] = args.driver
+    if args.recipe is not None:
+        data.setdefault("model", {})["recipe"] = args.recipe
+    config = run_config_from_dict(apply_overrides(data, args.set))
+    resolve_config(config.model.recipe)  # an unknown recipe fails here, in one line
+    return config
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Raise :class:`TransportError` with the remedy if ``host:port`` cannot be bound."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            why = "is taken" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
+            raise TransportError(
+                f"port {port} on {host} {why} (another broker, or another delgrad run?): "
+                f"attach to that broker with --broker mqtt://{host}:{port}, or start the "
+                "embedded one elsewhere with --port 1884 (--port 0: any free port)"
+            ) from None
+
+
+def _net_summary(manifest: dict[str, Any]) -> str:
+    layers = manifest.get("layers", [])
+    if not layers:
+        return "?"
+    sizes = [str(layers[0].get("n_in"))] + [str(ly.get("n_out")) for ly in layers]
+    kinds = sorted({str(ly.get("delay")) for ly in layers})
+    return "-".join(sizes) + " " + "/".join(kinds)
+
+
+def _newest_first(path: Path) -> tuple[int, str]:
+    """``service_checkpoint.npz``, then ``.1.npz``, ``.2.npz``, ... (the service's order)."""
+    middle = path.name.removeprefix("service_checkpoint").removesuffix(".npz").strip(".")
+    return (int(middle) if middle.isdigit() else 0 if not middle else 1 << 30, path.name)
+
+
+def checkpoint_mismatch(config: RunConfig) -> str | None:
+    """What differs between the newest checkpoint of ``checkpoint.dir`` and the
+    configured network (None: no checkpoint, or it fits).
+
+    Raises:
+        ConfigError: the recipe or network file cannot be read.
+    """
+    if not config.checkpoint.dir:
+        return None
+    files = sorted(Path(config.checkpoint.dir).glob(CHECKPOINT_GLOB), key=_newest_first)
+    if not files:
+        return None
+    learner = Learner(resolve_config(config.model.recipe))
+    if config.model.network_file:
+        learner.load_network(load_network(config.model.network_file))
+    expected = {k: np.shape(v) for k, v in learner.state_arrays().items()}
+    want = json.loads(bytes(learner.state_arrays()["net.manifest"]).decode())
+    for path in files:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                shapes = {k: npz[k].shape for k in npz.files if k != "service"}
+                have = json.loads(bytes(npz["net.manifest"]).decode())
+        except Exception:  # unreadable: the service skips it with a warning
+            continue
+        shapes.pop("service", None)
+        differ = sorted(k for k in expected.keys() | shapes.keys())
+        differ = [k for k in differ if k != "net.manifest" and expected.get(k) != shapes.get(k)]
+        layers_differ = [
+            (a.get("n_in"), a.get("n_out"), a.get("delay"))
+            != (b.get("n_in"), b.get("n_out"), b.get("delay"))
+            for a, b in zip(have.get("layers", []), want.get("layers", []), strict=False)
+        ]
+        if differ or any(layers_differ) or len(have.get("layers", [])) != len(want["layers"]):
+            what = (
+                f"network {_net_summary(have)} in the checkpoint, "
+                f"{_net_summary(want)} in recipe {config.model.recipe!r}"
+            )
+            if _net_summary(have) == _net_summary(want):
+                what = f"arrays {', '.join(differ[:3])} differ in shape"
+            return (
+                f"checkpoint {path} does not fit the configuration ({what}); start over "
+                "with --fresh (moves the old checkpoints aside), or set checkpoint.dir to "
+                "another folder"
+            )
+        return None
+    return None
+
+
+def move_checkpoints_aside(folder: Path) -> Path | None:
+    """Move the checkpoints of ``folder`` into ``folder/replaced-<time>/`` (``--fresh``)."""
+    files = sorted(folder.glob(CHECKPOINT_GLOB))
+    if not files:
+        return None
+    dest = folder / time.strftime("replaced-%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        path.rename(dest / path.name)
+    return dest
+
+
+def endpoint(config: RunConfig, service: Service | None = None) -> tuple[str, bool]:
+    """(broker URL safe to print, whether it is the embedded broker)."""
+    if config.broker.url:
+        try:
+            return parse_broker_url(config.broker.url).url, False
+        except ConfigError:
+            return config.broker.url, False
+    port = config.broker.embedded_port
+    if service is not None:
+        port = getattr(service.transport, "port", port) or port
+    return f"mqtt://127.0.0.1:{port}", True
+
+
+def attach_lines(config: RunConfig, service: Service | None = None) -> list[tuple[str, str]]:
+    """(what, text) rows: the broker and the exact commands to watch and steer."""
+    url, embedded = endpoint(config, service)
+    where = " (embedded, this machine only)" if embedded else ""
+    broker = f" --broker {url}"
+    return [
+        ("broker", f"{url}{where}"),
+        ("watch", f"delgrad monitor {config.device}{broker}"),
+        ("steer", f"delgrad cmd {config.device} pause{broker}  (resume, status, ...)"),
+    ]
+
+
+def _table(service: Service) -> Group:
     m = service.last_metrics
     table = Table(
         title=f"delgrad run: device {service.device!r} "
@@ -73,22 +302,49 @@ def _table(service: Service) -> Table:
     ]
     for key, value in rows:
         table.add_row(key, value)
-    return table
+    attach = Table(show_header=False, box=None, padding=(0, 1))
+    for key, value in attach_lines(service.config, service):
+        attach.add_row(Text(key, style="bold"), Text(value))
+    return Group(table, attach)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the service; exit 0 on a clean stop."""
+    """Run the service; exit 0 on a clean stop (see the exit-code table)."""
     try:
-        config = load_run_config(args.config)
+        config = build_config(args)
+        if not config.broker.url:
+            check_port(config.broker.embedded_port)
+        if config.checkpoint.dir and args.fresh:
+            moved = move_checkpoints_aside(Path(config.checkpoint.dir))
+            if moved is not None:
+                log.info("--fresh: moved the old checkpoints to %s", moved)
+        else:
+            problem = checkpoint_mismatch(config)
+            if problem is not None:
+                raise ConfigError(problem)
+    except TransportError as exc:
+        print(f"delgrad run: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
     except DelgradError as exc:
         print(f"delgrad run: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     demo = args.config is None
     rate = args.demo_rate if args.demo_rate is not None else (DEMO_RATE if demo else 0.0)
-    live = not args.quiet and is_terminal()
+    live = not (args.plain or args.quiet) and is_terminal()
+    announced = False
+
+    def plain_tick(service: Service) -> None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            for key, value in attach_lines(config, service):
+                print(f"{key:6s} {value}", flush=True)
+        print_line(service)
+
     try:
         if live:
             with Live(refresh_per_second=4, transient=False) as display:
+                display.update(Text("delgrad run: starting (compiling kernels) ..."))
                 asyncio.run(
                     serve(
                         config,
@@ -103,13 +359,16 @@ def run(args: argparse.Namespace) -> int:
                     config,
                     demo_rate=rate,
                     duration_s=args.duration,
-                    on_tick=print_line,
+                    on_tick=plain_tick,
                     tick_s=config.publish.metrics_period_s,
                 )
             )
+    except TransportError as exc:
+        print(f"delgrad run: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
     except DelgradError as exc:
         print(f"delgrad run: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 0
-    return 0
+        return ExitCode.OK
+    return ExitCode.OK

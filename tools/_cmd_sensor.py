@@ -18,6 +18,8 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
+from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
+from delgrad.tools._exit import ExitCode
 from delgrad.tools._sensor import (
     FileSource,
     SensorStats,
@@ -26,19 +28,12 @@ from delgrad.tools._sensor import (
     stream_trials,
 )
 
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 _FLUSH_TIMEOUT_S = 10.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``sensor`` subcommand's arguments."""
-    parser.add_argument(
-        "--broker",
-        default=DEFAULT_BROKER,
-        metavar="URL",
-        help=f"mqtt://[user[:pass]@]host[:port] or mqtts://... (default {DEFAULT_BROKER}); "
-        "the password may come from $DELGRAD_MQTT_PASSWORD",
-    )
+    add_broker_arguments(parser, default=DEFAULT_BROKER)
     parser.add_argument("--device", default="demo", help="device id to feed (default demo)")
     parser.add_argument(
         "--rate",
@@ -192,12 +187,13 @@ def run(args: argparse.Namespace) -> int:
     """Stream trials until the count or duration is reached, or Ctrl-C / SIGTERM.
 
     Returns:
-        0 on a clean end (also after Ctrl-C), 2 on bad arguments, 1 if the broker
-        cannot be reached.
+        The shared exit code: 0 on a clean end (also after Ctrl-C), 1 if messages were
+        not delivered, 2 on bad arguments, 3 if the broker cannot be reached.
     """
     try:
         _validate(args)
         source = _source(args)
+        args.broker = broker_url(args)
         parse_broker_url(args.broker)
     except ConfigError as exc:
         print(f"delgrad sensor: error: {exc}", file=sys.stderr)
@@ -209,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except TransportError as exc:
         print(f"delgrad sensor: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.UNREACHABLE
     line = stats.summary()
     if dropped:
         line += f"; {dropped} messages dropped by the outgoing queue"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rich.progress import (
@@ -16,7 +17,11 @@ from rich.progress import (
 
 from delgrad.errors import DelgradError
 from delgrad.runtime import resolve_config, shipped_configs
+from delgrad.tools._exit import ExitCode
 from delgrad.tools._train_run import run_training
+
+#: Seconds between two plain progress lines.
+PLAIN_EVERY_S = 10.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +45,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="ignore an existing checkpoint in --out and start over"
     )
     parser.add_argument(
-        "--quiet",
+        "--plain",
         action="store_true",
-        help="one plain log line per epoch instead of a progress bar",
+        help="one plain line per epoch instead of a progress bar (when stderr is not a "
+        "terminal, and with -q: the first and last epoch and one line every "
+        f"{PLAIN_EVERY_S:.0f} s)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--list", action="store_true", help="list shipped configs and exit")
@@ -60,24 +67,29 @@ def run(args: argparse.Namespace) -> int:
     """Train, print a summary, and return the exit code."""
     if args.list or not args.config:
         print("\n".join(shipped_configs()))
-        return 0 if args.list else 2
+        return ExitCode.OK if args.list else ExitCode.USAGE
     try:
         config = resolve_config(args.config, args.set)
         if args.seed is not None:
             config = config.replace(seed=args.seed)
     except DelgradError as exc:
         print(f"delgrad train: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     out = args.out or Path("runs") / f"{config.name}_seed{config.seed}"
     epochs = config.training.epochs
     try:
-        if args.quiet:
+        if args.plain or args.quiet or not sys.stderr.isatty():
+            last = [-float("inf")]
+            every = 0.0 if args.plain or args.verbose else PLAIN_EVERY_S
 
             def on_epoch(stats, done):
                 if stats is None:
                     print(f"resuming at epoch {done}", flush=True)
-                else:
-                    print(_line(stats), flush=True)
+                    return
+                now = time.monotonic()
+                if now - last[0] >= every or done == epochs:
+                    last[0] = now
+                    print(f"{done}/{epochs} {_line(stats)}", flush=True)
 
             results = run_training(
                 config, out, fresh=args.fresh, on_epoch=on_epoch, plots=not args.no_plots
@@ -104,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
             f"\ninterrupted; the last checkpoint is in {out}. Run the same command to resume.",
             file=sys.stderr,
         )
-        return 130
+        return ExitCode.INTERRUPTED
     except DelgradError as exc:
         print(f"delgrad train: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     print(
         f"{config.name} seed {config.seed}: test accuracy {100 * results['test_accuracy']:.1f} %, "
         f"validation {100 * results['validation_accuracy']:.1f} %, "

@@ -10,6 +10,7 @@ for the retained parameter snapshot when a replica needs a re-sync, and calls ba
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -42,8 +44,13 @@ from delgrad.protocols import (
 )
 
 __all__ = [
+    "COLUMNS",
+    "DEFAULT_HEARTBEAT_S",
     "KINDS",
     "MAX_DEVICES",
+    "MAX_PARAMETER_DEVICES",
+    "METRICS_KINDS",
+    "MISSED_HEARTBEATS",
     "RESYNC_INTERVAL_S",
     "DeviceView",
     "LayerStats",
@@ -60,6 +67,12 @@ KINDS: tuple[TopicKind, ...] = (
     TopicKind.PARAMS_LATEST,
     TopicKind.PARAMS_DELTA,
 )
+#: Topic kinds of ``--metrics-only`` (no parameter stream: for a thin link).
+METRICS_KINDS: tuple[TopicKind, ...] = (TopicKind.METRICS, TopicKind.STATUS)
+#: Heartbeat period assumed when a device's status does not say (seconds).
+DEFAULT_HEARTBEAT_S = 5.0
+#: A running device is shown ``stale`` after this many heartbeat periods of silence.
+MISSED_HEARTBEATS = 3
 #: Most devices tracked; messages of further devices are counted in
 #: ``MonitorState.ignored_devices`` and otherwise dropped.
 MAX_DEVICES = 256
@@ -128,6 +141,10 @@ class DeviceView:
         messages: Messages received from this device.
         replica: The device's parameters, kept in step by snapshots and deltas.
         resyncs: Re-syncs requested (gaps, checksum mismatches, deltas before a snapshot).
+        status_time_s: Wall-clock time the last status arrived.
+        heartbeat: The ``heartbeat`` counter of the last status detail, or ``None``.
+        heartbeat_period_s: Seconds between heartbeats (the detail's
+            ``heartbeat_period_s``, else :data:`DEFAULT_HEARTBEAT_S`).
     """
 
     device: str
@@ -141,8 +158,25 @@ class DeviceView:
     messages: int = 0
     replica: ParameterReplica = field(default_factory=ParameterReplica)
     resyncs: int = 0
+    status_time_s: float | None = None
+    heartbeat: int | None = None
+    heartbeat_period_s: float = DEFAULT_HEARTBEAT_S
     _stats_cache: tuple[int | None, list[LayerStats]] = (None, [])
     _last_resync_s: float = -math.inf
+
+    def shown_state(self, now_s: float) -> str:
+        """The state to show: the last status, ``stale`` for a running device silent
+        for :data:`MISSED_HEARTBEATS` heartbeat periods, and ``alive`` for a device
+        whose metrics arrive after its ``birth`` (older services send no heartbeat)."""
+        state = self.state
+        if state is None:
+            state = "?" if self.metrics_time_s is None else "alive"
+        if state == "birth" and (self.metrics_time_s or -math.inf) > (self.status_time_s or 0):
+            state = "alive"
+        if state in ("birth", "alive", "?") and self.last_seen_s is not None:
+            if now_s - self.last_seen_s > MISSED_HEARTBEATS * self.heartbeat_period_s:
+                return "stale"
+        return state
 
     @property
     def params_seq(self) -> int | None:
@@ -177,6 +211,8 @@ class MonitorState:
         self.resync_interval_s = resync_interval_s
         self.devices: dict[str, DeviceView] = {}
         self.received = 0
+        self.bytes_received = 0
+        self.first_message_s: float | None = None
         self.malformed = 0
         self.foreign = 0
         self.ignored_devices = 0
@@ -193,6 +229,9 @@ class MonitorState:
             The record of a metrics or status message (see :meth:`handle`), else None.
         """
         self.received += 1
+        self.bytes_received += len(msg.payload) + len(msg.topic.encode())
+        if self.first_message_s is None:
+            self.first_message_s = now_s
         try:
             env = decode(msg.payload)
         except ProtocolError as exc:
@@ -245,6 +284,8 @@ class MonitorState:
             return record
         if info.kind is TopicKind.STATUS and isinstance(msg, Status):
             view.state, view.detail, view.uptime_s = msg.state, msg.detail, msg.uptime_s
+            view.status_time_s = now_s
+            _read_heartbeat(view, msg.detail)
             return {
                 **base,
                 "kind": "status",
@@ -269,6 +310,26 @@ class MonitorState:
             view.resyncs += 1
             self._resync.add(view.device)
 
+    def bytes_per_s(self, now_s: float) -> float:
+        """Received bytes (payload and topic) per second since the first message."""
+        if self.first_message_s is None:
+            return 0.0
+        return self.bytes_received / max(1.0, now_s - self.first_message_s)
+
+    def device_counts(self, now_s: float) -> dict[str, int]:
+        """Devices by shown state, e.g. ``{"alive": 19, "stale": 1}``."""
+        counts: dict[str, int] = {}
+        for view in self.devices.values():
+            shown = view.shown_state(now_s)
+            counts[shown] = counts.get(shown, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def summary(self, now_s: float) -> str:
+        """``3 devices (2 alive, 1 lost)``: every device counted once."""
+        n = len(self.devices)
+        parts = ", ".join(f"{c} {k}" for k, c in self.device_counts(now_s).items())
+        return f"{n} device{'s' if n != 1 else ''}" + (f" ({parts})" if parts else "")
+
     def take_resync_requests(self) -> list[str]:
         """Return (and forget) the devices whose replica needs the retained snapshot."""
         out = sorted(self._resync)
@@ -292,8 +353,35 @@ class MonitorState:
             return text
         view = self.devices.get(record["device"])
         values = view.metrics if view is not None else {}
-        parts = [f"{k}={_fmt(values[k])}" for k in sorted(values, key=metric_order)]
+        parts = [f"{k}={_fmt_metric(k, values[k])}" for k in sorted(values, key=metric_order)]
         return f"{stamp} {record['device']} step={record['step']} " + " ".join(parts)
+
+
+def _read_heartbeat(view: DeviceView, detail: str) -> None:
+    """Take ``heartbeat`` and ``heartbeat_period_s`` from a JSON status detail."""
+    try:
+        data = json.loads(detail) if detail.startswith("{") else None
+    except ValueError:
+        return
+    if not isinstance(data, dict):
+        return
+    beat = data.get("heartbeat")
+    if isinstance(beat, int) and not isinstance(beat, bool):
+        view.heartbeat = beat
+    period = data.get("heartbeat_period_s")
+    if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
+        view.heartbeat_period_s = float(period)
+
+
+def _is_accuracy(name: str) -> bool:
+    return name == "accuracy" or name.endswith((".accuracy", "_accuracy"))
+
+
+def _fmt_metric(name: str, v: float | None) -> str:
+    """A metric value; accuracies (0 .. 1 on the wire) in %."""
+    if v is not None and _is_accuracy(name) and math.isfinite(v):
+        return f"{100 * v:.1f}%"
+    return _fmt(v)
 
 
 def _fmt(v: float | None) -> str:
@@ -304,30 +392,90 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-_STATE_STYLE = {"birth": "cyan", "alive": "green", "dead": "yellow", "lost": "bold red"}
-_MAX_METRIC_COLUMNS = 12
+_STATE_STYLE = {
+    "birth": "cyan",
+    "alive": "green",
+    "dead": "yellow",
+    "lost": "bold red",
+    "stale": "bold yellow",
+}
+#: The device table's columns: (header, metric name or None, format).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("acc %", "accuracy"),
+    ("loss", "loss"),
+    ("trials/s", "samples_per_s"),
+    ("p99 ms", "latency.p99_ms"),
+)
+#: Devices whose parameter statistics are shown (more: one line).
+MAX_PARAMETER_DEVICES = 3
 
 
-def render(state: MonitorState, now_s: float, *, title: str = "delgrad monitor") -> RenderableType:
-    """Build the live view: a device table, a parameter table and a counter line."""
-    names = state.metric_names()
-    shown = names[:_MAX_METRIC_COLUMNS]
-    table = Table(title=title, title_justify="left", expand=False)
-    for col in ("device", "status", "age s", "step", *shown):
-        table.add_column(col, justify="left" if col in ("device", "status") else "right")
+def _cell(name: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if _is_accuracy(name):
+        return f"{100 * value:.1f}"
+    if name == "samples_per_s":
+        return f"{value:,.0f}"
+    if name.endswith("_ms"):
+        return f"{value:.1f}"
+    return _fmt(value)
+
+
+def render(
+    state: MonitorState,
+    now_s: float,
+    *,
+    title: str = "delgrad monitor",
+    extra: tuple[str, ...] = (),
+    parameters: bool = True,
+) -> RenderableType:
+    """Build the live view: a device table that fits 80 columns, a parameter table
+    (for at most :data:`MAX_PARAMETER_DEVICES` devices) and a counter line.
+
+    Args:
+        state: What was received.
+        now_s: Wall-clock seconds (ages and staleness).
+        title: The table's title.
+        extra: Further metric names to show as columns (beyond 80 columns the
+            terminal wraps or rich shortens them).
+        parameters: Show the parameter statistics (off in ``--metrics-only``).
+    """
+    table = Table(
+        title=title,
+        title_justify="left",
+        expand=False,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+    )
+    table.add_column("device", justify="left", max_width=16, overflow="ellipsis", no_wrap=True)
+    table.add_column("status", justify="left", no_wrap=True)
+    for header in ("age s", "step"):
+        table.add_column(header, justify="right", no_wrap=True)
+    columns = [*COLUMNS, *((name, name) for name in extra)]
+    for header, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     for name, view in sorted(state.devices.items()):
-        age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.1f}"
-        status = Text(view.state or "?", style=_STATE_STYLE.get(view.state or "", "dim"))
+        age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.0f}"
+        shown = view.shown_state(now_s)
+        status = Text(shown, style=_STATE_STYLE.get(shown, "dim"))
         step = "-" if view.step is None else str(view.step)
-        table.add_row(name, status, age, step, *(_fmt(view.metrics.get(k)) for k in shown))
+        cells = [_cell(metric, view.metrics.get(metric)) for _, metric in columns]
+        table.add_row(name, status, age, step, *cells)
     parts: list[Any] = [table]
-    if len(names) > len(shown):
-        parts.append(Text(f"({len(names) - len(shown)} more metrics not shown)", style="dim"))
-    ptable = Table(title="parameters", title_justify="left")
+    ptable = Table(title="parameters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("device", "seq", "layer", "delays", "w mean", "w std", "d mean", "d min", "d max"):
-        ptable.add_column(col, justify="left" if col in ("device", "delays") else "right")
+        ptable.add_column(
+            col,
+            justify="left" if col in ("device", "delays") else "right",
+            no_wrap=True,
+            max_width=16 if col == "device" else None,
+            overflow="ellipsis",
+        )
     rows = 0
-    for name, view in sorted(state.devices.items()):
+    with_params = [(n, v) for n, v in sorted(state.devices.items()) if v.layer_stats()]
+    for name, view in with_params[:MAX_PARAMETER_DEVICES] if parameters else []:
         seq = "-" if view.params_seq is None else str(view.params_seq)
         if view.replica.needs_resync and view.params_seq is not None:
             seq += " (re-sync)"
@@ -346,11 +494,19 @@ def render(state: MonitorState, now_s: float, *, title: str = "delgrad monitor")
             rows += 1
     if rows:
         parts.append(ptable)
+    if parameters and len(with_params) > MAX_PARAMETER_DEVICES:
+        more = len(with_params) - MAX_PARAMETER_DEVICES
+        parts.append(
+            Text(f"(parameters of {more} more devices: delgrad monitor DEVICE)", style="dim")
+        )
     counters = (
-        f"{state.received} messages, {state.malformed} malformed, "
-        f"{state.sequence.missed} missed (sequence gaps), "
-        f"{sum(v.resyncs for v in state.devices.values())} parameter re-syncs"
+        f"{state.summary(now_s)}; {state.received} messages, "
+        f"{state.bytes_per_s(now_s) / 1024:.1f} KiB/s, {state.malformed} malformed, "
+        f"{state.sequence.missed} missed"
     )
+    resyncs = sum(v.resyncs for v in state.devices.values())
+    if resyncs:
+        counters += f", {resyncs} parameter re-syncs"
     if state.ignored_devices:
         counters += f", {state.ignored_devices} from devices beyond {state.max_devices}"
     parts.append(Text(counters, style="dim"))
@@ -384,6 +540,7 @@ async def monitor(
     state: MonitorState | None = None,
     clock: Callable[[], float] = time.time,
     poll_s: float = 0.25,
+    kinds: tuple[TopicKind, ...] = KINDS,
 ) -> MonitorState:
     """Subscribe to a device's (or every device's) metrics, status and parameters.
 
@@ -406,13 +563,14 @@ async def monitor(
         state: State to update (a new one if None).
         clock: Wall-clock seconds since the epoch (record ``time_s``).
         poll_s: Longest wait for a message before checking ``stop``, seconds.
+        kinds: Topic kinds to subscribe to (:data:`METRICS_KINDS` for a thin link).
 
     Returns:
         The state.
     """
     state = MonitorState() if state is None else state
     stop = asyncio.Event() if stop is None else stop
-    for kind in KINDS:
+    for kind in kinds:
         await transport.subscribe(subscription(device, kind), qos=1)
     deadline = None if duration_s is None else time.monotonic() + duration_s
     extra: set[str] = set()  # concrete re-sync filters of a "+" monitor

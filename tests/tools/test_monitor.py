@@ -151,16 +151,19 @@ def test_metric_order_and_render() -> None:
     state = MonitorState()
     feed = Feed(state)
     feed("status", Status("alive", 3.0))
-    feed("metrics", Metrics(7, {"loss": 0.25, "prequential_accuracy": 0.9}))
+    feed("metrics", Metrics(7, {"loss": 0.25, "accuracy": 0.9, "join.expired": 3.0}))
     enc = DeltaEncoder(_network())
     feed("params/latest", enc.snapshot(layer_sizes=SIZES, neuron=NeuronParams(), delay_kinds=KINDS))
     console = Console(width=160, record=True, color_system=None)
     console.print(render(state, feed.now + 2))
     text = console.export_text()
-    assert "dev1" in text and "alive" in text and "0.9" in text and "synaptic" in text
-    assert text.index("prequential_accuracy") < text.index("loss")
+    assert "dev1" in text and "alive" in text and "90.0" in text and "synaptic" in text
+    assert text.index("acc %") < text.index("loss") and "join.expired" not in text
+    console = Console(width=160, record=True, color_system=None)
+    console.print(render(state, feed.now + 2, extra=("join.expired",)))
+    assert "join.expired" in console.export_text()
     line = state.quiet_line(feed("metrics", Metrics(8, {"loss": 0.2, "accuracy": 1.0})))
-    assert line.endswith("dev1 step=8 accuracy=1 loss=0.2")
+    assert line.endswith("dev1 step=8 accuracy=100.0% loss=0.2")
 
 
 async def test_monitor_loop_records_and_follows_parameters(tmp_path) -> None:

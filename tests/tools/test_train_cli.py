@@ -14,7 +14,7 @@ import numpy as np
 ARGS = [
     "train",
     "yinyang_H30_WA",
-    "--quiet",
+    "--plain",
     "--no-plots",
     "--set",
     "data.train_size=600",

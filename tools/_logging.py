@@ -1,0 +1,107 @@
+"""One logging set-up for every ``delgrad`` command.
+
+Standard :mod:`logging` throughout; this module only attaches one handler to the
+root logger, so third-party loggers (amqtt, aiomqtt, numba) go through it too:
+
+* on a terminal, rich's handler (colour, aligned, wrapped);
+* otherwise (pipes, files, slurm, ``tee``) plain lines
+  ``2026-11-30 14:05:01 WARNING delgrad.runtime.service: text``.
+
+Levels: ``delgrad`` loggers at INFO, others at WARNING by default; ``-v`` gives
+DEBUG for ``delgrad`` and INFO for the rest, ``-vv`` DEBUG for all; ``-q`` shows
+warnings and errors only, ``-qq`` errors only; ``--log-level`` sets one level for
+all. Tracebacks attached by third-party loggers (amqtt logs its own failures
+with them) are shown only with ``-v``: the command reports the failure in one line.
+
+Importing ``delgrad`` configures nothing; only the command calls :func:`setup_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+__all__ = ["LEVELS", "PLAIN_FORMAT", "setup_logging"]
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_MARK = "_delgrad_handler"
+
+
+class _ThirdPartyTracebacks(logging.Filter):
+    """Drops the traceback of a third-party record (the message stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("delgrad") and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def setup_logging(
+    verbosity: int = 0,
+    *,
+    level: str | None = None,
+    stream: TextIO | None = None,
+    terminal: bool | None = None,
+) -> logging.Handler:
+    """Attach the one handler to the root logger (replacing an earlier one of ours).
+
+    Args:
+        verbosity: ``-v`` count minus ``-q`` count.
+        level: One of :data:`LEVELS` for every logger (overrides ``verbosity``).
+        stream: Where to write (default ``sys.stderr``).
+        terminal: Rich output (default: whether ``stream`` is a terminal).
+
+    Returns:
+        The handler.
+    """
+    stream = sys.stderr if stream is None else stream
+    if terminal is None:
+        terminal = bool(getattr(stream, "isatty", lambda: False)())
+    handler: logging.Handler
+    if terminal:
+        handler = RichHandler(
+            console=Console(file=stream, stderr=stream is sys.stderr),
+            show_path=False,
+            rich_tracebacks=False,
+            log_time_format="%H:%M:%S",
+        )
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    setattr(handler, _MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if level is not None:
+        ours = others = logging.getLevelNamesMapping()[level.upper()]
+    else:
+        v = max(-2, min(2, verbosity))
+        ours = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(v, logging.DEBUG)
+        others = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(
+            v, logging.DEBUG
+        )
+    root.setLevel(min(ours, others))
+    logging.getLogger("delgrad").setLevel(ours)
+    if level is None and verbosity < 1:
+        handler.addFilter(_ThirdPartyTracebacks())
+    handler.addFilter(_LevelFloor(others))  # third-party records below their floor stop here
+    return handler
+
+
+class _LevelFloor(logging.Filter):
+    """Passes ``delgrad`` records (their logger's level decides) and others >= ``floor``."""
+
+    def __init__(self, floor: int) -> None:
+        super().__init__()
+        self.floor = floor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("delgrad") or record.levelno >= self.floor
