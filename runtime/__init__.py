@@ -16,6 +16,7 @@ from delgrad.runtime._adam import Adam, ParamGroup, StepSchedule
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict, load_config
 from delgrad.runtime._delays import DelayParametrisation
+from delgrad.runtime._digits import DIGITS_SPLITS, digits_split, encode_digits
 from delgrad.runtime._driver import (
     DRIVER_ALIASES,
     DRIVER_NAMES,
@@ -72,6 +73,7 @@ from delgrad.runtime._yinyang import (
 
 __all__ = [
     "DELAY_KINDS",
+    "DIGITS_SPLITS",
     "DRIVER_ALIASES",
     "DRIVER_NAMES",
     "RANGE_RULES",
@@ -115,6 +117,8 @@ __all__ = [
     "config_from_dict",
     "cross_entropy_loss",
     "csr_to_padded",
+    "digits_split",
+    "encode_digits",
     "encode_yinyang",
     "first_spike_inputs",
     "forward",

@@ -21,10 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from delgrad.errors import ConfigError
-from delgrad.runtime._digits import DIGITS_SPLITS, digits_split
-from delgrad.runtime.sources import PixelMapping, write_label_file
-from delgrad.runtime.sources._simulate import SaccadeSensor
-from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
+from delgrad.runtime import DIGITS_SPLITS, digits_split
+from delgrad.runtime.sources import (
+    PixelMapping,
+    SaccadeSensor,
+    write_aedat4,
+    write_label_file,
+    write_rosbag,
+)
 
 #: The mapping the event recipes use: the 32x32 image area of the 36x36 sensor,
 #: 4x4 pooling, ON and OFF kept apart -> 8 x 8 x 2 = 128 input channels.

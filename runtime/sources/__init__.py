@@ -33,6 +33,8 @@ from delgrad.runtime.sources._rosbag import (
     event_typestore,
     read_rosbag,
 )
+from delgrad.runtime.sources._simulate import SaccadeSensor
+from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
 
 __all__ = [
     "EVENT_MSG_TYPES",
@@ -42,6 +44,7 @@ __all__ = [
     "LabelSpans",
     "MappedEvents",
     "PixelMapping",
+    "SaccadeSensor",
     "event_typestore",
     "read_aedat4",
     "read_csv",
@@ -51,5 +54,7 @@ __all__ = [
     "read_npy",
     "read_npz",
     "read_rosbag",
+    "write_aedat4",
     "write_label_file",
+    "write_rosbag",
 ]
