@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from delgrad.errors import ParameterError, TransportError
 
+from ._codec import MAX_MESSAGE_BYTES
 from ._queues import Inbox, IncomingMessage, Outbox, OutgoingMessage, TransportStats
 from ._topics import policy_for, validate_pattern, validate_publish_topic
 from ._transport import DEFAULT_INBOX, Transport, Will, resolve_delivery
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 #: MQTT 5 content type of every payload.
 CONTENT_TYPE = "application/vnd.delgrad.v1+msgpack"
+#: Default largest packet accepted: the codec's message limit plus room for the topic.
+DEFAULT_MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
+#: The largest packet MQTT can describe (remaining length of 4 bytes).
+MQTT_MAX_PACKET_BYTES = 268_435_455
 PROTOCOLS = ("auto", "5", "3.1.1")
 
 
@@ -57,6 +62,11 @@ class MqttTransport(Transport):
         inbox_capacity: Incoming queue size (messages).
         outbox_lossy_capacity: Outgoing QoS 0 queue size (messages).
         outbox_reliable_capacity: Outgoing QoS >= 1 queue size (messages).
+        max_packet_bytes: Largest MQTT packet accepted from the broker. Announced in
+            the MQTT 5 CONNECT (Maximum Packet Size: the broker never sends larger
+            ones); under either version, a larger incoming packet is refused as soon
+            as its length is known, before its payload is read (the link is then
+            reconnected; counted in ``stats.refused_oversize``).
     """
 
     def __init__(
@@ -77,7 +87,10 @@ class MqttTransport(Transport):
         inbox_capacity: int = DEFAULT_INBOX,
         outbox_lossy_capacity: int = 1_000,
         outbox_reliable_capacity: int = 10_000,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
     ) -> None:
+        if not 1024 <= max_packet_bytes <= MQTT_MAX_PACKET_BYTES:
+            raise ParameterError(f"max_packet_bytes must be in 1024 .. {MQTT_MAX_PACKET_BYTES}")
         if protocol not in PROTOCOLS:
             raise ParameterError(f"protocol must be one of {PROTOCOLS}")
         if not 0 < reconnect_min_s <= reconnect_max_s:
@@ -94,6 +107,7 @@ class MqttTransport(Transport):
         self.timeout_s = timeout_s
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self.max_packet_bytes = int(max_packet_bytes)
         self.stats = TransportStats()
         self._inbox = Inbox(inbox_capacity, self.stats)
         self._outbox = Outbox(
@@ -106,6 +120,8 @@ class MqttTransport(Transport):
         self._up = asyncio.Event()
         self._closing = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None  # the first connection's outcome
+        self._latest_client: aiomqtt.Client | None = None
         self._v5: bool | None = {"5": True, "3.1.1": False}.get(protocol)
         self.last_error: BaseException | None = None
 
@@ -131,6 +147,7 @@ class MqttTransport(Transport):
         if self._supervisor is not None:
             raise TransportError("already connected; MqttTransport is not reusable")
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._first = first
         self._supervisor = asyncio.create_task(self._supervise(first), name="mqtt-supervisor")
         await asyncio.wait(
             {first, self._supervisor},
@@ -140,7 +157,13 @@ class MqttTransport(Transport):
         if first.done() and first.exception() is None:
             return
         error = first.exception() if first.done() else None
+        if self._supervisor is not None and not self._supervisor.done():
+            self._supervisor.cancel()  # it may wait for a CONNACK that never comes
         await self.close()
+        paho = getattr(self._latest_client, "_client", None)
+        if paho is not None:  # the socket of the abandoned attempt
+            with contextlib.suppress(Exception):
+                paho._sock_close()
         if isinstance(error, TransportError):
             raise error
         raise TransportError(
@@ -202,7 +225,7 @@ class MqttTransport(Transport):
 
     # ---- internals -----------------------------------------------------------------
 
-    def _make_client(self, v5: bool) -> aiomqtt.Client:
+    def _make_client(self, v5: bool, *, probe: bool = False) -> aiomqtt.Client:
         import aiomqtt
 
         will = None
@@ -211,7 +234,14 @@ class MqttTransport(Transport):
             will = aiomqtt.Will(
                 w.topic, w.payload, w.qos, w.retain, self._props(w.topic, v5, will=True)
             )
-        return aiomqtt.Client(
+        connect_props = None
+        if v5 and not probe:  # a 3.1.1-only broker may stall on CONNECT properties
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect_props.MaximumPacketSize = self.max_packet_bytes
+        client = aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.client_id,
@@ -222,11 +252,67 @@ class MqttTransport(Transport):
             keepalive=self.keepalive_s,
             timeout=self.timeout_s,
             tls_context=self.tls,
+            # the context checks the host name itself unless insecure (paho's own check
+            # would refuse the unverified certificate of an insecure context)
+            tls_insecure=None if self.tls is None else not self.tls.check_hostname,
+            properties=connect_props,
             # No Nagle: paho writes each packet with one send, and a message written
             # while the previous one is unacknowledged would otherwise wait for the
             # peer's delayed ACK (~40 ms), capping a client at some 25-50 messages/s.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
+        self._guard_packet_size(client)
+        self._latest_client = client
+        return client
+
+    def _guard_packet_size(self, client: aiomqtt.Client) -> None:
+        """Refuse an incoming packet longer than ``max_packet_bytes`` before reading it.
+
+        paho reads a packet's remaining length, then the whole packet into memory;
+        MQTT 3.1.1 has no way to announce a limit. The first read of a packet's body
+        passes through here once its length is known: a longer packet ends the link
+        (paho treats the OSError as a lost connection; we reconnect) with at most a
+        few bytes of it read.
+        """
+        paho = getattr(client, "_client", None)
+        recv = getattr(paho, "_sock_recv", None)
+        if paho is None or recv is None:
+            return
+        limit, stats = self.max_packet_bytes, self.stats
+
+        def guarded(bufsize: int) -> bytes:
+            packet = paho._in_packet
+            if packet["have_remaining"] and packet["remaining_length"] > limit:
+                stats.refused_oversize += 1
+                raise OSError(
+                    f"incoming packet of {packet['remaining_length']} bytes exceeds "
+                    f"max_packet_bytes {limit}"
+                )
+            try:
+                data: bytes = recv(bufsize)
+            except ssl.SSLError as exc:  # e.g. the broker rejected our certificate
+                self._tls_failed(exc)
+                raise
+            return data
+
+        paho._sock_recv = guarded
+
+        def wrap(tcp_sock: socket.socket) -> ssl.SSLSocket:
+            # paho's own wrapper leaves the socket of a failed handshake open
+            context: ssl.SSLContext = paho._ssl_context
+            tls_sock = context.wrap_socket(
+                tcp_sock, server_hostname=self.host, do_handshake_on_connect=False
+            )
+            try:
+                tls_sock.settimeout(paho._connect_timeout)
+                tls_sock.do_handshake()
+            except BaseException:
+                tls_sock.close()
+                raise
+            return tls_sock
+
+        if self.tls is not None:
+            paho._ssl_wrap_socket = wrap
 
     @staticmethod
     def _props(topic: str, v5: bool, *, will: bool = False) -> Any:
@@ -241,6 +327,20 @@ class MqttTransport(Transport):
         if expiry is not None:
             props.MessageExpiryInterval = expiry
         return props
+
+    def _tls_failed(self, exc: BaseException) -> None:
+        """A TLS error on the link: before the first connection, fail connect() now."""
+        self.last_error = exc
+        first = self._first
+        if first is not None and not first.done():
+            first.set_exception(self._tls_error(exc))
+
+    def _tls_error(self, exc: BaseException) -> TransportError:
+        return TransportError(
+            f"TLS handshake with {self.host}:{self.port} failed: {exc} "
+            "(check the broker's certificate against tls_ca_file / ?ca=, "
+            "the host name, and the client certificate and key)"
+        )
 
     async def _supervise(self, first: asyncio.Future[None]) -> None:
         from aiomqtt import MqttError
@@ -276,6 +376,12 @@ class MqttTransport(Transport):
                         return
             except (MqttError, OSError) as exc:
                 self.last_error = exc
+                if self.tls is not None and not ever_up and _is_tls_failure(exc):
+                    # a certificate or handshake problem does not go away by retrying:
+                    # say so at once instead of after the connect timeout
+                    if not first.done():
+                        first.set_exception(self._tls_error(exc))
+                    return
             finally:
                 self._up.clear()
                 self._client = None
@@ -294,7 +400,7 @@ class MqttTransport(Transport):
 
         saved, self.will = self.will, None
         try:
-            async with self._make_client(True):
+            async with self._make_client(True, probe=True):
                 self._v5 = True
         except MqttConnectError as exc:
             if getattr(exc.rc, "value", exc.rc) not in (1, 132):
@@ -358,3 +464,12 @@ class MqttTransport(Transport):
                 self.stats.published += 1
             finally:
                 self._outbox.done()
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """Whether a connect error is a TLS handshake or certificate failure (aiomqtt
+    turns paho's ``ssl.SSLError`` into an ``MqttError`` carrying only its text)."""
+    if isinstance(exc, ssl.SSLError):
+        return True
+    text = str(exc)
+    return "SSL" in text or "certificate" in text.lower() or "TLS" in text

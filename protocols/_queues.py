@@ -56,6 +56,7 @@ class TransportStats:
     dropped_out_reliable: int = 0
     coalesced_out: int = 0
     reconnects: int = 0
+    refused_oversize: int = 0
 
 
 class Inbox:

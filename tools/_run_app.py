@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +81,18 @@ async def serve(
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         epoch = next_boot_epoch(folder)  # before the will: it carries the boot's last number
         will = status_will(config.device, epoch)
-        transport = transport_from_url(url, client_id=client_id, will=will, **options)
+        link = config.broker
+        transport = transport_from_url(
+            url,
+            client_id=client_id,
+            will=will,
+            tls_ca_file=link.tls_ca_file,
+            tls_cert_file=link.tls_cert_file,
+            tls_key_file=link.tls_key_file,
+            tls_insecure=link.tls_insecure,
+            max_packet_bytes=link.max_packet_bytes,
+            **options,
+        )
         await stack.enter_async_context(transport)
         service = Service(config, transport, online, epoch=epoch)
         if config.checkpoint.dir:
@@ -108,6 +121,8 @@ async def serve(
                     on_tick(service)
         finally:
             stop.set()
+            if install_signals:  # a process of its own: the shutdown bound holds
+                arm_shutdown_watchdog(config.supervision.shutdown_timeout_s)
             service.request_stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             if install_signals:
@@ -116,6 +131,35 @@ async def serve(
         if tasks[0].done() and tasks[0].exception() is not None:
             raise tasks[0].exception()  # type: ignore[misc]
         return service
+
+
+#: Exit code when the shutdown bound is exceeded (ExitCode.FAILED).
+FORCED_EXIT_CODE = 1
+
+
+def arm_shutdown_watchdog(timeout_s: float) -> threading.Timer:
+    """End the process ``timeout_s`` from now unless it has ended by itself.
+
+    SIGINT/SIGTERM (or a failed service) start an orderly shutdown: drain, checkpoint,
+    ``dead`` status. A task stuck in a driver call or a hung broker link must not
+    keep the process alive beyond the bound: then it exits with
+    :data:`FORCED_EXIT_CODE` at once (the broker publishes the last will, ``lost``;
+    the last checkpoint written stays). A daemon thread, so a process that ends in
+    time is not held up.
+    """
+
+    def force() -> None:
+        print(
+            f"delgrad run: shutdown took longer than {timeout_s:g} s; exiting now",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(FORCED_EXIT_CODE)
+
+    timer = threading.Timer(timeout_s, force)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _warm(online: OnlineLearner) -> None:
