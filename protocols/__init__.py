@@ -62,6 +62,7 @@ from ._params import (
     parameters_checksum,
 )
 from ._queues import IncomingMessage, TransportStats
+from ._sensor_client import SensorClient
 from ._topics import (
     POLICIES,
     ROOT,
@@ -111,6 +112,7 @@ __all__ = [
     "ReplicaStats",
     "Reply",
     "SchemaError",
+    "SensorClient",
     "SensorEvents",
     "SequenceTracker",
     "SizeLimitError",

@@ -72,9 +72,11 @@ class DataConfig:
     ``digits``: scikit-learn's 8x8 digits, time to first spike
     t = t_early + (t_late - t_early) * (1 - v) per pixel (64 inputs, 10 classes);
     the sizes must sum to at most 1,797 (standard 1257 / 180 / 360).
+    ``stream``: no offline data; the inputs come from a sensor stream (``delgrad run``
+    with ``delgrad sensor --source FILE``), any number of inputs.
     """
 
-    dataset: Literal["yinyang", "digits"] = "yinyang"
+    dataset: Literal["yinyang", "digits", "stream"] = "yinyang"
     train_size: int = 5000
     validation_size: int = 1000
     test_size: int = 1000
@@ -210,8 +212,8 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"init.{key} needs 1 or {n_layers} values, got {len(values)}")
     if net.share_input_delay and net.delay != "axonal":
         raise ConfigError("network.share_input_delay needs network.delay = 'axonal'")
-    expected = {"yinyang": (4, 3), "digits": (64, 10)}[config.data.dataset]
-    if (net.n_inputs, net.n_outputs) != expected:
+    expected = {"yinyang": (4, 3), "digits": (64, 10)}.get(config.data.dataset)
+    if expected is not None and (net.n_inputs, net.n_outputs) != expected:
         raise ConfigError(
             f"data.dataset = {config.data.dataset!r} has {expected[0]} inputs and "
             f"{expected[1]} classes; set network.n_inputs = {expected[0]} and "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from delgrad.errors import NetworkFileError
+from delgrad.errors import ConfigError, NetworkFileError
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict
 from delgrad.runtime._digits import digits_split, encode_digits
@@ -53,6 +53,11 @@ def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
     :func:`~delgrad.runtime._digits.digits_split` with those sizes.
     """
     data = config.data
+    if data.dataset == "stream":
+        raise ConfigError(
+            f"{config.name}: data.dataset = 'stream' has no offline split; stream a "
+            "recording into delgrad run with delgrad sensor --source FILE"
+        )
     if data.dataset == "digits":
         sizes = (data.train_size, data.validation_size, data.test_size)
         features, labels = digits_split(split, sizes=sizes)  # type: ignore[arg-type]

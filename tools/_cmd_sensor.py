@@ -1,4 +1,15 @@
-"""``delgrad sensor``: stream Yin-Yang (or file) trials and labels to a device over MQTT."""
+"""``delgrad sensor``: stream Yin-Yang trials, trial files or event recordings, with labels,
+to a device over MQTT.
+
+* ``--source yinyang`` (default) and ``.npz`` trial files (NIR padded ``channels``/``times``
+  or CSR): trial-framed ``spikes`` messages at ``--rate`` trials/s (:mod:`._sensor`).
+* Every other recording (``.npy``/``.npz`` tonic-style, ``.csv``, ``.aedat4``, ``.raw``,
+  ROS 2 bags; :data:`delgrad.runtime.sources.SOURCE_FORMATS`): a continuous
+  ``sensor_events`` stream in microseconds, pixels mapped to channels by ``--roi``,
+  ``--pool`` and ``--polarity``, paced at ``--speed`` times real time, with the label
+  of every device window (``--window-length``, ``--window-period``, ``--us-per-tau``:
+  the device's ``[ingest]`` settings) on the label topic (:mod:`._stream`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,9 @@ import math
 import signal
 import sys
 import uuid
+import zipfile
+
+import numpy as np
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import (
@@ -18,6 +32,7 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
+from delgrad.runtime.sources import PixelMapping, read_events
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._sensor import (
@@ -27,8 +42,10 @@ from delgrad.tools._sensor import (
     YinYangSource,
     stream_trials,
 )
+from delgrad.tools._stream import StreamPlan, StreamStats, plan_stream, stream_recording
 
 _FLUSH_TIMEOUT_S = 10.0
+_UNDELIVERED = "the broker did not take everything in time; the rest was not delivered"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +73,51 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--source",
         default="yinyang",
         metavar="yinyang|FILE",
-        help="'yinyang' (default) or an .npz file (NIR padded channels/times or CSR "
-        "offsets/channels/times; optional labels, time_unit); looped forever",
+        help="'yinyang' (default), an .npz trial file (NIR padded channels/times or CSR "
+        "offsets/channels/times; optional labels, time_unit; looped forever), or an event "
+        "recording streamed continuously: .npy/.npz (tonic-style t,x,y,p), .csv, .aedat4, "
+        ".raw (EVT 2/3), ROS 2 bag (.mcap, .db3 or its folder); see docs/sensors.md",
+    )
+    rec = parser.add_argument_group("event recordings (continuous sensor_events)")
+    rec.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="recording seconds per wall-clock second (default 1: real time; inf: unpaced)",
+    )
+    rec.add_argument("--roi", metavar="X0,Y0,W,H", help="region of interest (default all)")
+    rec.add_argument("--pool", default="1", metavar="N|NX,NY", help="pixels per channel")
+    rec.add_argument(
+        "--polarity",
+        choices=("merge", "split", "on", "off"),
+        default="merge",
+        help="ON/OFF in one channel (merge), apart (split: 2 channels per cell) or one only",
+    )
+    rec.add_argument("--labels", metavar="FILE", help="label side file (start_us,end_us,label)")
+    rec.add_argument("--topic", help="event topic of a ROS 2 bag (default: the only one)")
+    rec.add_argument(
+        "--window-length", type=float, default=2.5, metavar="TAU", help="device window (2.5)"
+    )
+    rec.add_argument(
+        "--window-period", type=float, default=0.0, metavar="TAU", help="0: the length"
+    )
+    rec.add_argument("--passes", type=int, default=1, help="times the recording is sent (1)")
+    rec.add_argument(
+        "--offset-us",
+        type=float,
+        default=0.0,
+        metavar="US",
+        help="start the stream at this time (to follow an earlier stream on one device)",
+    )
+    rec.add_argument(
+        "--chunk-ms", type=float, default=10.0, metavar="MS", help="recording time per message"
     )
     parser.add_argument(
         "--split",
         choices=("train", "validation", "test"),
-        default="train",
-        help="Yin-Yang split (default train)",
+        default=None,
+        help="Yin-Yang split (default train; the yinyang source only)",
     )
     parser.add_argument(
         "--input-repeat",
@@ -120,6 +174,14 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--input-repeat must be >= 1, got {args.input_repeat}")
     if args.input_repeat != 1 and args.source != "yinyang":
         raise ConfigError("--input-repeat applies to the yinyang source only")
+    if args.split is not None and args.source != "yinyang":
+        raise ConfigError(
+            "--split applies to the yinyang source only; a file is streamed as it is "
+            "(write one file per split, e.g. delgrad digits events)"
+        )
+    args.split = args.split or "train"
+    if not args.speed > 0:
+        raise ConfigError(f"--speed must be > 0 (inf: unpaced), got {args.speed}")
     if not (args.us_per_tau > 0 and math.isfinite(args.us_per_tau)):
         raise ConfigError(f"--us-per-tau must be finite and > 0, got {args.us_per_tau}")
     if not 0.0 <= args.label_fraction <= 1.0:
@@ -132,15 +194,59 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--first-trial-id must be >= 0, got {args.first_trial_id}")
 
 
-def _source(args: argparse.Namespace) -> TrialSource:
+def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be integers separated by commas, got {text!r}") from None
+    if len(values) not in n:
+        raise ConfigError(f"{what} needs {' or '.join(map(str, n))} integers, got {text!r}")
+    return values
+
+
+def _is_trial_file(path: str) -> bool:
+    """An .npz in the trial layout that FileSource streams as trials."""
+    if not path.lower().endswith(".npz"):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "channels" in z.files and "times" in z.files
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False  # read_events says what is wrong with it
+
+
+def _plan(args: argparse.Namespace) -> StreamPlan:
+    rec = read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau)
+    roi = _ints(args.roi, (4,), "--roi")
+    pool = _ints(args.pool, (1, 2), "--pool") or (1,)
+    mapping = PixelMapping(
+        rec.width,
+        rec.height,
+        roi=roi,  # type: ignore[arg-type]
+        pool=(pool[0], pool[-1]),
+        polarity=args.polarity,
+        us_per_tau=args.us_per_tau,
+    )
+    return plan_stream(
+        rec, mapping, window_length=args.window_length, window_period=args.window_period
+    )
+
+
+def _source(args: argparse.Namespace) -> TrialSource | StreamPlan:
     if args.source == "yinyang":
         return YinYangSource(
             args.split, args.input_repeat, args.seed, first_trial_id=args.first_trial_id
         )
-    return FileSource(args.source, first_trial_id=args.first_trial_id)
+    if _is_trial_file(args.source):
+        return FileSource(args.source, first_trial_id=args.first_trial_id)
+    return _plan(args)
 
 
-async def _main(args: argparse.Namespace, source: TrialSource) -> tuple[SensorStats, int]:
+async def _main(
+    args: argparse.Namespace, source: TrialSource | StreamPlan
+) -> tuple[SensorStats | StreamStats, int]:
     # A fresh sender per run: a restarted sensor starts its sequence numbers again at
     # 0, which receivers would take as stale duplicates of the old run's messages.
     sender = f"sensor-{uuid.uuid4().hex[:8]}"
@@ -151,7 +257,34 @@ async def _main(args: argparse.Namespace, source: TrialSource) -> tuple[SensorSt
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await transport.connect()
+    stats: SensorStats | StreamStats
     try:
+        if isinstance(source, StreamPlan):
+            print(
+                f"sensor: streaming {args.source} to device {args.device} at "
+                f"{transport.host}:{transport.port}: {source.t_us.size} events on "
+                f"{source.n_channels} channels ({source.dropped} outside the mapping), "
+                f"{source.window_ids.size} labelled windows, speed {args.speed:g} "
+                "(Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stats = await stream_recording(
+                Publisher(transport, sender),
+                args.device,
+                source,
+                speed=args.speed,
+                chunk_us=args.chunk_ms * 1000.0,
+                passes=args.passes,
+                offset_us=args.offset_us,
+                stop=stop,
+            )
+            try:
+                await transport.flush(timeout=_FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                print(f"sensor: {_UNDELIVERED}", file=sys.stderr)
+            s = transport.stats
+            return stats, s.dropped_out_lossy + s.dropped_out_reliable
         what = "yinyang/" + args.split if args.source == "yinyang" else args.source
         print(
             f"sensor: streaming {what} to device {args.device} at "
@@ -209,6 +342,9 @@ def run(args: argparse.Namespace) -> int:
     line = stats.summary()
     if dropped:
         line += f"; {dropped} messages dropped by the outgoing queue"
+    if isinstance(stats, StreamStats):
+        print(line, flush=True)
+        return 1 if dropped else 0
     if stats.undelivered:
         # the counts above are what was queued; the rest never reached the broker
         line += (

@@ -6,11 +6,15 @@ stream is cut into trials by the windower. Trials wait in arrival order for
 inference, at most ``ingest.max_pending_trials`` of them: when full, the
 *oldest* trials are dropped and counted in ``dropped.overload``, and the caller
 is told their ids (their labels will never be joined). Events outside the
-network's inputs are counted in ``dropped.bad_events``.
+network's inputs are counted in ``dropped.bad_events``; those of a continuous
+stream whose channel is at or above the network's inputs also in
+``refused.channel_outside``, and the first such event is logged as a warning
+that names the channel, the network's inputs and the fix (the sensor's mapping).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,8 @@ from delgrad.runtime._events import first_spike_inputs
 from delgrad.runtime.service._run_config import IngestSection
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._windowing import TrialWindower
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Ingest:
         self._windower = TrialWindower(n_inputs, length=config.window_length, period=period)
         self._pending: deque[_Chunk] = deque()
         self._count = 0
+        self._warned_channels = False
 
     @property
     def pending_trials(self) -> int:
@@ -87,7 +94,26 @@ class Ingest:
         """Cut ``msg``'s events into windows and queue the trials completed; returns
         whether any were queued."""
         times = np.asarray(msg.times) * self._scale(msg.time_unit)
-        trials = self._windower.push(np.asarray(msg.channels), times)
+        channels = np.asarray(msg.channels)
+        self._counters.inc("events.received", channels.size)
+        outside = int(np.count_nonzero(channels >= self._n_inputs))
+        if outside:
+            self._counters.inc("refused.channel_outside", outside)
+            self._counters.inc("dropped.bad_events", outside)
+            if not self._warned_channels:
+                self._warned_channels = True
+                log.warning(
+                    "refusing events on channels >= %d (the network's inputs; this message "
+                    "had %d of %d, up to channel %d): map the sensor's pixels to %d channels "
+                    "(delgrad sensor --roi/--pool/--polarity) or use a recipe with more "
+                    "inputs; counted in refused.channel_outside",
+                    self._n_inputs,
+                    outside,
+                    channels.size,
+                    int(channels.max()),
+                    self._n_inputs,
+                )
+        trials = self._windower.push(channels, times)
         if not len(trials.window_ids):
             return False
         return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)

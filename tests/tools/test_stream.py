@@ -1,0 +1,111 @@
+"""Continuous streaming of a recording: window labels, offsets, pacing, the client API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from delgrad.errors import ConfigError
+from delgrad.protocols import (
+    InProcessBus,
+    Labels,
+    Publisher,
+    SensorClient,
+    SensorEvents,
+    decode,
+    subscription,
+)
+from delgrad.runtime.sources import EventRecording, LabelSpans, PixelMapping
+from delgrad.tools._stream import plan_stream, stream_recording
+
+
+def _recording() -> EventRecording:
+    # Two 30 us "digits" (labels 4 and 2) on a 2 x 1 sensor, origin 100 us.
+    t = np.array([101.0, 105.0, 129.0, 131.0, 150.0, 159.0])
+    x = np.array([0, 1, 0, 1, 1, 0])
+    spans = LabelSpans(np.array([100.0, 130.0]), np.array([130.0, 160.0]), np.array([4, 2]))
+    zeros = np.zeros(6, np.int64)
+    return EventRecording(t, x, zeros, zeros.astype(np.int8), 2, 1, spans)
+
+
+def test_plan_labels_each_device_window_by_its_middle():
+    mapping = PixelMapping(2, 1, us_per_tau=10.0)
+    plan = plan_stream(_recording(), mapping, window_length=3.0)  # 30 us windows from 0
+    np.testing.assert_array_equal(plan.t_us, [1.0, 5.0, 29.0, 31.0, 50.0, 59.0])
+    np.testing.assert_array_equal(plan.window_ids, [0, 1])
+    np.testing.assert_array_equal(plan.window_labels, [4, 2])
+    np.testing.assert_array_equal(plan.window_end_us, [30.0, 60.0])
+    assert plan.span_us == 60.0 and plan.n_channels == 2
+    half = plan_stream(_recording(), mapping, window_length=3.0, window_period=1.5)
+    # windows every 15 us: middles at 15, 30, 45, 60 (the last is past the spans)
+    np.testing.assert_array_equal(half.window_labels, [4, 2, 2])
+    with pytest.raises(ConfigError):
+        plan_stream(_recording(), mapping, window_length=0.0)
+
+
+async def _collect(bus: InProcessBus, device: str):
+    sub = bus.transport("sub")
+    await sub.connect()
+    await sub.subscribe(subscription(device), qos=1)
+    return sub
+
+
+async def test_stream_sends_events_then_labels_and_continues_after_an_offset():
+    bus = InProcessBus()
+    sub = await _collect(bus, "dev")
+    pub_t = bus.transport("sensor")
+    await pub_t.connect()
+    plan = plan_stream(_recording(), PixelMapping(2, 1, us_per_tau=10.0), window_length=3.0)
+    stats = await stream_recording(
+        Publisher(pub_t, "sensor"),
+        "dev",
+        plan,
+        speed=float("inf"),
+        chunk_us=30.0,
+        passes=2,
+        offset_us=60.0,
+    )
+    assert stats.passes == 2 and stats.end_us == 180.0 and stats.labels == 4
+    msgs = []
+    for _ in range(stats.event_messages + stats.label_messages):
+        msgs.append(decode((await sub.recv()).payload).message)
+    events = [m for m in msgs if isinstance(m, SensorEvents)]
+    labels = [m for m in msgs if isinstance(m, Labels)]
+    times = np.concatenate([m.times for m in events])
+    np.testing.assert_array_equal(times[:6], [61.0, 65.0, 89.0, 91.0, 110.0, 119.0])
+    np.testing.assert_array_equal(times[6:], times[:6] + 60.0)
+    assert all(m.time_unit == "us" for m in events)
+    ids = np.concatenate([m.trial_ids for m in labels])
+    np.testing.assert_array_equal(ids, [2, 3, 4, 5])  # offset 60 us = 2 windows
+    np.testing.assert_array_equal(np.concatenate([m.labels for m in labels]), [4, 2, 4, 2])
+    # A window's label follows the events that pass its end.
+    assert isinstance(msgs[0], SensorEvents) and isinstance(msgs[1], Labels)
+    with pytest.raises(ConfigError, match="whole number of window periods"):
+        await stream_recording(Publisher(pub_t, "s2"), "dev", plan, offset_us=7.0)
+
+
+async def test_stream_is_paced_by_the_clock():
+    bus = InProcessBus()
+    pub_t = bus.transport("sensor")
+    await pub_t.connect()
+    plan = plan_stream(_recording(), PixelMapping(2, 1, us_per_tau=10.0), window_length=3.0)
+    stats = await stream_recording(
+        Publisher(pub_t, "sensor"), "dev", plan, speed=60e-6 / 0.2, chunk_us=30.0
+    )
+    # 60 us of recording at 0.2 s per 60 us
+    assert 0.18 <= stats.elapsed_s < 1.0
+
+
+async def test_sensor_client_publishes_events_and_labels():
+    bus = InProcessBus()
+    sub = await _collect(bus, "mine")
+    async with SensorClient(bus.transport("c"), device="mine", us_per_tau=6.0) as sensor:
+        await sensor.publish_events([0, 3], [10.0, 12.5])
+        await sensor.publish_labels([0], [7])
+        assert sensor.window_of(15.0) == 1  # 15 us = 2.5 tau_s = window 1 of 2.5 tau_s
+    ev = decode((await sub.recv()).payload).message
+    lab = decode((await sub.recv()).payload).message
+    np.testing.assert_array_equal(ev.channels, [0, 3])
+    assert ev.time_unit == "us" and lab.labels.tolist() == [7]
+    with pytest.raises(ConfigError, match="device"):
+        SensorClient(bus.transport("d"), device="no spaces")

@@ -1,0 +1,229 @@
+"""Streaming a recording as a continuous ``sensor_events`` stream, paced, with labels.
+
+:func:`plan_stream` maps a recording's pixels to input channels and decides, for
+every window the device will cut (``[ingest] window_length`` / ``window_period``
+in tau_s, ``us_per_tau``), which label it gets: the label span holding the
+window's middle. :func:`stream_recording` publishes the events in chunks of
+``chunk_us`` of recording time, paced at ``speed`` times real time (``inf``: as
+fast as the link takes them), and each window's label right after the chunk
+that passes the window's end. Times on the wire are microseconds since the
+stream's origin (the recording's first event or first label span, whichever is
+earlier) plus ``offset_us``, so several recordings can follow one another on one
+device's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad.errors import ConfigError
+from delgrad.protocols import Labels, Publisher, SensorEvents, TopicKind, topic
+from delgrad.runtime.sources import EventRecording, PixelMapping
+
+__all__ = ["StreamPlan", "StreamStats", "plan_stream", "stream_recording"]
+
+#: Most events in one SensorEvents message (the codec accepts 2**22 elements).
+MAX_EVENTS_PER_MESSAGE = 1 << 20
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What to send.
+
+    Attributes:
+        channels: (n,) int64 input channels, in time order.
+        t_us: (n,) float64 microseconds since the stream's origin.
+        window_ids: (k,) int64 labelled windows (the device's trial ids, before offset).
+        window_labels: (k,) int64 their labels.
+        window_end_us: (k,) float64 their ends, microseconds since the origin.
+        span_us: the recording's length rounded up to whole window periods.
+        period_us: window period in microseconds.
+        n_channels: input channels of the mapping.
+        dropped: events the mapping left out (outside the ROI or dropped polarity).
+    """
+
+    channels: np.ndarray
+    t_us: np.ndarray
+    window_ids: np.ndarray
+    window_labels: np.ndarray
+    window_end_us: np.ndarray
+    span_us: float
+    period_us: float
+    n_channels: int
+    dropped: int
+
+
+def plan_stream(
+    rec: EventRecording,
+    mapping: PixelMapping,
+    *,
+    window_length: float,
+    window_period: float = 0.0,
+) -> StreamPlan:
+    """Map ``rec`` to channels and label the device's windows (see the module doc).
+
+    Args:
+        rec: The recording (labels optional).
+        mapping: Pixels to channels; its ``us_per_tau`` must be the device's.
+        window_length: The device's ``[ingest] window_length``, tau_s.
+        window_period: Its ``window_period`` (0: the length).
+
+    Raises:
+        ConfigError: On a bad window setting or an empty recording.
+    """
+    if not (window_length > 0 and math.isfinite(window_length)) or not window_period >= 0:
+        raise ConfigError("window length must be > 0 and the period >= 0 (tau_s)")
+    if len(rec) == 0:
+        raise ConfigError("the recording holds no events")
+    mapped = mapping.map(rec)
+    origin = float(rec.t_us[0])
+    if rec.labels is not None and len(rec.labels):
+        origin = min(origin, float(rec.labels.start_us.min()))
+    origin = math.floor(origin)
+    t = mapped.t_us - origin
+    upt = mapping.us_per_tau
+    period_us = (window_period or window_length) * upt
+    length_us = window_length * upt
+    end = float(rec.t_us[-1]) - origin
+    if rec.labels is not None and len(rec.labels):
+        end = max(end, float(rec.labels.end_us.max()) - origin)
+    n_windows = max(1, math.ceil(end / period_us))
+    ids = np.arange(n_windows, dtype=np.int64)
+    starts = ids * period_us
+    labels = np.full(n_windows, -1, dtype=np.int64)
+    if rec.labels is not None:
+        labels = rec.labels.at(starts + length_us / 2 + origin)
+    keep = labels >= 0
+    return StreamPlan(
+        channels=mapped.channels,
+        t_us=t,
+        window_ids=ids[keep],
+        window_labels=labels[keep],
+        window_end_us=starts[keep] + length_us,
+        span_us=n_windows * period_us,
+        period_us=period_us,
+        n_channels=mapping.n_channels,
+        dropped=mapped.dropped,
+    )
+
+
+@dataclass
+class StreamStats:
+    """What :func:`stream_recording` sent (counts over all passes)."""
+
+    events: int = 0
+    event_messages: int = 0
+    labels: int = 0
+    label_messages: int = 0
+    passes: int = 0
+    elapsed_s: float = 0.0
+    end_us: float = 0.0
+    stopped: bool = False
+
+    def summary(self) -> str:
+        """One line for humans."""
+        return (
+            f"sent {self.events} events in {self.event_messages} messages and "
+            f"{self.labels} window labels in {self.label_messages} messages, "
+            f"{self.passes} pass(es) in {self.elapsed_s:.2f} s; the stream ended at "
+            f"{self.end_us:.0f} us (continue after it with --offset-us {self.end_us:.0f})"
+        )
+
+
+async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+
+
+async def stream_recording(
+    publisher: Publisher,
+    device: str,
+    plan: StreamPlan,
+    *,
+    speed: float = 1.0,
+    chunk_us: float = 10_000.0,
+    passes: int = 1,
+    offset_us: float = 0.0,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> StreamStats:
+    """Publish ``plan`` as ``sensor_events`` (microseconds) and window labels.
+
+    Args:
+        publisher: Publishes on the connected transport.
+        device: The device id.
+        plan: From :func:`plan_stream`.
+        speed: Recording seconds per wall-clock second (``inf``: unpaced).
+        chunk_us: Recording time per message.
+        passes: Times the recording is sent; pass ``p`` is shifted by ``p * span_us``
+            (whole window periods, so window ids continue).
+        offset_us: Added to every time (window ids grow by ``offset_us / period``,
+            which must be a whole number of periods).
+        stop: Set to end early.
+        clock: Monotonic seconds (tests may replace it).
+
+    Raises:
+        ConfigError: On bad arguments.
+    """
+    if not speed > 0 or not chunk_us > 0 or passes < 1 or not offset_us >= 0:
+        raise ConfigError("speed and chunk_us must be > 0, passes >= 1, offset_us >= 0")
+    first_window = offset_us / plan.period_us
+    if abs(first_window - round(first_window)) > 1e-9:
+        raise ConfigError(
+            f"offset_us must be a whole number of window periods ({plan.period_us:g} us)"
+        )
+    stop = asyncio.Event() if stop is None else stop
+    ev_topic = topic(device, TopicKind.EVENTS_IN)
+    lab_topic = topic(device, TopicKind.LABELS)
+    windows_per_pass = round(plan.span_us / plan.period_us)
+    stats = StreamStats()
+    start = clock()
+    try:
+        for p in range(passes):
+            shift = offset_us + p * plan.span_us
+            id_shift = round(first_window) + p * windows_per_pass
+            n_chunks = max(1, math.ceil(plan.span_us / chunk_us))
+            bounds = np.searchsorted(plan.t_us, np.arange(1, n_chunks + 1) * chunk_us)
+            lab_bounds = np.searchsorted(
+                plan.window_end_us, np.arange(1, n_chunks + 1) * chunk_us, side="right"
+            )
+            a = la = 0
+            for c in range(n_chunks):
+                if stop.is_set():
+                    break
+                b, lb = int(bounds[c]), int(lab_bounds[c])
+                if c == n_chunks - 1:
+                    b, lb = plan.t_us.size, plan.window_ids.size
+                due = ((c + 1) * chunk_us + p * plan.span_us) / 1e6 / speed
+                await _sleep_until(stop, start + due - clock() if math.isfinite(speed) else 0.0)
+                for s in range(a, b, MAX_EVENTS_PER_MESSAGE):
+                    e = min(b, s + MAX_EVENTS_PER_MESSAGE)
+                    msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + shift, "us")
+                    await publisher.publish(ev_topic, msg)
+                    stats.event_messages += 1
+                    stats.events += e - s
+                if lb > la:
+                    ids = plan.window_ids[la:lb] + id_shift
+                    await publisher.publish(lab_topic, Labels(ids, plan.window_labels[la:lb]))
+                    stats.label_messages += 1
+                    stats.labels += lb - la
+                a, la = b, lb
+            stats.passes += 1
+            stats.end_us = shift + plan.span_us
+            if stop.is_set():
+                break
+        stats.stopped = stop.is_set()
+    finally:
+        stats.elapsed_s = clock() - start
+    return stats
