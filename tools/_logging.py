@@ -96,12 +96,21 @@ def setup_logging(
     return handler
 
 
+#: Third-party loggers that narrate every state change at INFO: shown from ``-vv`` on.
+CHATTY = ("transitions",)
+
+
 class _LevelFloor(logging.Filter):
-    """Passes ``delgrad`` records (their logger's level decides) and others >= ``floor``."""
+    """Passes ``delgrad`` records (their logger's level decides) and others >= ``floor``
+    (the chatty ones at INFO only when ``floor`` is DEBUG)."""
 
     def __init__(self, floor: int) -> None:
         super().__init__()
         self.floor = floor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.startswith("delgrad") or record.levelno >= self.floor
+        if record.name.startswith("delgrad"):
+            return True
+        if record.name.startswith(CHATTY) and self.floor > logging.DEBUG:
+            return record.levelno >= max(self.floor, logging.WARNING)
+        return record.levelno >= self.floor

@@ -203,6 +203,8 @@ def from_nir(graph: nir.NIRGraph) -> Network:
         theta = _same(node.v_threshold, f"{name}.v_threshold") - v_leak
         neurons.append((tau_syn / unit, tau_mem / unit, theta))
         nodes = [n for _, n in pending]
+        w: np.ndarray
+        d: np.ndarray
         if kinds == "A":
             w, kind, d = nodes[0].weight.T, "none", np.zeros(0)
         elif kinds == "DA":

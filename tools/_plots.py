@@ -814,3 +814,57 @@ def plot_recording(
         title += f" ({len(hidden)} more metrics not shown)"
     fig.suptitle(title)
     return _save(fig, path, dpi)
+
+
+#: One line of a panel: (label, x in seconds, y).
+Line = tuple[str, "NDArray[np.float64]", "NDArray[np.float64]"]
+
+
+def plot_panels(
+    path: PathLike,
+    panels: Sequence[tuple[str, str, Sequence[Line]]],
+    *,
+    title: str,
+    xlabel: str = "time since the first record (s)",
+    dpi: int = _DEFAULT_DPI,
+) -> Path:
+    """Time series in panels sharing the time axis (``delgrad plot``).
+
+    Args:
+        path: output PNG.
+        panels: (panel title, y-axis label, lines) per panel; each line is
+            (legend label, x in seconds, y). A legend is drawn when a panel has
+            more than one line.
+        title: the figure's title (file, devices, time span).
+        xlabel: label of the time axis.
+        dpi: resolution.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ParameterError: no panels.
+    """
+    if not panels:
+        raise ParameterError("nothing to plot: no panels")
+    ncols = 1 if len(panels) <= 2 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _figure(nrows, ncols, panel_size=(5.0, 2.6))
+    axes: list[Axes] = []
+    for i in range(len(panels)):
+        axes.append(fig.add_subplot(nrows, ncols, i + 1, sharex=axes[0] if axes else None))
+    for ax, (name, ylabel, lines) in zip(axes, panels, strict=True):
+        for label, x, y in lines:
+            y = np.where(np.isfinite(y), y, np.nan)
+            ax.plot(
+                x, y, marker="o" if x.size <= 50 else None, markersize=3, linewidth=1.2, label=label
+            )
+        ax.set_title(name, fontsize="medium")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize="small", loc="best")
+    for ax in axes[-ncols:]:
+        ax.set_xlabel(xlabel)
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, path, dpi)

@@ -1,0 +1,386 @@
+"""The first ten minutes of a new user, through the real entry point (issue 14).
+
+Each test names the friction point it would have caught: the demo that never said
+where its broker was, the traceback of a taken port, the exit codes that differed
+between commands for the same failure, the checkpoint of another network, the
+commands that could not be sent from a shell, ``python -m delgrad``, the version
+string, third-party tracebacks, a progress bar in a pipe, and a monitor that did
+not fit 80 columns nor follow a device's heartbeat.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from delgrad.protocols import IncomingMessage, Metrics, Status, encode, topic
+from delgrad.runtime import Learner, resolve_config
+from delgrad.tools import free_port
+from delgrad.tools._exit import ExitCode
+from delgrad.tools._logging import setup_logging
+from delgrad.tools._monitor import MonitorState, render
+
+DELGRAD = [sys.executable, "-m", "delgrad"]
+ENV = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+
+
+def delgrad(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DELGRAD, *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _as_argv(printed: str) -> list[str]:
+    """A command line the demo printed, run with this interpreter."""
+    argv = shlex.split(printed)
+    assert argv[0] == "delgrad", printed
+    return [*DELGRAD, *argv[1:]]
+
+
+# ---- python -m delgrad, --version, help -----------------------------------------------
+
+
+def test_python_dash_m_delgrad_and_the_version_string() -> None:
+    out = delgrad("--version")
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(
+        r"delgrad \d+\.\d+\.\d+\S* \(delgrad-runtime; Python 3\.\d+\.\d+; numpy \S+, "
+        r"numba \S+, amqtt \S+\)\n",
+        out.stdout,
+    ), out.stdout
+    out = delgrad("--help")
+    assert out.returncode == 0 and "exit codes" in out.stdout and "cmd" in out.stdout
+
+
+# ---- delgrad run: where is the broker, taken port, flags, checkpoints ------------------
+
+
+def test_demo_prints_broker_and_commands_that_work(tmp_path: Path) -> None:
+    """The printed monitor and cmd lines attach and steer; bytes/s of both monitor modes."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*DELGRAD, "run", "--port", str(port), "--duration", "60", "--demo-rate", "2000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+    try:
+        printed: dict[str, str] = {}
+        deadline = time.monotonic() + 90
+        while len(printed) < 3 and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, proc.stderr.read()  # type: ignore[union-attr]
+            key, _, rest = line.strip().partition(" ")
+            if key in ("broker", "watch", "steer"):
+                printed[key] = rest.strip()
+        assert printed["broker"].startswith(f"mqtt://127.0.0.1:{port}")
+        watch = printed["watch"]
+        assert watch == f"delgrad monitor demo --broker mqtt://127.0.0.1:{port}"
+        steer = printed["steer"].split("  (")[0]
+        assert steer == f"delgrad cmd demo pause --broker mqtt://127.0.0.1:{port}"
+
+        paused = subprocess.run(_as_argv(steer), capture_output=True, text=True, timeout=60)
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.startswith("demo pause: ok") and "paused=true" in paused.stdout
+        resumed = subprocess.run(
+            [*_as_argv(steer.replace(" pause ", " resume ")), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"]["paused"] is False
+        refused = subprocess.run(
+            _as_argv(steer.replace(" pause ", " lr 500 ")), capture_output=True, text=True
+        )
+        assert refused.returncode == ExitCode.FAILED and "refused" in refused.stderr
+        silent = subprocess.run(
+            [*_as_argv(steer.replace("demo pause", "nobody status")), "--timeout", "0.5"],
+            capture_output=True,
+            text=True,
+        )
+        assert silent.returncode == ExitCode.TIMEOUT and "no reply" in _one_line(silent.stderr)
+
+        rates = {}
+        for mode in ("--metrics-only", None):
+            argv = [*_as_argv(watch), "--duration", "6", "--plain"]
+            out = subprocess.run(
+                argv + ([mode] if mode else []), capture_output=True, text=True, timeout=60
+            )
+            assert out.returncode == 0, out.stderr
+            assert re.search(r"demo step=\d+ accuracy=\d+\.\d%", out.stdout), out.stdout
+            summary = out.stderr.strip().splitlines()[-1]
+            assert "from 1 device (1 alive)" in summary, summary
+            rates[mode] = float(re.search(r"\(([\d.]+) KiB/s", summary).group(1))  # type: ignore[union-attr]
+        assert rates["--metrics-only"] < rates[None] / 3, rates
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # closes the pipes
+    assert proc.returncode == 0, err
+
+
+def test_taken_port_is_one_line_with_the_remedy() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = delgrad("run", "--port", str(port), "--duration", "1")
+    assert out.returncode == ExitCode.UNREACHABLE
+    line = _one_line(out.stderr)
+    assert f"port {port}" in line and "--port" in line and "--broker" in line
+
+
+def test_unreachable_broker_has_one_exit_code_in_every_command() -> None:
+    port = free_port()  # nothing listens there
+    url = f"mqtt://127.0.0.1:{port}"
+    for argv in (
+        ["monitor", "--broker", url, "--duration", "1"],
+        ["sensor", "--broker", url, "--count", "10"],
+        ["cmd", "demo", "status", "--broker", url],
+    ):
+        out = delgrad(*argv)
+        assert out.returncode == ExitCode.UNREACHABLE, (argv, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--set", "nonsense"], "section.key=value"),
+        (["--set", "learning.lr_scale=-1"], "lr_scale"),
+        (["--recipe", "no_such_recipe"], "no_such_recipe"),
+        (["--driver", "gpu"], "driver.name"),
+        (["--device", "a/b"], "device"),
+        (["--broker", "http://x"], "scheme"),
+    ],
+)
+def test_run_flags_are_checked_in_one_line(argv: list[str], match: str) -> None:
+    out = delgrad("run", "--duration", "1", *argv)
+    assert out.returncode == ExitCode.USAGE
+    assert match in _one_line(out.stderr)
+
+
+def _checkpoint_of(recipe: str, folder: Path) -> Path:
+    arrays = Learner(resolve_config(recipe)).state_arrays()
+    service = {"param_seq": 1, "steps": 1, "bumps": 0, "counters": {}, "mode": "train"}
+    arrays["service"] = np.frombuffer(json.dumps(service).encode(), dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "service_checkpoint.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def test_checkpoint_of_another_network_is_one_line_and_fresh_starts_over(tmp_path) -> None:
+    folder = tmp_path / "ck"
+    _checkpoint_of("yinyang_H5_WS", folder)
+    base = ["run", "--port", "0", "--set", f"checkpoint.dir='{folder}'", "--demo-rate", "0"]
+    out = delgrad(*base, "--duration", "1")
+    assert out.returncode == ExitCode.USAGE
+    line = _one_line(out.stderr)
+    assert "4-5-3 synaptic in the checkpoint" in line and "4-30-3 synaptic" in line
+    assert "--fresh" in line
+    out = delgrad(*base, "--duration", "1", "--fresh", "--plain")
+    assert out.returncode == 0, out.stderr
+    assert list(folder.glob("replaced-*/service_checkpoint.npz"))
+    _checkpoint_of("yinyang_H30_WS", folder)  # the same network: no complaint
+    out = delgrad(*base, "--duration", "1", "--plain")
+    assert out.returncode == 0, out.stderr
+
+
+# ---- logging and plain output ---------------------------------------------------------
+
+
+def test_third_party_errors_go_through_one_handler_without_traceback() -> None:
+    stream = io.StringIO()
+    setup_logging(0, stream=stream)
+    try:
+        raise OSError("address already in use")
+    except OSError:
+        logging.getLogger("amqtt.broker").exception("Broker startup failed")
+    logging.getLogger("amqtt.broker").info("chatter")
+    logging.getLogger("delgrad.tools.x").info("ours")
+    text = stream.getvalue()
+    assert "Broker startup failed" in text and "Traceback" not in text
+    assert "chatter" not in text and "ours" in text
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ERROR amqtt.broker: ", text)
+    stream = io.StringIO()
+    setup_logging(1, stream=stream)
+    try:
+        raise OSError("address already in use")
+    except OSError:
+        logging.getLogger("amqtt.broker").exception("Broker startup failed")
+    assert "Traceback" in stream.getvalue()
+    setup_logging(-1, stream=io.StringIO())
+    assert logging.getLogger("delgrad").level == logging.WARNING
+    setup_logging(level="ERROR", stream=io.StringIO())
+    assert logging.getLogger("delgrad").level == logging.ERROR
+    logging.getLogger().handlers.clear()
+
+
+def test_train_in_a_pipe_prints_plain_lines(tmp_path) -> None:
+    out = delgrad(
+        "train",
+        "yinyang_H30_W",
+        "--no-plots",
+        "--out",
+        str(tmp_path),
+        *("--set", "data.train_size=300", "--set", "data.validation_size=100"),
+        *("--set", "data.test_size=100", "--set", "network.hidden=[8]"),
+        *("--set", "training.epochs=3", "--set", "training.batch_size=50"),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "\x1b[" not in out.stdout + out.stderr
+    assert re.search(r"^1/3 epoch +1 +loss", out.stdout, re.M), out.stdout
+    assert re.search(r"^3/3 epoch +3 ", out.stdout, re.M), out.stdout
+    assert "test accuracy" in out.stdout
+
+
+# ---- the monitor: 80 columns, 20 devices, heartbeats -----------------------------------
+
+
+def _feed(state: MonitorState, device: str, kind: str, msg, now: float, seq: int = 0) -> None:
+    t = topic(device, kind)
+    state.feed(IncomingMessage(t, encode(msg, seq=seq, sender=device), 1, False), now)
+
+
+def _beat(n: int, period: float | None = None) -> str:
+    detail = {"network": "4-30-3", "mode": "train", "heartbeat": n}
+    if period is not None:
+        detail["heartbeat_period_s"] = period
+    return json.dumps(detail)
+
+
+def test_twenty_devices_fit_80_columns_and_are_counted_once() -> None:
+    state = MonitorState()
+    now = 1000.0
+    values = {"accuracy": 0.9234, "loss": 0.01234, "samples_per_s": 5012.0}
+    values |= {"latency.p99_ms": 12.3, "join.expired": 0.0, "bytes_published_per_s": 1e5}
+    for i in range(20):
+        name = f"edge-device-{i:02d}"
+        _feed(state, name, "status", Status("alive", 1.0, _beat(1)), now)
+        _feed(state, name, "metrics", Metrics(100 + i, values), now, seq=i)
+    _feed(state, "edge-device-00", "status", Status("alive", 9.0, _beat(2)), now)  # twice
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(state, now + 1))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    header = next(line for line in lines if "device" in line and "status" in line)
+    for column in ("device", "status", "acc %", "loss", "trials/s", "p99 ms"):
+        assert column in header, header
+    assert "…" not in header and "..." not in header
+    for i in range(20):
+        assert sum(f"edge-device-{i:02d} " in line for line in lines) == 1
+    assert text.count("92.3") == 20 and "0.9234" not in text
+    assert "20 devices (20 alive)" in text
+    assert "(parameters of" not in text  # no snapshots: nothing to summarise
+
+
+def test_status_follows_the_heartbeat_and_turns_stale_after_three_missed() -> None:
+    state = MonitorState()
+    _feed(state, "d", "status", Status("birth", 0.0, _beat(0, period=2.0)), 100.0)
+    _feed(state, "d", "metrics", Metrics(1, {"accuracy": 0.5}), 101.0)
+    view = state.devices["d"]
+    assert view.shown_state(102.0) == "alive"  # metrics after the birth
+    _feed(state, "d", "status", Status("alive", 5.0, _beat(1, period=2.0)), 105.0)
+    assert view.heartbeat == 1 and view.heartbeat_period_s == 2.0
+    assert view.shown_state(110.9) == "alive"
+    assert view.shown_state(111.1) == "stale"  # 3 x 2 s without a message
+    _feed(state, "d", "status", Status("alive", 12.0, _beat(2, period=2.0)), 112.0)
+    assert view.shown_state(112.5) == "alive"
+    assert state.summary(112.5) == "1 device (1 alive)"
+    _feed(state, "e", "status", Status("alive", 1.0, "not json"), 112.0)  # older services
+    assert state.devices["e"].heartbeat_period_s == 5.0
+    assert state.devices["e"].shown_state(127.5) == "stale"
+    _feed(state, "e", "status", Status("lost", 1.0, ""), 130.0)
+    assert state.summary(131.0) == "2 devices (1 alive, 1 lost)"
+
+
+# ---- delgrad plot ----------------------------------------------------------------------
+
+
+def _recording(path: Path) -> Path:
+    rows = [{"time_s": 1e9, "device": "demo", "kind": "status", "state": "alive"}]
+    for i in range(30):
+        values = {"bytes_published_per_s": 1e5, "join.expired": 0.0, "join.pending": 0.0}
+        values |= {"join.matched": float(i), "join.unmatched": 0.0, "join.late": 0.0}
+        values |= {"accuracy": 0.5 + i / 100, "loss": 1.0 / (i + 1), "samples_per_s": 5000.0}
+        values |= {"latency.p50_ms": 2.0, "latency.p99_ms": 9.0}
+        rows.append(
+            {"time_s": 1e9 + 2 * i, "device": "demo", "kind": "metrics", "step": i, **values}
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_plot_draws_accuracy_loss_throughput_latency_with_a_title(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import delgrad.tools._cmd_plot as cmd_plot
+    from delgrad.tools._cli import main
+
+    drawn: dict[str, object] = {}
+    real = cmd_plot.plot_panels
+
+    def spy(path, panels, *, title):
+        drawn.update(panels=panels, title=title)
+        return real(path, panels, title=title)
+
+    monkeypatch.setattr(cmd_plot, "plot_panels", spy)
+    rec = _recording(tmp_path / "rec.jsonl")
+    assert main(["plot", str(rec)]) == 0
+    assert (tmp_path / "rec.png").read_bytes()[:4] == b"\x89PNG"
+    panels = drawn["panels"]
+    assert [p[0] for p in panels] == ["prequential accuracy", "loss", "throughput", "latency"]
+    accuracy = panels[0][2][0][2]
+    assert panels[0][1] == "%" and accuracy[0] == pytest.approx(50.0)  # percent, not 0.5
+    assert len(panels[3][2]) == 2  # p50 and p99
+    title = str(drawn["title"])
+    assert "demo" in title and "rec.jsonl" in title and "(58 s)" in title
+    assert main(["plot", str(rec), "--metrics", "join.*,accuracy"]) == 0
+    assert [p[0] for p in drawn["panels"]][-1] == "accuracy"
+    assert len(drawn["panels"]) == 6
+    capsys.readouterr()
+    assert main(["plot", str(rec), "--metrics", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no metric 'nope'" in _one_line(err) and "accuracy" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "no metrics"),
+        ('{"time_s": 1, "device": "d", "kind": "status", "state": "alive"}\n', "no metrics"),
+        ("\x00\x01garbage\n", "not valid JSON"),
+    ],
+)
+def test_plot_of_an_empty_or_unreadable_recording_is_an_error(tmp_path, content, match) -> None:
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text(content + "\n")
+    out = delgrad("plot", str(rec))
+    assert out.returncode == ExitCode.USAGE
+    assert match in _one_line(out.stderr)
+    assert not (tmp_path / "rec.png").exists()
