@@ -1,8 +1,12 @@
-"""``delgrad bench``: benchmarks, printed as one JSON line each.
+"""``delgrad bench``: benchmarks, printed as a table (``--json``: one JSON line each).
 
 ``core``, ``protocol`` and ``drivers`` measure in this process;
 ``e2e throughput|latency|memory`` start Mosquitto, ``delgrad run`` and
 ``delgrad sensor`` as separate processes on loopback (docs/performance.md).
+
+Every JSON key names its unit (``forward_samples_per_s``, ``message_bytes``,
+``encode_MB_per_s``, ``latency_p99_ms``); the table shows the same figures with
+the unit in its own column.
 """
 
 from __future__ import annotations
@@ -21,6 +25,113 @@ from delgrad.tools.bench_protocol import bench_protocol
 
 def _repeats(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=7, help="repeats; the median is printed")
+    _json(parser)
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON line per result (keys name their units)"
+    )
+
+
+#: Keys of the benchmark modules without a unit in their name -> the name with it.
+RENAMES = {
+    "core": {
+        "forward_per_s": "forward_samples_per_s",
+        "forward_backward_per_s": "forward_backward_samples_per_s",
+    },
+    "drivers": {
+        "batch_40_per_s": "batch_40_trials_per_s",
+        "batch_1000_per_s": "batch_1000_trials_per_s",
+    },
+    "protocol": {
+        "bytes": "message_bytes",
+        "encode_msg_per_s": "encode_messages_per_s",
+        "decode_msg_per_s": "decode_messages_per_s",
+        "encode_mb_per_s": "encode_MB_per_s",
+        "decode_mb_per_s": "decode_MB_per_s",
+        "delta_int8_make_per_s": "delta_int8_make_messages_per_s",
+        "params": "parameters_count",
+        "repeats": "repeats_count",
+    },
+    "e2e": {
+        "offered_per_s": "offered_trials_per_s",
+        "joined_per_s": "joined_trials_per_s",
+        "dropped_overload": "dropped_overload_trials",
+        "dropped_inbox_messages": "dropped_inbox_messages_count",
+        "drop_rate": "drop_fraction",
+        "rate_offered": "offered_trials_per_s",
+        "overload": "overload_factor",
+        "batch": "batch_trials",
+        "streamed_first": "streamed_first_trials",
+        "streamed_last": "streamed_last_trials",
+        "accuracy": "accuracy_fraction",
+    },
+}
+#: Unit suffixes of keys, longest first, and how the table shows them.
+UNITS = (
+    ("_samples_per_s", "samples/s"),
+    ("_trials_per_s", "trials/s"),
+    ("_messages_per_s", "messages/s"),
+    ("_MB_per_s", "MB/s"),
+    ("_per_s", "1/s"),
+    ("_percent", "%"),
+    ("_fraction", "fraction"),
+    ("_factor", "x"),
+    ("_bytes", "bytes"),
+    ("_count", ""),
+    ("_trials", "trials"),
+    ("_ms", "ms"),
+    ("_mb", "MiB"),
+    ("_s", "s"),
+)
+
+
+def with_units(result: Any, what: str) -> Any:
+    """``result`` with every key renamed to name its unit (nested mappings too)."""
+    if isinstance(result, dict):
+        names = RENAMES.get(what, {})
+        return {names.get(k, k): with_units(v, what) for k, v in result.items()}
+    return result
+
+
+def _unit(key: str) -> tuple[str, str]:
+    for suffix, unit in UNITS:
+        if key.endswith(suffix):
+            return key[: -len(suffix)], unit
+    return key, ""
+
+
+def table(result: dict[str, Any], title: str) -> str:
+    """A plain, aligned table of a (nested) result: measure, value, unit."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k} / " if isinstance(v, dict) else prefix + k, v)
+            return
+        name, unit = _unit(prefix.rsplit(" / ", 1)[-1])
+        head = prefix.rsplit(" / ", 1)[0] + " / " if " / " in prefix else ""
+        if isinstance(value, float):
+            text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = json.dumps(value)
+        rows.append((f"{head}{name}".replace("_", " "), text, unit))
+
+    walk("", result)
+    w0 = max([len(r[0]) for r in rows] + [7])
+    w1 = max([len(r[1]) for r in rows] + [5])
+    lines = [title, f"{'measure':<{w0}}  {'value':>{w1}}  unit"]
+    lines += [f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def _emit(result: dict[str, Any], what: str, title: str, as_json: bool) -> None:
+    result = with_units(result, what)
+    print(json.dumps(result) if as_json else table(result, title), flush=True)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +164,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=JSON",
         help="runtime configuration override, e.g. inference.max_batch=2048",
     )
+    _json(e2e)
 
 
 def _e2e(args: argparse.Namespace) -> int:
@@ -73,21 +185,23 @@ def _e2e(args: argparse.Namespace) -> int:
     elif args.measure is not None:
         kwargs["measure_s"] = args.measure
     result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
-    print(json.dumps(result), flush=True)
+    _emit(result, "e2e", f"bench e2e {args.kind}", args.json)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one benchmark and print its JSON line(s)."""
+    """Run one benchmark and print its table (or JSON line(s) with ``--json``)."""
     if args.what == "e2e":
         return _e2e(args)
     if args.what == "core" and args.sweep:
         for row in bench_core_sweep(repeats=args.repeats, threads=args.threads):
-            print(json.dumps(row), flush=True)
+            _emit(row, "core", "bench core --sweep", args.json)
     elif args.what == "core":
-        print(json.dumps(bench_core(repeats=args.repeats)))
+        result = bench_core(repeats=args.repeats)
+        title = "bench core: 4-30-3 synaptic, batch 150 (ratio_2: tau_m = 2 tau_s)"
+        _emit(result, "core", title, args.json)
     elif args.what == "drivers":
-        print(json.dumps(bench_drivers(repeats=args.repeats)))
+        _emit(bench_drivers(repeats=args.repeats), "drivers", "bench drivers", args.json)
     else:
-        print(json.dumps(bench_protocol(repeats=args.repeats)))
+        _emit(bench_protocol(repeats=args.repeats), "protocol", "bench protocol", args.json)
     return 0

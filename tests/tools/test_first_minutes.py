@@ -384,3 +384,27 @@ def test_plot_of_an_empty_or_unreadable_recording_is_an_error(tmp_path, content,
     assert out.returncode == ExitCode.USAGE
     assert match in _one_line(out.stderr)
     assert not (tmp_path / "rec.png").exists()
+
+
+# ---- delgrad bench: a table by default, JSON keys with units ----------------------------
+
+
+def test_bench_results_name_their_units_and_print_as_a_table() -> None:
+    from delgrad.tools._cmd_bench import UNITS, table, with_units
+
+    core = {"ratio_2": {"forward_per_s": 51836, "forward_backward_per_s": 45056}}
+    protocol = {"delta_int8": {"bytes": 760, "encode_mb_per_s": 30.25}, "params": 420}
+    drivers = {"ideal": {"batch_40_per_s": 124971, "batch_1000_per_s": 58796}}
+    for what, result in (("core", core), ("protocol", protocol), ("drivers", drivers)):
+        renamed = with_units(result, what)
+
+        def leaves(d, out):
+            for k, v in d.items():
+                leaves(v, out) if isinstance(v, dict) else out.append(k)
+            return out
+
+        for key in leaves(renamed, []):
+            assert key.endswith(tuple(s for s, _ in UNITS)), key
+    text = table(with_units(core, "core"), "bench core")
+    assert text.splitlines()[1].split() == ["measure", "value", "unit"]
+    assert "ratio 2 / forward" in text and "51,836  samples/s" in text
