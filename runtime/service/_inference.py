@@ -133,6 +133,7 @@ class Inference:
         self.latency.add(now - received)
         self.trial_rate.add(now, len(ids))
         self._counters.inc("trials.processed", len(ids))
+        self._counters.inc("trials.silent_output", int(np.isinf(out).all(axis=1).sum()))
         self.silent = np.array([float(np.isinf(t).mean()) for t in observation.times])
         spikes = sum(np.isfinite(t).sum() for t in observation.times)
         self.spikes_per_trial = float(spikes) / len(ids)

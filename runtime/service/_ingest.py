@@ -63,11 +63,21 @@ class Ingest:
         self._pending: deque[_Chunk] = deque()
         self._count = 0
         self._warned_channels = False
+        self._seen = np.zeros(n_inputs, dtype=bool)  # input channels that had an event
 
     @property
     def pending_trials(self) -> int:
         """Trials waiting for inference."""
         return self._count
+
+    @property
+    def silent_inputs(self) -> tuple[int, int]:
+        """(input channels that never received an event, all input channels)."""
+        return int(self._n_inputs - np.count_nonzero(self._seen)), self._n_inputs
+
+    def _mark_seen(self, channels: np.ndarray) -> None:
+        ch = channels[(channels >= 0) & (channels < self._n_inputs)]
+        self._seen[ch.astype(np.int64)] = True
 
     @property
     def oldest_received_s(self) -> float | None:
@@ -88,6 +98,7 @@ class Ingest:
         )
         if result.ignored:
             self._counters.inc("dropped.bad_events", result.ignored)
+        self._mark_seen(np.asarray(msg.channels))
         return self._enqueue(np.asarray(msg.trial_ids, dtype=np.int64), result.t_in, now)
 
     def stream(self, msg: SensorEvents, now: float) -> bool:
@@ -113,6 +124,7 @@ class Ingest:
                     int(channels.max()),
                     self._n_inputs,
                 )
+        self._mark_seen(channels)
         trials = self._windower.push(channels, times)
         if not len(trials.window_ids):
             return False

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from delgrad.protocols import Metrics, Transport
+from delgrad.protocols import Metrics, Status, Transport
+from delgrad.runtime.service._health import HealthCheck
 from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
@@ -70,6 +71,8 @@ class MetricsReporter:
         self._clock = clock
         self._started_s = started_s
         self._last: dict[str, float] = {}
+        self._health = HealthCheck()
+        self._health_detail = ""
 
     @property
     def last(self) -> dict[str, float]:
@@ -111,6 +114,13 @@ class MetricsReporter:
             values[key] = float(count)
         # a statistic of nothing (no labelled trial yet) is left out, never NaN or 0
         clean = {k: float(v) for k, v in values.items() if v is not None}
+        self._health.update(
+            clean,
+            now_s=now,
+            silent_inputs=self._ingest.silent_inputs,
+            training=self._state.mode == "train" and not self._state.paused,
+        )
+        clean.update(self._health.metrics())
         self._last = clean
         return clean
 
@@ -118,6 +128,13 @@ class MetricsReporter:
         """Publish the current metrics (non-finite values left out)."""
         values = {k: v for k, v in self.metrics().items() if np.isfinite(v)}
         await self._outbox.publish("metrics", Metrics(self._online.steps, values))
+        detail = self._health.detail()
+        if detail != self._health_detail:
+            # the warnings changed: say so in the (retained) status too
+            self._health_detail = detail
+            uptime_s = max(0.0, self._clock() - self._started_s)
+            text = f"warning: {detail}" if detail else "healthy again"
+            await self._outbox.publish("status", Status("alive", uptime_s, text[:256]))
 
     def _reconnects(self) -> int:
         stats = getattr(self._transport, "stats", None)

@@ -1,0 +1,97 @@
+"""The silent failures of issue 11 raise named warnings (metrics, log, status text)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from delgrad.protocols import SensorEvents, SpikeBatch
+from delgrad.runtime.service._health import HEALTH_CONDITIONS, HealthCheck
+from delgrad.runtime.service._ingest import Ingest
+from delgrad.runtime.service._run_config import IngestSection
+from delgrad.runtime.service._stats import Counters
+
+
+def _run(check: HealthCheck, series: list[dict[str, float]], **kw) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for i, values in enumerate(series):
+        found = check.update(values, now_s=float(i * 5), **kw)
+    return found
+
+
+def test_a_healthy_run_has_no_warnings():
+    series = [
+        {
+            "learning.steps": 10 * i,
+            "join.joined": 100 * i,
+            "trials.processed": 100 * i,
+            "events.received": 400 * i,
+            "trials.received": 100 * i,
+        }
+        for i in range(4)
+    ]
+    assert _run(HealthCheck(), series) == {}
+
+
+def test_labelled_trials_without_steps_and_bumps_without_steps(caplog):
+    series = [
+        {
+            "learning.steps": 0,
+            "learning.bumps": 40 * i,
+            "join.joined": 150 * i,
+            "trials.processed": 150 * i,
+        }
+        for i in range(4)
+    ]
+    check = HealthCheck(window_s=10.0)
+    with caplog.at_level(logging.WARNING):
+        found = _run(check, series)
+    assert set(found) == {"no_steps", "bumps_without_steps"}
+    assert "no learning step for 10 s while 300 labelled trials arrived" in found["no_steps"]
+    assert "health: no_steps" in caplog.text
+    assert check.metrics()["health.no_steps"] == 1.0 and check.metrics()["health.warnings"] == 2
+    assert "bumps_without_steps: weight bumps rose" in check.detail()
+    # not while inferring or paused
+    assert _run(HealthCheck(), series, training=False) == {}
+
+
+def test_most_trials_silent_at_the_output():
+    series = [{"trials.processed": 100 * i, "trials.silent_output": 80 * i} for i in range(4)]
+    found = _run(HealthCheck(), series)
+    assert found["silent_output"].startswith("80 % of the last 200 trials had no output spike")
+
+
+def test_most_events_refused():
+    series = [{"events.received": 1000 * i, "refused.channel_outside": 900 * i} for i in range(4)]
+    assert "90 % of the last 2000 events" in _run(HealthCheck(), series)["refused_events"]
+
+
+def test_inputs_that_never_fire_and_clearing(caplog):
+    check = HealthCheck(min_trials=100)
+    found = check.update({"trials.received": 100}, now_s=0.0, silent_inputs=(16, 20))
+    assert "16 of the network's 20 inputs never received an event" in found["silent_inputs"]
+    assert "--input-repeat 5" in found["silent_inputs"]
+    with caplog.at_level(logging.INFO):
+        assert check.update({"trials.received": 200}, now_s=1.0, silent_inputs=(0, 20)) == {}
+    assert "silent_inputs cleared" in caplog.text
+    assert set(HEALTH_CONDITIONS) == {k[7:] for k in check.metrics() if k != "health.warnings"}
+
+
+def test_ingest_tracks_inputs_that_never_fired_and_refuses_outside_channels(caplog):
+    counters = Counters()
+    ingest = Ingest(IngestSection(), 20, counters, lambda ids: None)
+    # a plain 4-channel Yin-Yang sensor feeding a 20-input hardware recipe
+    ingest.spikes(SpikeBatch(np.array([0]), np.array([0, 4]), np.arange(4), np.ones(4)), 0.0)
+    assert ingest.silent_inputs == (16, 20)
+    with caplog.at_level(logging.WARNING):
+        ingest.stream(SensorEvents(np.array([3, 25, 30]), np.array([1.0, 2.0, 3.0])), 0.0)
+    assert counters["refused.channel_outside"] == 2 and counters["events.received"] == 3
+    assert "refusing events on channels >= 20" in caplog.text
+    assert ingest.silent_inputs == (16, 20)
+
+
+@pytest.mark.parametrize("name", HEALTH_CONDITIONS)
+def test_every_condition_is_a_metric(name):
+    assert f"health.{name}" in HealthCheck().metrics()
