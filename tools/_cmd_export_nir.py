@@ -1,24 +1,36 @@
 """``delgrad export-nir NETWORK.npz OUT.nir``: a network file as a NIR graph.
 
-The mapping of every parameter (tau_s, tau_m, theta, C_m, delays, units) is in
-:mod:`delgrad.tools._nir` and docs/nir.md.
+``NETWORK.npz`` is a network file (``delgrad train``'s ``network.npz``,
+``save_network``) or a service checkpoint of ``delgrad run``
+(``service_checkpoint.npz``, e.g. after ``delgrad cmd DEVICE checkpoint``), whose
+network is taken. The mapping of every parameter (tau_s, tau_m, theta, C_m,
+delays, units) is in :mod:`delgrad.tools._nir` and docs/nir.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
-from delgrad.errors import DelgradError
-from delgrad.runtime import load_network
+import numpy as np
+
+from delgrad.errors import DelgradError, NetworkFileError
+from delgrad.runtime import Network, load_network
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._nir import DEFAULT_TAU_S_SECONDS, read_nir, write_nir
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad export-nir``."""
-    parser.add_argument("network", type=Path, metavar="NETWORK.npz", help="a delgrad network file")
+    parser.add_argument(
+        "network",
+        type=Path,
+        metavar="NETWORK.npz",
+        help="a network file, or a service checkpoint of delgrad run",
+    )
     parser.add_argument("out", type=Path, metavar="OUT.nir", help="the NIR file to write (HDF5)")
     parser.add_argument(
         "--tau-s-seconds",
@@ -30,10 +42,32 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def load_any(path: Path) -> Network:
+    """A network file, or the network inside a service checkpoint.
+
+    Raises:
+        NetworkFileError: neither.
+    """
+    try:
+        return load_network(path)
+    except NetworkFileError as first:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k[4:]: npz[k] for k in npz.files if k.startswith("net.")}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            raise first from None
+        if "manifest" not in arrays:
+            raise first from None
+        with tempfile.TemporaryDirectory() as folder:
+            plain = Path(folder) / "network.npz"
+            np.savez(plain, **arrays)  # type: ignore[arg-type]
+            return load_network(plain)
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert, check that the file reads back to the same network, print a summary."""
     try:
-        net = load_network(args.network)
+        net = load_any(args.network)
         write_nir(args.out, net, tau_s_seconds=args.tau_s_seconds)
         read_nir(args.out)
     except DelgradError as exc:

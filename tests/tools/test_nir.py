@@ -127,3 +127,22 @@ def test_export_and_import_commands(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_export_takes_the_network_of_a_service_checkpoint(tmp_path: Path) -> None:
+    from delgrad.runtime import Learner, resolve_config
+
+    learner = Learner(resolve_config("yinyang_H30_WA"))
+    arrays = learner.state_arrays()
+    arrays["service"] = np.frombuffer(b"{}", dtype=np.uint8)
+    np.savez(tmp_path / "service_checkpoint.npz", **arrays)  # type: ignore[arg-type]
+    out = subprocess.run(
+        [*DELGRAD, "export-nir", str(tmp_path / "service_checkpoint.npz"), str(tmp_path / "a.nir")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    back = read_nir(tmp_path / "a.nir")
+    assert back.layers[0].delay == "axonal" and back.layers[0].n_out == 30
+    np.testing.assert_array_equal(back.w[0], arrays["net.w0"])
