@@ -1,8 +1,9 @@
 """Sensor-scale exactness: shared-order kernels, 256-input networks, threads.
 
 The shared-order kernels (``_kernels._shared``, layers without synaptic
-delays) are checked against the general kernels on random layers, and a
-256-input network against the independent membrane integration and finite
+delays) are checked against the general kernels on random layers and on a
+784-input network (written once without and once with synaptic delays), and
+256-input networks against the independent membrane integration and finite
 differences; batches split across threads give the same results.
 """
 
