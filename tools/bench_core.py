@@ -149,11 +149,13 @@ def bench_core_sweep(
     seconds each, after one untimed run.
 
     Returns:
-        Per shape: samples/s forward and forward+backward (``max_dw_norm`` 0.2 as
-        in training), ns per active synapse and sample (active synapse: a
-        finite input of a layer times that layer's n_out, averaged over the
-        samples), the same rates per CPU second of the process (see
-        ``_median_rate``), and the fraction of neurons that spiked per layer.
+        Per shape (keys name their units; ``delgrad bench`` renames
+        ``*_per_s`` to ``*_samples_per_s``): samples/s forward and
+        forward+backward (``max_dw_norm`` 0.2 as in training), the same per CPU
+        second of the process (see ``_median_rate``), ns per active synapse and
+        sample (active synapse: a finite input of a layer times that layer's
+        n_out, summed over layers and averaged over the samples), and the
+        fraction of neurons that spiked per layer.
     """
     warm_up()
     rows: list[dict[str, object]] = []
@@ -192,16 +194,16 @@ def bench_core_sweep(
         rows.append(
             {
                 "shape": label,
-                "batch": len(batches[0]),
-                "threads": threads,
+                "batch_count": len(batches[0]),
+                "threads_count": threads,
                 "forward_per_s": round(rate_f),
                 "forward_backward_per_s": round(rate_fb),
-                "active_synapses": round(synapses),
-                "ns_per_synapse_forward": round(1e9 / rate_f / synapses, 2),
-                "ns_per_synapse_forward_backward": round(1e9 / rate_fb / synapses, 2),
-                "forward_per_cpu_s": round(cpu_f),
-                "forward_backward_per_cpu_s": round(cpu_fb),
-                "spiked": [round(x, 3) for x in np.mean(spiked, axis=0)],
+                "forward_cpu_samples_per_s": round(cpu_f),
+                "forward_backward_cpu_samples_per_s": round(cpu_fb),
+                "active_synapses_count": round(synapses),
+                "forward_ns_per_synapse": round(1e9 / rate_f / synapses, 2),
+                "forward_backward_ns_per_synapse": round(1e9 / rate_fb / synapses, 2),
+                "spiked_fraction": [round(x, 3) for x in np.mean(spiked, axis=0)],
             }
         )
     return rows
