@@ -10,11 +10,13 @@ from the URL or from ``$DELGRAD_MQTT_PASSWORD``.
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from delgrad.errors import ConfigError
+from delgrad.errors import ConfigError, TransportError
 
-__all__ = ["DEFAULT_BROKER", "add_broker_arguments", "broker_url"]
+__all__ = ["DEFAULT_BROKER", "add_broker_arguments", "broker_url", "check_port"]
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
@@ -95,3 +97,32 @@ def broker_url(args: argparse.Namespace) -> str | None:
     query = dict(parse_qsl(parts.query))
     query.update(extra)
     return urlunsplit((scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def check_port(port: int, host: str = "127.0.0.1", *, attach: bool = True) -> None:
+    """Raise :class:`TransportError` with the remedy if ``host:port`` cannot be bound
+    (for the embedded broker; port 0 always can).
+
+    Args:
+        port: The TCP port.
+        host: The address to bind.
+        attach: Also suggest ``--broker`` (attaching to the broker that holds it).
+    """
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            why = "is taken" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
+            shown = f"[{host}]" if ":" in host else host
+            remedy = (
+                f"attach to that broker with --broker mqtt://{shown}:{port}, or " if attach else ""
+            )
+            other = port + 1 if port < 65535 else 1884
+            raise TransportError(
+                f"port {port} on {host} {why} (another broker, or another delgrad run?): "
+                f"{remedy}start the embedded one elsewhere with --port {other} "
+                "(--port 0: any free port)"
+            ) from None

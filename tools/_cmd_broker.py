@@ -9,6 +9,8 @@ import signal
 import sys
 
 from delgrad.protocols import EmbeddedBroker, TransportError, is_loopback
+from delgrad.tools._broker_opts import check_port
+from delgrad.tools._exit import ExitCode
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the broker until Ctrl-C (SIGINT) or SIGTERM.
 
     Returns:
-        0 after a clean stop, 2 on bad arguments, 1 if the broker cannot start.
+        The shared exit code: 0 after a clean stop, 2 on bad arguments, 3 if the
+        broker cannot start (its port is taken).
     """
     if not args.allow_remote and not is_loopback(args.host):
         print(
@@ -52,11 +55,16 @@ def run(args: argparse.Namespace) -> int:
         print("--port must be in 0 .. 65535", file=sys.stderr)
         return 2
     try:
+        check_port(args.port, args.host, attach=False)
+    except TransportError as exc:
+        print(f"delgrad broker: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
+    try:
         asyncio.run(_serve(args.host, args.port, args.allow_remote))
     except KeyboardInterrupt:
         print("broker stopped", flush=True)
         return 0
     except TransportError as exc:
         print(f"broker failed: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.UNREACHABLE
     return 0

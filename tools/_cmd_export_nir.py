@@ -60,7 +60,7 @@ def load_any(path: Path) -> Network:
             raise first from None
         with tempfile.TemporaryDirectory() as folder:
             plain = Path(folder) / "network.npz"
-            np.savez(plain, **arrays)  # type: ignore[arg-type]
+            np.savez(plain, **arrays)
             return load_network(plain)
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
 import logging
-import socket
 import sys
 import time
 import tomllib
@@ -36,7 +34,7 @@ from delgrad.errors import ConfigError, DelgradError, TransportError
 from delgrad.protocols import parse_broker_url
 from delgrad.runtime import Learner, load_network, resolve_config
 from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
-from delgrad.tools._broker_opts import add_broker_arguments, broker_url
+from delgrad.tools._broker_opts import add_broker_arguments, broker_url, check_port
 from delgrad.tools._exit import ExitCode, exit_code_for
 from delgrad.tools._run_app import is_terminal, print_line, serve
 
@@ -148,23 +146,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     config = run_config_from_dict(apply_overrides(data, args.set))
     resolve_config(config.model.recipe)  # an unknown recipe fails here, in one line
     return config
-
-
-def check_port(port: int, host: str = "127.0.0.1") -> None:
-    """Raise :class:`TransportError` with the remedy if ``host:port`` cannot be bound."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            why = "is taken" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-            raise TransportError(
-                f"port {port} on {host} {why} (another broker, or another delgrad run?): "
-                f"attach to that broker with --broker mqtt://{host}:{port}, or start the "
-                "embedded one elsewhere with --port 1884 (--port 0: any free port)"
-            ) from None
 
 
 def _net_summary(manifest: dict[str, Any]) -> str:
