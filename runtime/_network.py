@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -248,6 +249,17 @@ def _check_threads(threads: object) -> int:
 _T = TypeVar("_T")
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: work submitted
+    # there would wait forever, so the child starts a pool of its own.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _run_chunks(fn: Callable[[int, int], _T], n_rows: int, threads: int) -> list[_T]:

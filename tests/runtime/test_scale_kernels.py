@@ -10,6 +10,8 @@ differences; batches split across threads give the same results.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -245,3 +247,24 @@ def test_threads_must_be_a_positive_integer(threads):
         forward(net, t_in, threads=threads)
     with pytest.raises(ParameterError, match="threads"):
         backward(net, t_in, forward(net, t_in), np.ones((2, 3)), threads=threads)
+
+
+def _forward_in_child(net, t_in, queue):
+    queue.put(forward(net, t_in, threads=2)[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threads_work_in_a_forked_child():
+    """The parent's thread pool does not survive fork; the child must not wait on it."""
+    rng = np.random.default_rng(5)
+    net = sensor_network(rng, [64, 20], "none", 2.0)
+    t_in = sensor_inputs(rng, 9, 64)
+    want = forward(net, t_in, threads=2)[0]  # the parent now has a pool
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forward_in_child, args=(net, t_in, queue))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=10)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(got, want)
