@@ -15,11 +15,19 @@ from typing import IO, Any
 
 from rich.live import Live
 
-from delgrad.errors import ConfigError
+from delgrad.errors import ConfigError, DelgradError
 from delgrad.protocols import TransportError, is_valid_name, parse_broker_url, transport_from_url
+from delgrad.runtime import save_network
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
-from delgrad.tools._monitor import KINDS, METRICS_KINDS, MonitorState, monitor, render
+from delgrad.tools._monitor import (
+    KINDS,
+    METRICS_KINDS,
+    MonitorState,
+    monitor,
+    render,
+    replica_network,
+)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +60,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="add a metric column to the table (repeatable; the table's default columns "
         "fit 80 characters)",
+    )
+    parser.add_argument(
+        "--save-network",
+        metavar="FILE.npz",
+        help="at the end, write the device's latest parameters (from the parameter "
+        "stream) as a network file, e.g. for delgrad export-nir or delgrad eval; needs "
+        "one DEVICE and the full mode",
     )
     parser.add_argument(
         "--plain",
@@ -143,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-] or +")
         if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
             raise ConfigError(f"--duration must be finite and > 0 s, got {args.duration}")
+        if args.save_network and (args.device == "+" or args.metrics_only):
+            raise ConfigError(
+                "--save-network needs one DEVICE and the parameter stream "
+                "(not + and not --metrics-only)"
+            )
         args.broker = broker_url(args)
         args.shown_broker = parse_broker_url(args.broker).url
     except ConfigError as exc:
@@ -180,4 +200,19 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         line += f"; {recorder.written} records appended to {args.record}"
     print(line, file=sys.stderr)
+    if args.save_network:
+        view = state.devices.get(args.device)
+        try:
+            if view is None or view.replica.snapshot is None:
+                raise ConfigError(f"no parameters of device {args.device!r} were received")
+            net = replica_network(view.replica)
+            save_network(net, args.save_network, metadata={"device": args.device})
+        except (DelgradError, OSError) as exc:
+            print(f"delgrad monitor: --save-network: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
+        print(
+            f"monitor: saved the parameters of {args.device} (update {view.replica.seq}) "
+            f"to {args.save_network}",
+            file=sys.stderr,
+        )
     return ExitCode.OK

@@ -23,7 +23,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from delgrad.errors import ParameterError
+from delgrad.errors import NetworkFileError, ParameterError
 from delgrad.protocols import (
     Envelope,
     IncomingMessage,
@@ -42,6 +42,7 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
+from delgrad.runtime import Layer, Network, NeuronParams
 
 __all__ = [
     "COLUMNS",
@@ -58,6 +59,7 @@ __all__ = [
     "metric_order",
     "monitor",
     "render",
+    "replica_network",
 ]
 
 #: Topic kinds the monitor subscribes to.
@@ -599,3 +601,31 @@ async def monitor(
         if on_update is not None:
             on_update(state, record)
     return state
+
+
+def replica_network(replica: ParameterReplica) -> Network:
+    """The network a device's parameter stream describes (float64 copies of the
+    float32 wire values).
+
+    Raises:
+        NetworkFileError: no snapshot yet, or layers with bias inputs (their spike
+            times are not on the wire).
+    """
+    snap = replica.snapshot
+    if snap is None or replica.seq is None:
+        raise NetworkFileError("no parameter snapshot received yet")
+    layers, ws, ds = [], [], []
+    for i, (kind, lay) in enumerate(zip(snap.delay_kinds, replica.layers(), strict=True)):
+        w = np.asarray(lay["w"], dtype=np.float64)
+        n_in, n_out = snap.layer_sizes[i], snap.layer_sizes[i + 1]
+        if w.shape != (n_in, n_out):
+            raise NetworkFileError(
+                f"layer {i}: weights {w.shape} for {n_in} inputs (bias inputs are not on the "
+                "wire); save the network on the device instead"
+            )
+        layers.append(Layer(n_in, n_out, kind))  # type: ignore[arg-type]
+        ws.append(w)
+        ds.append(np.asarray(lay.get("d", np.zeros(0)), dtype=np.float64))
+    p = snap.neuron
+    neuron = NeuronParams(tau_s=p.tau_s, tau_m=p.tau_m, theta=p.theta)
+    return Network(layers, neuron, w=ws, d=ds)

@@ -464,3 +464,33 @@ def test_live_panel_shows_where_to_attach() -> None:
     assert "91.2 %" in text
     assert "delgrad monitor lab1 --broker mqtt://127.0.0.1:40123" in text
     assert "delgrad cmd lab1 pause --broker mqtt://127.0.0.1:40123" in text
+
+
+def test_the_parameter_stream_becomes_a_network_file(tmp_path) -> None:
+    from delgrad.protocols import DeltaEncoder
+    from delgrad.protocols import NeuronParams as WireNeuron
+    from delgrad.runtime import forward, load_network, save_network
+    from delgrad.tools._monitor import replica_network
+
+    rng = np.random.default_rng(0)
+    layers = [
+        {"w": rng.normal(1, 1, (4, 30)), "d": rng.uniform(0, 1, (4, 30))},
+        {"w": rng.normal(1, 1, (30, 3)), "d": rng.uniform(0, 1, (30, 3))},
+    ]
+    enc = DeltaEncoder(layers, seq=5, encoding="float32")
+    snap = enc.snapshot(
+        layer_sizes=(4, 30, 3),
+        neuron=WireNeuron(tau_s=1.0, tau_m=2.0, theta=1.0),
+        delay_kinds=("synaptic", "synaptic"),
+    )
+    state = MonitorState()
+    t = topic("dev", "params/latest")
+    state.feed(IncomingMessage(t, encode(snap, seq=0, sender="dev"), 1, True), 1.0)
+    net = replica_network(state.devices["dev"].replica)
+    save_network(net, tmp_path / "net.npz")
+    back = load_network(tmp_path / "net.npz")
+    np.testing.assert_array_equal(back.w[0], layers[0]["w"].astype(np.float32))
+    assert [ly.delay for ly in back.layers] == ["synaptic", "synaptic"]
+    assert np.isfinite(forward(back, rng.uniform(0, 2, (5, 4)))[-1]).any()
+    out = delgrad("monitor", "+", "--save-network", str(tmp_path / "x.npz"), "--duration", "1")
+    assert out.returncode == ExitCode.USAGE and "--save-network" in _one_line(out.stderr)
