@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delgrad.errors import ConfigError
 from delgrad.runtime import Driver, DriverObserver, Learner, LossResult, NeuronParams, Observation
+from delgrad.runtime._fit import fit_problems
 
 #: Largest magnitude a weight or delay may take (units of the recipe; far beyond any
 #: trained network): a step that leaves a parameter beyond it is rejected.
@@ -101,6 +103,9 @@ class OnlineLearner:
     def __init__(
         self, learner: Learner, driver: Driver, *, step_every: int, refresh: bool = True
     ) -> None:
+        problems = fit_problems(learner.config, driver.capabilities)
+        if problems:  # refused at startup, never a device that sits at chance
+            raise ConfigError("the recipe does not fit the driver:\n  " + "\n  ".join(problems))
         self.learner = learner
         self.driver = driver
         self._loop = DriverObserver(driver)
