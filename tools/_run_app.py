@@ -41,14 +41,15 @@ def build_online(config: RunConfig) -> OnlineLearner:
     learner = Learner(recipe)
     if config.model.network_file:
         learner.load_network(load_network(config.model.network_file))
-    learner.optimizer.lr_scale = config.learning.lr_scale
     options: dict[str, Any] = {}
     if config.driver.name == "emulator-bss2":
         options["chip_seed"] = config.driver.chip_seed
     driver = driver_from_config(config.driver.name, **options)
-    return OnlineLearner(
+    online = OnlineLearner(
         learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh
     )
+    online.set_lr_scale(config.learning.lr_scale)
+    return online
 
 
 async def serve(
