@@ -7,6 +7,9 @@
   :class:`~delgrad.runtime.sources.SaccadeSensor`), written per split as AEDAT4
   (faery) and as a ROS 2 bag (rosbags), each with a label side file
   (``FILE.labels.csv``: ``start_us,end_us,label``, one span per digit).
+* ``delgrad digits trials --out DIR``: the frame version as trial files
+  (``digits_SPLIT.npz``, NIR padded ``channels``/``times`` in tau_s with ``labels``)
+  for ``delgrad sensor --source`` (trial-framed ``spikes`` messages).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad.errors import ConfigError
-from delgrad.runtime import DIGITS_SPLITS, digits_split
+from delgrad.runtime import DIGITS_SPLITS, digits_split, encode_digits
 from delgrad.runtime.sources import (
     PixelMapping,
     SaccadeSensor,
@@ -58,6 +61,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "evt3 (faery 0.7.1 gets EVT 3.0 times past 2**24 us wrong: only for runs < 16.7 s)",
     )
     ev.add_argument("--force", action="store_true", help="overwrite existing files")
+    tr = sub.add_parser("trials", help="write the frame version as NIR padded trial files")
+    tr.add_argument("--out", required=True, type=Path, help="output folder")
+    tr.add_argument("--t-early", type=float, default=0.15, help="spike time of full ink")
+    tr.add_argument("--t-late", type=float, default=2.0, help="spike time of background")
 
 
 def _baseline(seeds: int) -> int:
@@ -123,11 +130,25 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trials(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    for split in DIGITS_SPLITS:
+        features, labels = digits_split(split)  # type: ignore[arg-type]
+        times = encode_digits(features, t_early=args.t_early, t_late=args.t_late)
+        channels = np.broadcast_to(np.arange(times.shape[1]), times.shape)
+        path = args.out / f"digits_{split}.npz"
+        np.savez(path, channels=channels, times=times, labels=labels, time_unit=np.array("tau_s"))
+        print(f"{split}: {labels.size} trials of {times.shape[1]} input spikes -> {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action. Returns 0 on success, 1 on a missing library, 2 on bad use."""
     try:
         if args.action == "baseline":
             return _baseline(args.seeds)
+        if args.action == "trials":
+            return _trials(args)
         return _events(args)
     except ConfigError as exc:
         print(f"delgrad digits: {exc}", file=sys.stderr)

@@ -46,3 +46,14 @@ def test_baseline_prints_both_models(capsys):
     assert main(["digits", "baseline", "--seeds", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["logistic_regression"] > 0.9 and out["mlp_64_100_10_median"] > 0.9
+
+
+def test_trials_are_nir_padded_files_the_sensor_streams_as_trials(tmp_path, capsys):
+    assert main(["digits", "trials", "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "digits_test.npz") as z:
+        assert z["channels"].shape == z["times"].shape == (360, 64)
+        assert z["labels"].shape == (360,) and str(z["time_unit"]) == "tau_s"
+    from delgrad.tools._sensor import FileSource
+
+    source = FileSource(tmp_path / "digits_test.npz")
+    assert source.n_channels == 64 and source.take(2).offsets.tolist() == [0, 64, 128]
