@@ -198,7 +198,7 @@ class MqttTransport(Transport):
             from aiomqtt import MqttError
 
             try:
-                await client.subscribe(pattern, qos=qos, timeout=self.timeout_s)
+                await self._subscribe(client, pattern, qos)
             except MqttError as exc:  # renewed on the next reconnect
                 self.last_error = exc
 
@@ -314,6 +314,18 @@ class MqttTransport(Transport):
         if self.tls is not None:
             paho._ssl_wrap_socket = wrap
 
+    async def _subscribe(self, client: aiomqtt.Client, pattern: str, qos: int) -> None:
+        """Subscribe; command filters under MQTT 5 with *Retain As Published*, so a
+        command published with the retain flag arrives with it even live, and the
+        receiver can refuse it (docs/protocol.md, section 5)."""
+        if self._v5 and "/cmd/" in pattern and not pattern.endswith("/reply"):
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            options = SubscribeOptions(qos=qos, retainAsPublished=True)
+            await client.subscribe(pattern, options=options, timeout=self.timeout_s)
+        else:
+            await client.subscribe(pattern, qos=qos, timeout=self.timeout_s)
+
     @staticmethod
     def _props(topic: str, v5: bool, *, will: bool = False) -> Any:
         if not v5:
@@ -358,7 +370,7 @@ class MqttTransport(Transport):
                     self._v5 = v5
                     self._client = client
                     for pattern, qos in list(self._subs.items()):
-                        await client.subscribe(pattern, qos=qos, timeout=self.timeout_s)
+                        await self._subscribe(client, pattern, qos)
                     if ever_up:
                         self.stats.reconnects += 1
                     ever_up = True

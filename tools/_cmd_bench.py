@@ -2,7 +2,9 @@
 
 ``core``, ``protocol`` and ``drivers`` measure in this process;
 ``e2e throughput|latency|memory`` start Mosquitto, ``delgrad run`` and
-``delgrad sensor`` as separate processes on loopback (docs/performance.md).
+``delgrad sensor`` as separate processes on loopback (docs/performance.md);
+``chaos`` storms ``delgrad run`` with hostile input, broker restarts and SIGKILLs
+(docs/security.md).
 
 Every JSON key names its unit (``forward_samples_per_s``, ``message_bytes``,
 ``encode_MB_per_s``, ``latency_p99_ms``); the table shows the same figures with
@@ -18,6 +20,7 @@ import sys
 from typing import Any
 
 from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
+from delgrad.tools._chaos import run_chaos
 from delgrad.tools.bench_core import bench_core, bench_core_sweep
 from delgrad.tools.bench_drivers import bench_drivers
 from delgrad.tools.bench_protocol import bench_protocol
@@ -165,6 +168,35 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="runtime configuration override, e.g. inference.max_batch=2048",
     )
     _json(e2e)
+    chaos = sub.add_parser(
+        "chaos",
+        help="hostile commands, bad messages, broker restarts and SIGKILLs against "
+        "delgrad run over Mosquitto, invariants checked after every event",
+        description="A seeded chaos run (tools/_chaos.py, docs/security.md); prints one "
+        "JSON line: events by kind, invariant checks, violations, recovery times, RSS; "
+        "exit 1 on any violation.",
+    )
+    chaos.add_argument("--events", type=int, default=2000, help="events in all")
+    chaos.add_argument("--broker-restarts", type=int, default=20, help="broker restarts among them")
+    chaos.add_argument("--kills", type=int, default=10, help="SIGKILL + restart of the service")
+    chaos.add_argument("--seed", type=int, default=0, help="random seed")
+    chaos.add_argument(
+        "--rss-bound-mb", type=float, default=1024.0, help="RSS bound of the service"
+    )
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    report = asyncio.run(
+        run_chaos(
+            events=args.events,
+            broker_restarts=args.broker_restarts,
+            kills=args.kills,
+            seed=args.seed,
+            rss_bound_mb=args.rss_bound_mb,
+        )
+    )
+    print(json.dumps(report.summary()), flush=True)
+    return 1 if report.violations else 0
 
 
 def _e2e(args: argparse.Namespace) -> int:
@@ -193,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its table (or JSON line(s) with ``--json``)."""
     if args.what == "e2e":
         return _e2e(args)
+    if args.what == "chaos":
+        return _chaos(args)
     if args.what == "core" and args.sweep:
         for row in bench_core_sweep(repeats=args.repeats, threads=args.threads):
             _emit(row, "core", "bench core --sweep", args.json)

@@ -6,6 +6,7 @@ checkpoints, wired together by :class:`Service`. Imports ``delgrad.runtime`` and
 ``delgrad.protocols``, never a concrete driver (``delgrad.drivers``).
 """
 
+from delgrad.runtime.service._checkpoints import checkpoint_paths, checkpoint_problem
 from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
 from delgrad.runtime.service._outbox import next_boot_epoch, status_will
@@ -37,6 +38,8 @@ __all__ = [
     "TrialWindower",
     "WindowSpec",
     "WindowedTrials",
+    "checkpoint_paths",
+    "checkpoint_problem",
     "load_run_config",
     "next_boot_epoch",
     "run_config_from_dict",

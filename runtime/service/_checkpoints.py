@@ -55,6 +55,54 @@ def checkpoint_paths(folder: Path, keep: int) -> list[Path]:
     return [folder / CHECKPOINT_NAME] + [folder / f"{stem}.{i}.npz" for i in range(1, keep)]
 
 
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The learner arrays and the service state of one checkpoint file, checked:
+    it reads, its arrays are valid state (:func:`~._online.state_problem`) and its
+    numbers and counters are in range.
+
+    Raises:
+        ParameterError: unreadable, malformed or invalid (the message says which).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        state = json.loads(bytes(arrays.pop("service")).decode())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ParameterError(f"unreadable: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ParameterError("service state is not a map")
+    problem = state_problem(arrays)
+    if problem is not None:
+        raise ParameterError(f"invalid parameters: {problem}")
+    for key in ("param_seq", "steps", "bumps"):
+        value = state.get(key)
+        if type(value) is not int or not 0 <= value <= MAX_COUNTER:
+            raise ParameterError(f"service state {key} is {value!r}")
+    counters = state.get("counters", {})
+    if (
+        not isinstance(counters, dict)
+        or len(counters) > 512
+        or not all(
+            isinstance(k, str) and type(v) is int and 0 <= v <= MAX_COUNTER
+            for k, v in counters.items()
+        )
+    ):
+        raise ParameterError("service state counters are malformed")
+    if "mode" in state and not is_mode(state["mode"]):
+        raise ParameterError(f"service state mode is {state['mode']!r}")
+    return arrays, state
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint file ``path`` could not be restored, or None if it can
+    (without a learner: the network's fit is checked on load)."""
+    try:
+        read_checkpoint(path)
+    except ParameterError as exc:
+        return str(exc)
+    return None
+
+
 class Checkpoints:
     """Saves and restores the state of one service in ``folder``.
 
@@ -122,41 +170,6 @@ class Checkpoints:
         self._counters.inc("checkpoints.written")
         return path
 
-    def _read(self, path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The arrays and service state of one checkpoint file, checked.
-
-        Raises:
-            ParameterError: unreadable, malformed or invalid (the reason says which).
-        """
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            state = json.loads(bytes(arrays.pop("service")).decode())
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise ParameterError(f"unreadable: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(state, dict):
-            raise ParameterError("service state is not a map")
-        problem = state_problem(arrays)
-        if problem is not None:
-            raise ParameterError(f"invalid parameters: {problem}")
-        for key in ("param_seq", "steps", "bumps"):
-            value = state.get(key)
-            if type(value) is not int or not 0 <= value <= MAX_COUNTER:
-                raise ParameterError(f"service state {key} is {value!r}")
-        counters = state.get("counters", {})
-        if (
-            not isinstance(counters, dict)
-            or len(counters) > 512
-            or not all(
-                isinstance(k, str) and type(v) is int and 0 <= v <= MAX_COUNTER
-                for k, v in counters.items()
-            )
-        ):
-            raise ParameterError("service state counters are malformed")
-        if not is_mode(state.get("mode", self._state.mode)):
-            raise ParameterError(f"service state mode is {state.get('mode')!r}")
-        return arrays, state
-
     def load(self, *, counters: bool = True) -> bool:
         """Restore the newest valid checkpoint (worker thread). Returns whether one was.
 
@@ -169,7 +182,7 @@ class Checkpoints:
                 continue
             before = {k: np.array(v, copy=True) for k, v in self._online.state_arrays().items()}
             try:
-                arrays, state = self._read(path)
+                arrays, state = read_checkpoint(path)
                 self._online.restore(arrays, steps=state["steps"], bumps=state["bumps"])
             except (DelgradError, ValueError, KeyError, TypeError) as exc:
                 self._online.restore(before, steps=self._online.steps, bumps=self._online.bumps)

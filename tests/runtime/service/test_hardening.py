@@ -61,7 +61,7 @@ async def test_case1_long_string_argument_is_refused_and_device_keeps_answering(
         await _command(client, "status", "after")
         assert (await _answered(client, "after")).ok
         await stream(client, 300)  # and it still processes
-        await client.wait_for(lambda: service.counters["trials.processed"] >= 300)
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 300, timeout=60)
         await stop_service(service, transport, task)
 
 
@@ -132,12 +132,12 @@ async def test_case2_a_step_that_overflows_is_rolled_back_and_learning_goes_on(t
         w_before = [w.copy() for w in service.online.learner.net.w]
         service.online.learner.optimizer._lr_scale = 1e308  # bypassing every check
         await stream(client, 500)
-        await client.wait_for(lambda: service.online.rejected >= 3)
+        await client.wait_for(lambda: service.online.rejected >= 3, timeout=60)
         for w, w0 in zip(service.online.learner.net.w, w_before, strict=True):
             np.testing.assert_array_equal(w, w0)  # rolled back
         service.online.learner.optimizer._lr_scale = 1.0
         await stream(client, 500)
-        await client.wait_for(lambda: service.counters["learning.steps"] >= 3)
+        await client.wait_for(lambda: service.counters["learning.steps"] >= 3, timeout=60)
         await stop_service(service, transport, task)
     assert state_problem(service.online.state_arrays()) is None
     assert service.counters["learning.rejected_steps"] >= 3
@@ -175,7 +175,7 @@ async def test_case3_reset_never_adds_the_checkpoint_counters_again(tmp_path):
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
         await stream(client, 300)
-        await client.wait_for(lambda: service.counters["trials.received"] >= 300)
+        await client.wait_for(lambda: service.counters["trials.received"] >= 300, timeout=60)
         await _command(client, "checkpoint", "c")
         await _answered(client, "c")
         for i in range(3):
@@ -209,7 +209,7 @@ async def test_case4_duplicate_reset_never_reuses_or_lowers_sequence_numbers(tmp
         raw = _record(client)
         service, transport, task = await start_service(bus, config)
         await stream(client, 300)
-        await client.wait_for(lambda: service.counters["trials.processed"] >= 300)
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 300, timeout=60)
         await _command(client, "checkpoint", "c")
         await _answered(client, "c")
         await asyncio.sleep(0.3)  # a metrics message or two
