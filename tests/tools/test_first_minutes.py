@@ -324,7 +324,7 @@ def test_status_follows_the_heartbeat_and_turns_stale_after_three_missed() -> No
     assert state.devices["e"].heartbeat_period_s == 5.0
     assert state.devices["e"].shown_state(127.5) == "stale"
     _feed(state, "e", "status", Status("lost", 1.0, ""), 130.0)
-    assert state.summary(131.0) == "2 devices (1 alive, 1 lost)"
+    assert state.summary(131.0) == "2 devices (1 lost, 1 stale)"
 
 
 # ---- delgrad plot ----------------------------------------------------------------------
