@@ -18,6 +18,8 @@ import argparse
 import asyncio
 import json
 import logging
+import shlex
+import shutil
 import sys
 import time
 import tomllib
@@ -236,15 +238,32 @@ def endpoint(config: RunConfig, service: Service | None = None) -> tuple[str, bo
     return f"mqtt://127.0.0.1:{port}", True
 
 
+def command_prefix(argv0: str | None = None, executable: str | None = None) -> str:
+    """How to call ``delgrad`` from another terminal: ``delgrad`` when that name on
+    PATH is this installation, else the absolute path of the script this process
+    was started as (``.venv/bin/delgrad`` -> ``/abs/.venv/bin/delgrad``), or
+    ``python -m delgrad`` with this interpreter."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    executable = sys.executable if executable is None else executable
+    script = Path(argv0)
+    if script.name == "delgrad" and script.exists():
+        on_path = shutil.which("delgrad")
+        if on_path is not None and Path(on_path).resolve() == script.resolve():
+            return "delgrad"
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(executable)} -m delgrad"
+
+
 def attach_lines(config: RunConfig, service: Service | None = None) -> list[tuple[str, str]]:
     """(what, text) rows: the broker and the exact commands to watch and steer."""
     url, embedded = endpoint(config, service)
     where = " (embedded, this machine only)" if embedded else ""
     broker = f" --broker {url}"
+    me = command_prefix()
     return [
         ("broker", f"{url}{where}"),
-        ("watch", f"delgrad monitor {config.device}{broker}"),
-        ("steer", f"delgrad cmd {config.device} pause{broker}  (resume, status, ...)"),
+        ("watch", f"{me} monitor {config.device}{broker}"),
+        ("steer", f"{me} cmd {config.device} pause{broker}  (resume, status, ...)"),
     ]
 
 

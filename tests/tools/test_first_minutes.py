@@ -51,10 +51,8 @@ def _one_line(err: str) -> str:
 
 
 def _as_argv(printed: str) -> list[str]:
-    """A command line the demo printed, run with this interpreter."""
-    argv = shlex.split(printed)
-    assert argv[0] == "delgrad", printed
-    return [*DELGRAD, *argv[1:]]
+    """A command line the demo printed, exactly as printed."""
+    return shlex.split(printed)
 
 
 # ---- python -m delgrad, --version, help -----------------------------------------------
@@ -96,10 +94,12 @@ def test_demo_prints_broker_and_commands_that_work(tmp_path: Path) -> None:
             if key in ("broker", "watch", "steer"):
                 printed[key] = rest.strip()
         assert printed["broker"].startswith(f"mqtt://127.0.0.1:{port}")
+        # started as `python -m delgrad`: that is what another terminal has to type
+        me = f"{sys.executable} -m delgrad"
         watch = printed["watch"]
-        assert watch == f"delgrad monitor demo --broker mqtt://127.0.0.1:{port}"
+        assert watch == f"{me} monitor demo --broker mqtt://127.0.0.1:{port}"
         steer = printed["steer"].split("  (")[0]
-        assert steer == f"delgrad cmd demo pause --broker mqtt://127.0.0.1:{port}"
+        assert steer == f"{me} cmd demo pause --broker mqtt://127.0.0.1:{port}"
 
         paused = subprocess.run(_as_argv(steer), capture_output=True, text=True, timeout=60)
         assert paused.returncode == 0, paused.stderr
@@ -462,8 +462,25 @@ def test_live_panel_shows_where_to_attach() -> None:
     console.print(_table(service))  # type: ignore[arg-type]
     text = console.export_text()
     assert "91.2 %" in text
-    assert "delgrad monitor lab1 --broker mqtt://127.0.0.1:40123" in text
-    assert "delgrad cmd lab1 pause --broker mqtt://127.0.0.1:40123" in text
+    assert "monitor lab1 --broker mqtt://127.0.0.1:40123" in text
+    assert "cmd lab1 pause --broker mqtt://127.0.0.1:40123" in text
+
+
+def test_printed_commands_work_from_another_terminal(tmp_path, monkeypatch) -> None:
+    from delgrad.tools._cmd_run import command_prefix
+
+    script = tmp_path / "venv" / "bin" / "delgrad"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not on PATH: the absolute path
+    assert command_prefix("venv/bin/delgrad", "/py") == str(script)
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")  # on PATH: the name
+    assert command_prefix("venv/bin/delgrad", "/py") == "delgrad"
+    assert command_prefix("/x/delgrad/__main__.py", "/opt/py 3/python") == (
+        "'/opt/py 3/python' -m delgrad"
+    )
 
 
 def test_the_parameter_stream_becomes_a_network_file(tmp_path) -> None:
