@@ -16,6 +16,7 @@ from typing import Any
 from delgrad.errors import ParameterError
 from delgrad.protocols import Status
 from delgrad.runtime.service._checkpoints import Checkpoints
+from delgrad.runtime.service._health import HealthCheck
 from delgrad.runtime.service._learning import LearningPipeline
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox
@@ -49,6 +50,8 @@ class Control:
         uptime_s: Callable[[], float],
     ) -> None:
         self._driver_name = driver_name
+        #: health warnings to list in the status (set by the service)
+        self.health: HealthCheck | None = None
         self._online = online
         self._state = state
         self._params = params
@@ -130,6 +133,8 @@ class Control:
             "heartbeat": self._heartbeats,
             "rejected_steps": self._online.rejected,
         }
+        if self.health is not None and self.health.active:
+            detail["health"] = sorted(self.health.active)  # names; texts in the log
         text = json.dumps(detail, separators=(",", ":"))
         while len(text) > 256:  # a long network description goes first
             detail["network"] = detail["network"][: max(0, len(detail["network"]) - 16)]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from delgrad.protocols import Metrics, Status, Transport
+from delgrad.protocols import Metrics, Transport
 from delgrad.runtime.service._health import HealthCheck
 from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
@@ -128,13 +128,11 @@ class MetricsReporter:
         """Publish the current metrics (non-finite values left out)."""
         values = {k: v for k, v in self.metrics().items() if np.isfinite(v)}
         await self._outbox.publish("metrics", Metrics(self._online.steps, values))
-        detail = self._health.detail()
-        if detail != self._health_detail:
-            # the warnings changed: say so in the (retained) status too
-            self._health_detail = detail
-            uptime_s = max(0.0, self._clock() - self._started_s)
-            text = f"warning: {detail}" if detail else "healthy again"
-            await self._outbox.publish("status", Status("alive", uptime_s, text[:256]))
+
+    @property
+    def health(self) -> HealthCheck:
+        """The health warnings judged with every :meth:`metrics` call."""
+        return self._health
 
     def _reconnects(self) -> int:
         stats = getattr(self._transport, "stats", None)
@@ -153,3 +151,8 @@ class MetricsReporter:
                 reconnects = now_reconnects
                 await announce()
             await self.publish()
+            detail = self._health.detail()
+            if detail != self._health_detail:
+                # the warnings changed: a fresh retained status lists them (Control)
+                self._health_detail = detail
+                await announce()

@@ -41,6 +41,7 @@ from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
+from delgrad.runtime.service._memory import tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
@@ -154,6 +155,7 @@ class Service:
             wake=self._inference.wake,
             uptime_s=lambda: clock() - self._started_s,
         )
+        self._control.health = self._metrics.health  # warnings go into the status
         self._commands = Commands(
             self._control, outbox, counters, max_age_s=config.commands.max_age_s
         )
@@ -197,6 +199,7 @@ class Service:
         Raises:
             ServiceFailed: a task failed more often than allowed.
         """
+        tame_allocator()  # big transient buffers go back to the system (case 6)
         for kind in ("events/in", "labels"):
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))
@@ -277,6 +280,7 @@ class Service:
         while True:
             await asyncio.sleep(self.config.publish.heartbeat_period_s)
             await self._control.heartbeat()
+            trim()
 
     async def _checkpoint_loop(self) -> None:
         while True:

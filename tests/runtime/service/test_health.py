@@ -95,3 +95,29 @@ def test_ingest_tracks_inputs_that_never_fired_and_refuses_outside_channels(capl
 @pytest.mark.parametrize("name", HEALTH_CONDITIONS)
 def test_every_condition_is_a_metric(name):
     assert f"health.{name}" in HealthCheck().metrics()
+
+
+async def test_a_hw_recipe_fed_four_channels_warns_in_metrics_and_status():
+    import json
+
+    from delgrad.protocols import InProcessBus, Metrics, Status
+
+    from .test_service import Client, make_config, start_service, stop_service, stream
+
+    bus = InProcessBus()
+    config = make_config(model={"recipe": "yinyang_hw_WA"})  # 20 inputs
+    async with Client(bus) as client:
+        service, transport, task = await start_service(bus, config)
+        await stream(client, 1000)  # the plain 4-channel Yin-Yang sensor
+
+        def warned() -> bool:
+            metrics = client.of(Metrics)
+            return bool(metrics) and metrics[-1].values.get("health.silent_inputs") == 1.0
+
+        await client.wait_for(warned)
+        await client.wait_for(
+            lambda: any(
+                "silent_inputs" in json.loads(m.detail).get("health", []) for m in client.of(Status)
+            )
+        )
+        await stop_service(service, transport, task)
