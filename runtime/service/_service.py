@@ -41,7 +41,6 @@ from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
-from delgrad.runtime.service._memory import tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
@@ -199,7 +198,6 @@ class Service:
         Raises:
             ServiceFailed: a task failed more often than allowed.
         """
-        tame_allocator()  # big transient buffers go back to the system (case 6)
         for kind in ("events/in", "labels"):
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))
@@ -280,7 +278,6 @@ class Service:
         while True:
             await asyncio.sleep(self.config.publish.heartbeat_period_s)
             await self._control.heartbeat()
-            trim()
 
     async def _checkpoint_loop(self) -> None:
         while True:
