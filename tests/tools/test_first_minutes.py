@@ -10,6 +10,7 @@ not fit 80 columns nor follow a device's heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -511,3 +512,49 @@ def test_the_parameter_stream_becomes_a_network_file(tmp_path) -> None:
     assert np.isfinite(forward(back, rng.uniform(0, 2, (5, 4)))[-1]).any()
     out = delgrad("monitor", "+", "--save-network", str(tmp_path / "x.npz"), "--duration", "1")
     assert out.returncode == ExitCode.USAGE and "--save-network" in _one_line(out.stderr)
+
+
+async def test_twenty_simulated_devices_on_one_bus_stay_readable() -> None:
+    """Twenty devices publish status, snapshots and metrics on one bus; the monitor's
+    loop takes them all in and its view still fits 80 columns, each device once."""
+    from delgrad.protocols import DeltaEncoder, InProcessBus, Publisher
+    from delgrad.protocols import NeuronParams as WireNeuron
+    from delgrad.tools._monitor import monitor
+
+    rng = np.random.default_rng(0)
+    bus = InProcessBus()
+    state = MonitorState()
+    stop = asyncio.Event()
+
+    def on_update(st: MonitorState, record) -> None:
+        if len(st.devices) == 20 and all(v.step == 3 for v in st.devices.values()):
+            stop.set()
+
+    async with bus.transport("mon") as mon:
+        task = asyncio.create_task(
+            monitor(mon, "+", on_update=on_update, stop=stop, state=state, clock=lambda: 50.0)
+        )
+        await asyncio.sleep(0.05)
+        for i in range(20):
+            name = f"sim-{i:02d}"
+            async with bus.transport(name) as tr:
+                pub = Publisher(tr, name)
+                await pub.publish(topic(name, "status"), Status("alive", 1.0, _beat(1)))
+                layers = [{"w": rng.normal(size=(4, 30))}, {"w": rng.normal(size=(30, 3))}]
+                snap = DeltaEncoder(layers).snapshot(
+                    layer_sizes=(4, 30, 3), neuron=WireNeuron(), delay_kinds=("none", "none")
+                )
+                await pub.publish(topic(name, "params/latest"), snap)
+                for step in range(4):
+                    values = {"accuracy": 0.5 + i / 50, "loss": 0.1, "samples_per_s": 4990.0}
+                    await pub.publish(topic(name, "metrics"), Metrics(step, values))
+        await asyncio.wait_for(task, 10)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(state, 51.0))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    devices_table = text.split("\nparameters")[0].splitlines()
+    for i in range(20):
+        assert sum(f"sim-{i:02d} " in line for line in devices_table) == 1, i
+    assert "20 devices (20 alive)" in text
+    assert "(parameters of 17 more devices: delgrad monitor DEVICE)" in text
