@@ -453,6 +453,7 @@ class MqttTransport(Transport):
             self._accept(m)
             while queue is not None and not queue.empty():
                 self._accept(queue.get_nowait())
+            del m  # not held while waiting for the next message (up to max_packet_bytes)
 
     def _accept(self, m: aiomqtt.Message) -> None:
         payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload or b"")

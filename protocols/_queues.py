@@ -1,6 +1,7 @@
 """Bounded queues with stated policies for the transports.
 
-Incoming (:class:`Inbox`, one per transport, default capacity 10,000):
+Incoming (:class:`Inbox`, one per transport, default capacity 10,000 messages and
+64 MiB of payload):
     QoS 0 messages (events, predictions, metrics) are *lossy*; QoS >= 1 messages
     (labels, parameters, status, commands, replies) are *reliable*. When full, the
     oldest lossy message is dropped to make room (``dropped_in_lossy``). If the queue
@@ -25,6 +26,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from delgrad.errors import ParameterError
+
+#: Default payload bytes an inbox holds at most (a few maximum-size messages).
+DEFAULT_INBOX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +69,21 @@ class Inbox:
     Args:
         capacity: Most messages held, >= 1.
         stats: Counters to update.
+        max_bytes: Most payload bytes held (a message is always taken into an empty
+            inbox); beyond it the oldest lossy messages are dropped, then a new one is
+            refused, counted as for ``capacity``.
     """
 
-    def __init__(self, capacity: int, stats: TransportStats) -> None:
+    def __init__(
+        self, capacity: int, stats: TransportStats, *, max_bytes: int = DEFAULT_INBOX_BYTES
+    ) -> None:
         if capacity < 1:
             raise ParameterError("inbox capacity must be >= 1")
+        if max_bytes < 1:
+            raise ParameterError("inbox max_bytes must be >= 1")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0  # payload bytes held
         self._stats = stats
         self._lossy: deque[tuple[int, IncomingMessage]] = deque()
         self._reliable: deque[tuple[int, IncomingMessage]] = deque()
@@ -81,11 +94,15 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._lossy) + len(self._reliable)
 
+    def _full(self, size: int) -> bool:
+        return len(self) >= self.capacity or (len(self) > 0 and self.bytes + size > self.max_bytes)
+
     def put(self, msg: IncomingMessage) -> bool:
         """Queue ``msg`` without blocking. Returns False if it was dropped."""
-        if len(self) >= self.capacity:
+        size = len(msg.payload)
+        while self._full(size):
             if self._lossy:
-                self._lossy.popleft()
+                self.bytes -= len(self._lossy.popleft()[1].payload)
                 self._stats.dropped_in_lossy += 1
             elif msg.qos == 0:
                 self._stats.dropped_in_lossy += 1
@@ -94,6 +111,7 @@ class Inbox:
                 self._stats.dropped_in_reliable += 1
                 return False
         (self._lossy if msg.qos == 0 else self._reliable).append((next(self._stamp), msg))
+        self.bytes += size
         self._stats.received += 1
         self._ready.set()
         return True
@@ -106,6 +124,7 @@ class Inbox:
             msg = self._reliable.popleft()[1]
         else:
             return None
+        self.bytes -= len(msg.payload)
         if not len(self):
             self._ready.clear()
         return msg

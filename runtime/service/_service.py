@@ -41,6 +41,7 @@ from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
+from delgrad.runtime.service._memory import tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
@@ -198,6 +199,7 @@ class Service:
         Raises:
             ServiceFailed: a task failed more often than allowed.
         """
+        tame_allocator()  # big transient buffers go back to the system (case 6)
         for kind in ("events/in", "labels"):
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))
@@ -278,6 +280,7 @@ class Service:
         while True:
             await asyncio.sleep(self.config.publish.heartbeat_period_s)
             await self._control.heartbeat()
+            trim()
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -301,6 +304,7 @@ class Service:
                 log.warning(
                     "message on %s dropped: %s: %s", incoming.topic, type(exc).__name__, exc
                 )
+            del incoming  # not held while waiting for the next one (up to 16 MiB)
             await self._commands.run_queued()
             # recv() returns at once while the inbox holds messages; yield once per
             # message so inference, metrics and publishing keep their turn under overload

@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from delgrad.errors import ParameterError
-from delgrad.protocols import MqttTransport
+from delgrad.protocols import IncomingMessage, MqttTransport, TransportStats
+from delgrad.protocols._queues import Inbox
 from delgrad.tools import Mosquitto
 
 pytestmark = [pytest.mark.broker]
@@ -49,3 +50,18 @@ async def test_oversize_packet_is_refused_and_the_link_goes_on(
             assert rx.stats.refused_oversize == 1 and rx.stats.reconnects == 1
         else:  # the broker knew the limit and did not send it
             assert rx.stats.refused_oversize == 0 and rx.stats.reconnects == 0
+
+
+def test_inbox_holds_at_most_max_bytes_of_payload() -> None:
+    stats = TransportStats()
+    inbox = Inbox(10_000, stats, max_bytes=1000)
+    assert inbox.put(IncomingMessage("t", b"x" * 2000, 0, False))  # an empty inbox takes one
+    assert inbox.put(IncomingMessage("t", b"r" * 400, 1, False))  # drops the big lossy one
+    assert stats.dropped_in_lossy == 1 and inbox.bytes == 400
+    assert inbox.put(IncomingMessage("t", b"l" * 500, 0, False))
+    assert inbox.put(IncomingMessage("t", b"r" * 500, 1, False))  # the lossy one makes room
+    assert stats.dropped_in_lossy == 2 and inbox.bytes == 900
+    assert not inbox.put(IncomingMessage("t", b"r" * 700, 1, False))  # only reliable left
+    assert stats.dropped_in_reliable == 1 and inbox.bytes == 900
+    assert inbox.get_nowait() is not None and inbox.get_nowait() is not None
+    assert inbox.bytes == 0 and len(inbox) == 0
