@@ -165,6 +165,7 @@ def test_unreachable_broker_has_one_exit_code_in_every_command() -> None:
     port = free_port()  # nothing listens there
     url = f"mqtt://127.0.0.1:{port}"
     for argv in (
+        ["run", "--broker", url, "--duration", "1", "--plain"],
         ["monitor", "--broker", url, "--duration", "1"],
         ["sensor", "--broker", url, "--count", "10"],
         ["cmd", "demo", "status", "--broker", url],
