@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from delgrad.errors import ParameterError, TransportError
+
+from ._mqtt import DEFAULT_MAX_PACKET_BYTES
 
 
 def is_loopback(host: str) -> bool:
@@ -24,6 +27,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _limit_packets(max_bytes: int) -> None:
+    """Make amqtt refuse packets longer than ``max_bytes`` at their fixed header.
+
+    amqtt has no such option and reads a packet whole; the fixed-header reader is
+    wrapped once (class-wide: the limit of the broker started last applies to every
+    embedded broker of the process), so a longer packet raises before its payload
+    is read and amqtt closes that client's connection (an ``MQTTError`` would only
+    discard the header and read the payload as packets).
+    """
+    from amqtt.mqtt.packet import MQTTFixedHeader
+
+    global _PACKET_LIMIT
+    _PACKET_LIMIT = max_bytes
+    if getattr(MQTTFixedHeader, "_delgrad_limited", False):
+        return
+    original = MQTTFixedHeader.from_stream.__func__  # type: ignore[attr-defined]
+
+    async def from_stream(cls: Any, reader: Any) -> Any:
+        header = await original(cls, reader)
+        if header is not None and _PACKET_LIMIT and header.remaining_length > _PACKET_LIMIT:
+            raise _PacketTooLarge(
+                f"packet of {header.remaining_length} bytes exceeds {_PACKET_LIMIT}"
+            )
+        return header
+
+    MQTTFixedHeader.from_stream = classmethod(from_stream)  # type: ignore[method-assign,assignment]
+    MQTTFixedHeader._delgrad_limited = True  # type: ignore[attr-defined]
+
+
+_PACKET_LIMIT: int | None = None
+
+
+class _PacketTooLarge(ConnectionError):
+    """A client sent a packet above the limit (ends its connection inside amqtt)."""
 
 
 def _free_port(host: str) -> int:
@@ -40,18 +79,45 @@ class EmbeddedBroker:
     Args:
         host: Address to bind; loopback only unless ``allow_remote``.
         port: TCP port; 0 picks a free ephemeral port.
-        allow_remote: Allow a non-loopback ``host`` (anonymous access is on: only do
-            this on a trusted network).
+        allow_remote: Allow a non-loopback ``host``; needs ``password_file``.
+        password_file: amqtt password file (``user:hash`` lines, argon2 or bcrypt
+            hashes, e.g. from ``pwdlib.PasswordHash.recommended().hash(pw)``); when
+            given, anonymous access is off.
+        max_packet_bytes: Largest packet a client may send; a longer one closes its
+            connection before its payload is read (the limit the MQTT clients here
+            announce and enforce, docs/security.md).
 
     Raises:
-        ParameterError: For a non-loopback host without ``allow_remote``.
+        ParameterError: For a non-loopback host without ``allow_remote`` and a
+            ``password_file``, or a password file that does not exist.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False):
-        if not allow_remote and not is_loopback(host):
-            raise ParameterError(f"refusing to bind {host!r}: not loopback (allow_remote=False)")
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_remote: bool = False,
+        password_file: str | None = None,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
+    ):
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ParameterError(
+                    f"refusing to bind {host!r}: not loopback (allow_remote=False)"
+                )
+            if not password_file:
+                raise ParameterError(
+                    f"refusing to bind {host!r} without authentication: give a password "
+                    "file (amqtt FileAuthPlugin: 'user:argon2-hash' lines), or use "
+                    "Mosquitto with TLS and an ACL (docs/security.md)"
+                )
+        if password_file and not Path(password_file).is_file():
+            raise ParameterError(f"password file {password_file!r} not found")
         if not 0 <= int(port) <= 65535:
             raise ParameterError("port must be in 0 .. 65535")
+        self.password_file = password_file
+        self.max_packet_bytes = int(max_packet_bytes)
         self.host = host
         self._requested_port = int(port)
         self._port: int | None = None
@@ -91,12 +157,20 @@ class EmbeddedBroker:
         for _ in range(attempts):
             port = self._port or self._requested_port or _free_port(self.host)
             host = f"[{self.host}]" if ":" in self.host else self.host
+            auth: dict[str, Any] = {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                    "allow_anonymous": not self.password_file
+                }
+            }
+            if self.password_file:
+                auth["amqtt.plugins.authentication.FileAuthPlugin"] = {
+                    "password_file": self.password_file
+                }
             config = {
                 "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-                "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-                },
+                "plugins": auth,
             }
+            _limit_packets(self.max_packet_bytes)
             try:
                 broker = Broker(config)
                 await broker.start()
