@@ -147,6 +147,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data.setdefault("model", {})["recipe"] = args.recipe
     config = run_config_from_dict(apply_overrides(data, args.set))
     resolve_config(config.model.recipe)  # an unknown recipe fails here, in one line
+    if config.broker.url:
+        parse_broker_url(config.broker.url)  # so does a bad URL, before anything starts
     return config
 
 
@@ -330,6 +332,20 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     demo = args.config is None
     rate = args.demo_rate if args.demo_rate is not None else (DEMO_RATE if demo else 0.0)
+    url, embedded = endpoint(config)
+    if embedded:
+        port = config.broker.embedded_port
+        where = f"embedded broker on 127.0.0.1:{port}" if port else "embedded broker, free port"
+    else:
+        where = f"broker {url}"
+    log.info(
+        "starting device %r: recipe %s, driver %s, %s%s; compiling kernels first",
+        config.device,
+        config.model.recipe,
+        config.driver.name,
+        where,
+        f", built-in Yin-Yang sensor at {rate:g} trials/s" if rate > 0 else "",
+    )
     live = not (args.plain or args.quiet) and is_terminal()
     announced = False
 
