@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(f"delgrad cmd: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
+    except ConfigError as exc:  # e.g. a TLS file that cannot be read
+        print(f"delgrad cmd: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     except TimeoutError:
         print(
             f"delgrad cmd: no reply from device {args.device!r} to {args.name!r} within "

@@ -184,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         except TransportError as exc:
             print(f"delgrad monitor: {exc}", file=sys.stderr)
             return ExitCode.UNREACHABLE
+        except ConfigError as exc:  # e.g. a TLS file that cannot be read
+            print(f"delgrad monitor: error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
         except OSError as exc:  # writing the recording failed (disk full, ...)
             print(f"delgrad monitor: recording failed: {exc}", file=sys.stderr)
             return ExitCode.FAILED
