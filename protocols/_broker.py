@@ -44,7 +44,7 @@ def _limit_packets(max_bytes: int) -> None:
     _PACKET_LIMIT = max_bytes
     if getattr(MQTTFixedHeader, "_delgrad_limited", False):
         return
-    original = MQTTFixedHeader.from_stream.__func__  # type: ignore[attr-defined]
+    original = MQTTFixedHeader.from_stream.__func__
 
     async def from_stream(cls: Any, reader: Any) -> Any:
         header = await original(cls, reader)
@@ -54,8 +54,8 @@ def _limit_packets(max_bytes: int) -> None:
             )
         return header
 
-    MQTTFixedHeader.from_stream = classmethod(from_stream)  # type: ignore[method-assign,assignment]
-    MQTTFixedHeader._delgrad_limited = True  # type: ignore[attr-defined]
+    MQTTFixedHeader.from_stream = classmethod(from_stream)
+    MQTTFixedHeader._delgrad_limited = True
 
 
 _PACKET_LIMIT: int | None = None

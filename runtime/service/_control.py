@@ -136,8 +136,13 @@ class Control:
         if self.health is not None and self.health.active:
             detail["health"] = sorted(self.health.active)  # names; texts in the log
         text = json.dumps(detail, separators=(",", ":"))
-        while len(text) > 256:  # a long network description goes first
-            detail["network"] = detail["network"][: max(0, len(detail["network"]) - 16)]
+        while len(text) > 256:  # a long network description goes first, then warnings
+            if detail["network"]:
+                detail["network"] = detail["network"][:-16]
+            elif detail.get("health"):
+                detail["health"] = detail["health"][:-1]
+            else:  # never loops: these four always fit
+                detail = {k: detail[k] for k in ("mode", "paused", "param_seq", "heartbeat")}
             text = json.dumps(detail, separators=(",", ":"))
         return text
 
