@@ -214,9 +214,13 @@ def test_checkpoint_of_another_network_is_one_line_and_fresh_starts_over(tmp_pat
     out = delgrad(*base, "--duration", "1", "--fresh", "--plain")
     assert out.returncode == 0, out.stderr
     assert list(folder.glob("replaced-*/service_checkpoint.npz"))
+    # the default log level shows delgrad's INFO lines, as plain lines in a pipe
+    assert re.search(r"^\S+ \S+ INFO delgrad.tools.run: starting device 'demo'", out.stderr, re.M)
+    assert "--fresh: moved the old checkpoints" in out.stderr
     _checkpoint_of("yinyang_H30_WS", folder)  # the same network: no complaint
-    out = delgrad(*base, "--duration", "1", "--plain")
+    out = delgrad("-q", *base, "--duration", "1", "--plain")  # -q before the command
     assert out.returncode == 0, out.stderr
+    assert " INFO " not in out.stderr
 
 
 # ---- logging and plain output ---------------------------------------------------------
@@ -559,3 +563,13 @@ async def test_twenty_simulated_devices_on_one_bus_stay_readable() -> None:
         assert sum(f"sim-{i:02d} " in line for line in devices_table) == 1, i
     assert "20 devices (20 alive)" in text
     assert "(parameters of 17 more devices: delgrad monitor DEVICE)" in text
+
+
+def test_an_error_a_command_lets_through_is_one_line_and_its_traceback_needs_v(tmp_path) -> None:
+    argv = ["sweep", "--hidden", "0", "--out", str(tmp_path / "sweep")]
+    out = delgrad(*argv)
+    assert out.returncode == ExitCode.USAGE
+    line = _one_line(out.stderr)
+    assert "ERROR delgrad.tools: delgrad sweep: network.hidden" in line
+    out = delgrad(*argv, "-v")  # after the command name works too
+    assert out.returncode == ExitCode.USAGE and "Traceback" in out.stderr
