@@ -32,6 +32,23 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_delgrad_handler"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (as the
+    standard library's last-resort handler does), so a replaced ``sys.stderr``
+    (pytest's capture, a redirect) is followed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 class _ThirdPartyTracebacks(logging.Filter):
     """Drops the traceback of a third-party record (the message stays)."""
 
@@ -60,20 +77,19 @@ def setup_logging(
     Returns:
         The handler.
     """
-    stream = sys.stderr if stream is None else stream
+    current = sys.stderr if stream is None else stream
     if terminal is None:
-        terminal = bool(getattr(stream, "isatty", lambda: False)())
+        terminal = bool(getattr(current, "isatty", lambda: False)())
     handler: logging.Handler
     if terminal:
+        # file=None: rich looks up sys.stderr at each write (it may be replaced later)
+        console = Console(stderr=True) if stream is None else Console(file=stream)
         handler = RichHandler(
-            console=Console(file=stream, stderr=stream is sys.stderr),
-            show_path=False,
-            rich_tracebacks=False,
-            log_time_format="%H:%M:%S",
+            console=console, show_path=False, rich_tracebacks=False, log_time_format="%H:%M:%S"
         )
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
-        handler = logging.StreamHandler(stream)
+        handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT, "%Y-%m-%d %H:%M:%S"))
     setattr(handler, _MARK, True)
     root = logging.getLogger()
