@@ -222,9 +222,11 @@ async def test_bad_messages_on_every_input_topic_are_counted_and_dropped(
         before = await sub.wait_metric("learning.steps", 10, timeout=120)
         sent = 0
         for kind, target in targets.items():
-            for payload in _bad_payloads(kind).values():
+            for name, payload in _bad_payloads(kind).items():
                 await sub.transport.publish(target, payload, qos=1)
-                sent += 1
+                # the runtime announces its maximum packet size (MQTT 5): the broker
+                # never sends it an oversized message (issue 10, case 6)
+                sent += name != "oversized"
         # a well-formed message of the wrong schema for its topic is counted too
         await sub.publisher.publish(targets["events/in"], Status("alive", 1.0, "not events"))
         sent += 1
@@ -250,12 +252,12 @@ async def test_bad_messages_on_every_input_topic_are_counted_and_dropped(
     assert bad_count(counted) == sent
     kinds = {k for k, v in counted.items() if k.startswith("malformed.") and v}
     assert {
-        "malformed.SizeLimitError",
         "malformed.VersionError",
         "malformed.ArrayError",
         "malformed.wrong_schema_for_topic",
     } <= kinds, kinds
-    assert counted["malformed.SizeLimitError"] == 3 and counted["malformed.VersionError"] == 3
+    assert counted.get("malformed.SizeLimitError", 0) == 0  # refused by the broker
+    assert counted["malformed.VersionError"] == 3
     assert counted["malformed.ArrayError"] == 6
     assert m["paused"] == 0 and m["learning.steps"] > counted["learning.steps"]
     assert m.get("join.orphan_labels", 0) == 0  # no bad label got through
