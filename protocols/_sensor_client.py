@@ -28,7 +28,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import ArrayLike
 
-from delgrad.errors import ConfigError
+from delgrad.errors import ConfigError, ParameterError
 
 from ._messages import Labels, SensorEvents, SpikeBatch
 from ._topics import TopicKind, is_valid_name, topic
@@ -122,12 +122,15 @@ class SensorClient:
                 (``"us"``: microseconds since the stream's origin; float64 keeps
                 whole microseconds exact).
             time_unit: ``"us"`` or ``"tau_s"``.
+
+        Raises:
+            ParameterError: On negative or non-integer channels (and what
+                :class:`SensorEvents` refuses: lengths, non-finite times).
         """
-        msg = SensorEvents(
-            np.asarray(channels, dtype=np.uint32),
-            np.asarray(times, dtype=np.float64),
-            time_unit,
-        )
+        ch = np.asarray(channels)
+        if ch.dtype.kind not in "iu" or (ch.size and int(ch.min()) < 0):
+            raise ParameterError("channels must be integers >= 0")
+        msg = SensorEvents(ch.astype(np.uint32), np.asarray(times, dtype=np.float64), time_unit)
         await self.publisher.publish(self._events_topic, msg)
 
     async def publish_trials(

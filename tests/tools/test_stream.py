@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from delgrad.errors import ConfigError
+from delgrad.errors import ConfigError, ParameterError
 from delgrad.protocols import (
     InProcessBus,
     Labels,
@@ -109,3 +109,6 @@ async def test_sensor_client_publishes_events_and_labels():
     assert ev.time_unit == "us" and lab.labels.tolist() == [7]
     with pytest.raises(ConfigError, match="device"):
         SensorClient(bus.transport("d"), device="no spaces")
+    async with SensorClient(bus.transport("e"), device="mine") as sensor:
+        with pytest.raises(ParameterError, match="channels"):
+            await sensor.publish_events([-1], [1.0])
