@@ -477,6 +477,13 @@ class MqttTransport(Transport):
                 self.stats.published += 1
             finally:
                 self._outbox.done()
+            # aiomqtt's publish waits with asyncio.wait_for, which on Python 3.11 can
+            # swallow a cancellation that arrives with the broker's acknowledgement
+            # (CPython gh-86296); honour it here, or close() would wait for this task
+            # forever and the process would hang on Ctrl-C.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
