@@ -88,6 +88,7 @@ class ChaosReport:
     recover_s: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     trials_sent: int = 0
+    stop_s: float = 0.0  # SIGTERM to exit at the end
     wall_s: float = 0.0
     final: dict[str, float] = field(default_factory=dict)
 
@@ -107,6 +108,7 @@ class ChaosReport:
             "trials_sent": self.trials_sent,
             "learning_steps": self.final.get("learning.steps", 0.0),
             "rejected_steps": self.final.get("learning.rejected_steps", 0.0),
+            "sigterm_to_exit_s": round(self.stop_s, 2),
             "wall_s": round(self.wall_s, 1),
         }
 
@@ -261,7 +263,7 @@ class _Runtime:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-                return None
+                return -1  # it did not stop within the bound
         return self.proc.returncode
 
 
@@ -608,9 +610,11 @@ async def run_chaos(
             report.final = dict(obs.metrics)
     finally:
         if runtime is not None:
+            started_stop = time.monotonic()
             code = runtime.stop()
             if code not in (0, None):
                 report.violations.append(f"service exit code {code} on SIGTERM")
+            report.stop_s = time.monotonic() - started_stop
         broker.stop()
         report.wall_s = time.monotonic() - started
         if own:

@@ -103,10 +103,21 @@ async def serve(
             if restored:
                 service.counters.inc("restarts")
         stop = asyncio.Event()
+        armed: list[threading.Timer] = []
+        bound_s = config.supervision.shutdown_timeout_s
+        previous: dict[int, Any] = {}
         if install_signals:
             loop = asyncio.get_running_loop()
+
+            def on_signal(signum: int, frame: object) -> None:
+                # a plain signal handler, not the loop's: the bound is armed even if
+                # the event loop is stuck and would never run a loop callback
+                if not armed:
+                    armed.append(arm_shutdown_watchdog(bound_s))
+                loop.call_soon_threadsafe(stop.set)
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+                previous[sig] = signal.signal(sig, on_signal)
         tasks = [asyncio.create_task(service.run(), name="service")]
         if demo_rate > 0:
             tasks.append(asyncio.create_task(_demo_sensor(url, config, demo_rate, stop)))
@@ -122,13 +133,12 @@ async def serve(
                     on_tick(service)
         finally:
             stop.set()
-            if install_signals:  # a process of its own: the shutdown bound holds
-                arm_shutdown_watchdog(config.supervision.shutdown_timeout_s)
+            if install_signals and not armed:  # a process of its own: the bound holds
+                armed.append(arm_shutdown_watchdog(bound_s))
             service.request_stop()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    asyncio.get_running_loop().remove_signal_handler(sig)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         if tasks[0].done() and tasks[0].exception() is not None:
             raise tasks[0].exception()  # type: ignore[misc]
         return service
