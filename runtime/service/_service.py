@@ -240,11 +240,18 @@ class Service:
         await asyncio.gather(inference, return_exceptions=True)
         try:
             if self.failure is None:
-                await self._inference.drain()
-                if self._checkpoints is not None:
-                    with contextlib.suppress(ParameterError):  # invalid state: not kept
-                        await self._worker.call(self._checkpoints.save)
-            await self._metrics.publish()
+                try:
+                    await self._inference.drain()
+                    if self._checkpoints is not None:
+                        with contextlib.suppress(ParameterError):  # invalid state: not kept
+                            await self._worker.call(self._checkpoints.save)
+                except Exception as exc:  # the dead status below still goes out
+                    log.exception("draining or the final checkpoint failed")
+                    self.failure = f"shutdown: {type(exc).__name__}: {exc}"
+            try:
+                await self._metrics.publish()
+            except Exception:  # e.g. the failed task was the metrics one
+                log.exception("final metrics not published")
             uptime_s = self.clock() - self._started_s
             detail = "graceful shutdown" if self.failure is None else f"failed: {self.failure}"
             await self._outbox.publish("status", Status("dead", uptime_s, detail[:256]))

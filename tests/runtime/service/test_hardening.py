@@ -333,3 +333,23 @@ async def test_case8_alive_heartbeat_with_a_counter_on_its_period():
     beats = [json.loads(s.detail)["heartbeat"] for s in client.of(Status) if s.state == "alive"]
     assert beats[:3] == [1, 2, 3]
     assert all(len(s.detail) <= 256 for s in client.of(Status))
+
+
+async def test_supervision_dead_status_goes_out_even_when_metrics_fail_for_good():
+    bus = InProcessBus()
+    config = make_config(supervision={"max_task_restarts": 1})
+    async with Client(bus) as client:
+        transport = bus.transport("service")
+        await transport.__aenter__()
+        service = Service(config, transport, build_online(config))
+
+        async def broken(*args, **kwargs):
+            raise RuntimeError("metrics on fire")
+
+        service._metrics.loop = broken  # type: ignore[method-assign]
+        service._metrics.publish = broken  # type: ignore[method-assign]
+        with pytest.raises(ServiceFailed, match="metrics on fire"):
+            await asyncio.wait_for(service.run(), 30)
+        await transport.__aexit__(None, None, None)
+        await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)))
+    assert "metrics" in [s for s in client.of(Status) if s.state == "dead"][-1].detail
