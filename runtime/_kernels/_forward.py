@@ -227,7 +227,7 @@ def first_spike(
     f1 = 1.0
     f2 = 1.0
     for kk in range(n):
-        a_k = buf_t[kk]
+        a_k = float(buf_t[kk])
         s1 = s1 * f1 + w[buf_i[kk], j]
         s2 = s2 * f2 + w[buf_i[kk], j]
         e1 *= f1
@@ -258,7 +258,7 @@ def first_spike(
             if not (ratio >= 1.0 and ratio * f2 <= 1.0):
                 continue
             x = min(max(tau_m * math.log(ratio), 0.0), upper)
-            return a_k + x
+            return float(a_k + x)
         elif mode == MODE_EQUAL:
             a = s1 + e1
             if a > 0.0:
@@ -277,7 +277,7 @@ def first_spike(
                     and (w_lo <= -1.0 or z >= w_lo * q * f1)
                 ):
                     x = min(max(tau_s * (r - lambertw0(z)), 0.0), upper)
-                    return a_k + x
+                    return float(a_k + x)
             sb = (sb - (upper / tau_s) * s1) * f1
         else:
             x = _solve_general(s1 + e1, s2 + e2, k_general, c, tau_s, tau_m, upper)
@@ -510,13 +510,13 @@ def layer_forward(
                         if not u_nx >= c * e_nx:
                             continue
                         mm = bb / a1
-                        q = math.exp(mm)
+                        e_mm = math.exp(mm)
                     else:
                         mm = bb / a1
-                        q = math.exp(mm)
-                        if not a1 >= c * math.e * q:
+                        e_mm = math.exp(mm)
+                        if not a1 >= c * math.e * e_mm:
                             continue
-                    z = -(c / a1) * q
+                    z = -(c / a1) * e_mm
                     if z < -_INV_E:
                         z = -_INV_E  # tangent: V(peak) = c up to rounding
                     t_spike = r + tau_s * (mm - lambertw0(z))
