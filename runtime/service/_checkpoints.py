@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,18 @@ class Checkpoints:
         state = self._service_state()
         arrays["service"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         paths = self.paths
-        # shift the older ones down (a crash in between leaves the previous one
-        # under the next name, where a load finds it)
-        for older, newer in zip(reversed(paths[1:]), reversed(paths[:-1]), strict=True):
+        # shift the older ones down; the newest is linked, not moved, to the next
+        # name, so the newest name always holds a complete checkpoint (the old one
+        # until the rename of the new one over it)
+        for older, newer in zip(reversed(paths[2:]), reversed(paths[1:-1]), strict=True):
             if newer.is_file():
                 os.replace(newer, older)
+        if len(paths) > 1 and paths[0].is_file():
+            paths[1].unlink(missing_ok=True)
+            try:
+                os.link(paths[0], paths[1])
+            except OSError:  # no hard links here: a copy
+                shutil.copyfile(paths[0], paths[1])
         path = atomic_write(self.path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._counters.inc("checkpoints.written")
         return path

@@ -43,7 +43,7 @@ def _reply(client, cid):
     return next((r for r in client.of(Reply) if r.correlation_id == cid), None)
 
 
-async def _answered(client, cid, timeout=20.0):
+async def _answered(client, cid, timeout=60.0):
     await client.wait_for(lambda: _reply(client, cid) is not None, timeout=timeout)
     return _reply(client, cid)
 
@@ -104,7 +104,7 @@ async def test_supervision_a_task_failing_for_good_ends_the_service_with_dead_st
             await asyncio.wait_for(service.run(), 30)
         assert time.monotonic() - started < 10
         await transport.__aexit__(None, None, None)
-        await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)))
+        await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)), timeout=60)
     dead = [s for s in client.of(Status) if s.state == "dead"][-1]
     assert "heartbeat" in dead.detail and "driver on fire" in dead.detail
     assert service.counters["tasks.failed.heartbeat"] == 3
@@ -216,7 +216,9 @@ async def test_case4_duplicate_reset_never_reuses_or_lowers_sequence_numbers(tmp
         # a QoS 1 duplicate: the same reset twice
         await _command(client, "reset", "dup")
         await _command(client, "reset", "dup")
-        await client.wait_for(lambda: sum(r.correlation_id == "dup" for r in client.of(Reply)) == 2)
+        await client.wait_for(
+            lambda: sum(r.correlation_id == "dup" for r in client.of(Reply)) == 2, timeout=60
+        )
         await asyncio.sleep(0.5)
         await stop_service(service, transport, task)
     by_topic: dict[str, list[int]] = {}
@@ -238,7 +240,7 @@ async def test_case4_two_crashes_after_one_checkpoint_never_reuse_numbers(tmp_pa
             raw = _record(client)
             service, transport, task = await start_service(bus, config)
             await _command(client, "status", "s")
-            await client.wait_for(lambda r=raw: any(t.endswith("/reply") for t, _ in r))
+            await client.wait_for(lambda r=raw: any(t.endswith("/reply") for t, _ in r), timeout=60)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             transport.abort()
@@ -312,7 +314,9 @@ async def test_duplicate_command_is_answered_again_not_run_twice():
         service, transport, task = await start_service(bus, make_config())
         await _command(client, "pause", "p")
         await _command(client, "pause", "p")
-        await client.wait_for(lambda: sum(r.correlation_id == "p" for r in client.of(Reply)) == 2)
+        await client.wait_for(
+            lambda: sum(r.correlation_id == "p" for r in client.of(Reply)) == 2, timeout=60
+        )
         await stop_service(service, transport, task)
     assert service.counters["commands.duplicate"] == 1
     assert service.counters["commands.executed"] == 1
@@ -327,7 +331,7 @@ async def test_case8_alive_heartbeat_with_a_counter_on_its_period():
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
         await client.wait_for(
-            lambda: sum(s.state == "alive" for s in client.of(Status)) >= 3, timeout=10
+            lambda: sum(s.state == "alive" for s in client.of(Status)) >= 3, timeout=60
         )
         await stop_service(service, transport, task)
     beats = [json.loads(s.detail)["heartbeat"] for s in client.of(Status) if s.state == "alive"]
@@ -351,5 +355,5 @@ async def test_supervision_dead_status_goes_out_even_when_metrics_fail_for_good(
         with pytest.raises(ServiceFailed, match="metrics on fire"):
             await asyncio.wait_for(service.run(), 30)
         await transport.__aexit__(None, None, None)
-        await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)))
+        await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)), timeout=60)
     assert "metrics" in [s for s in client.of(Status) if s.state == "dead"][-1].detail
