@@ -291,8 +291,12 @@ class OnlineLearner:
                     problem = state_problem(self.state_arrays())
                     if problem is not None:
                         # never run, publish or checkpoint such parameters: back to
-                        # the state before the step; learning goes on from there
+                        # the state before the step; learning goes on from there, at
+                        # the learning rate set meanwhile (an lr command during the step)
+                        scale = self.learner.optimizer.lr_scale
                         self.learner.load_state_arrays(saved)
+                        if LR_SCALE_MIN <= scale <= LR_SCALE_MAX:
+                            self.learner.optimizer.lr_scale = scale
                         self._rejected += 1
                         self._steps -= not bumped
                         self._bumps -= bumped

@@ -29,6 +29,7 @@ from delgrad.runtime.service._checkpoints import checkpoint_paths
 from delgrad.runtime.service._online import state_problem
 from delgrad.runtime.service._outbox import EPOCH_SHIFT, next_boot_epoch, status_will
 from delgrad.tools._run_app import build_online
+from delgrad.tools._sensor import YinYangSource, stream_trials
 
 from .test_service import DEVICE, Client, make_config, start_service, stop_service, stream
 
@@ -135,10 +136,20 @@ async def test_case2_a_step_that_overflows_is_rolled_back_and_learning_goes_on(t
         await client.wait_for(lambda: service.online.rejected >= 3, timeout=60)
         for w, w0 in zip(service.online.learner.net.w, w_before, strict=True):
             np.testing.assert_array_equal(w, w0)  # rolled back
-        service.online.learner.optimizer._lr_scale = 1.0
-        await stream(client, 500)
-        await client.wait_for(lambda: service.counters["learning.steps"] >= 3, timeout=60)
+        await _command(client, "lr", "back", {"scale": 1.0})  # through the command
+        assert (await _answered(client, "back")).ok
+        await stream_trials(  # new trial ids: the join refuses repeated ones
+            client.publisher,
+            DEVICE,
+            YinYangSource("train", first_trial_id=10_000),
+            rate=float("inf"),
+            batch=100,
+            count=500,
+        )
+        # the learner's own count (the counters take finished jobs at the next batch)
+        await client.wait_for(lambda: service.online.steps >= 3, timeout=60)
         await stop_service(service, transport, task)
+    assert service.counters["learning.steps"] >= 3
     assert state_problem(service.online.state_arrays()) is None
     assert service.counters["learning.rejected_steps"] >= 3
     # the checkpoint written at shutdown holds finite parameters and loads
