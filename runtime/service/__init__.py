@@ -11,7 +11,7 @@ from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
 from delgrad.runtime.service._outbox import next_boot_epoch, status_will
 from delgrad.runtime.service._run_config import RunConfig, load_run_config, run_config_from_dict
-from delgrad.runtime.service._service import Service, ServiceFailed
+from delgrad.runtime.service._service import Service
 from delgrad.runtime.service._stats import (
     Counters,
     LatencyTracker,
@@ -19,6 +19,7 @@ from delgrad.runtime.service._stats import (
     RingBuffer,
     SlidingAccuracy,
 )
+from delgrad.runtime.service._supervision import ServiceFailed
 from delgrad.runtime.service._windowing import TrialWindower, WindowedTrials, WindowSpec
 
 __all__ = [

@@ -48,10 +48,10 @@ class Control:
         checkpoints: Checkpoints | None,
         wake: Callable[[], None],
         uptime_s: Callable[[], float],
+        health: HealthCheck | None = None,
     ) -> None:
         self._driver_name = driver_name
-        #: health warnings to list in the status (set by the service)
-        self.health: HealthCheck | None = None
+        self._health = health  # warnings listed in the status
         self._online = online
         self._state = state
         self._params = params
@@ -133,8 +133,8 @@ class Control:
             "heartbeat": self._heartbeats,
             "rejected_steps": self._online.rejected,
         }
-        if self.health is not None and self.health.active:
-            detail["health"] = sorted(self.health.active)  # names; texts in the log
+        if self._health is not None and self._health.active:
+            detail["health"] = sorted(self._health.active)  # names; texts in the log
         text = json.dumps(detail, separators=(",", ":"))
         while len(text) > 256:  # a long network description goes first, then warnings
             if detail["network"]:

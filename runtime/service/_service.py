@@ -16,21 +16,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-from delgrad.errors import DelgradError, ParameterError
+from delgrad.errors import ParameterError
 from delgrad.protocols import (
-    Command,
-    Labels,
-    ProtocolError,
-    SensorEvents,
-    SpikeBatch,
     Status,
     Transport,
     TransportError,
-    decode,
-    parse_topic,
     subscription,
     topic,
 )
@@ -46,16 +39,14 @@ from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
 from delgrad.runtime.service._param_stream import ParameterStream
+from delgrad.runtime.service._receiver import Receiver
 from delgrad.runtime.service._run_config import RunConfig
 from delgrad.runtime.service._run_state import Mode, RunState
 from delgrad.runtime.service._stats import Counters
+from delgrad.runtime.service._supervision import ServiceFailed, Supervisor
 from delgrad.runtime.service._worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-class ServiceFailed(DelgradError, RuntimeError):
-    """A task of the service failed beyond its restarts; the message says which and why."""
 
 
 class Service:
@@ -96,7 +87,6 @@ class Service:
         if epoch is None:
             epoch = next_boot_epoch(folder)
         outbox = self._outbox = Outbox(transport, config.device, counters, clock, epoch=epoch)
-        self.failure: str | None = None  # why the service ended on its own, if it did
         params = self._params = ParameterStream(online, outbox, config.publish, folder)
         ingest = self._ingest = Ingest(
             config.ingest, online.n_inputs, counters, self.join.drop_labels
@@ -154,10 +144,22 @@ class Service:
             checkpoints=self._checkpoints,
             wake=self._inference.wake,
             uptime_s=lambda: clock() - self._started_s,
+            health=self._metrics.health,
         )
-        self._control.health = self._metrics.health  # warnings go into the status
         self._commands = Commands(
             self._control, outbox, counters, max_age_s=config.commands.max_age_s
+        )
+        self._receiver = Receiver(
+            ingest=ingest,
+            join=self.join,
+            learning=learning,
+            commands=self._commands,
+            inference=self._inference,
+            counters=counters,
+            clock=clock,
+        )
+        self._supervisor = Supervisor(
+            counters, max_restarts=config.supervision.max_task_restarts, stop=self._stop
         )
 
     # -- what others read ------------------------------------------------------------
@@ -190,7 +192,7 @@ class Service:
     async def run(self) -> None:
         """Serve until :meth:`request_stop`: subscribe, announce, process, drain, checkpoint.
 
-        Every task is supervised (:meth:`_supervised`): an unexpected exception is
+        Every task is supervised (:class:`~._supervision.Supervisor`): an unexpected exception is
         logged with the task's name, counted in ``tasks.failed.<name>`` and the task
         restarts, up to ``supervision.max_task_restarts`` times; beyond that the
         service stops at once, publishes a retained ``dead`` status naming the
@@ -205,28 +207,16 @@ class Service:
         await self.transport.subscribe(subscription(self.device, "cmd"))
         await self._control.announce("birth")
         self.ready.set()
-        inference = asyncio.create_task(
-            self._supervised("inference", lambda: self._inference.loop(self._stop)),
-            name="inference",
-        )
+        start = self._supervisor.task
+        inference = start("inference", lambda: self._inference.loop(self._stop))
+        announce_alive = lambda: self._control.announce("alive")  # noqa: E731
         tasks = [
-            asyncio.create_task(self._supervised("receive", self._receive_loop), name="receive"),
-            asyncio.create_task(
-                self._supervised(
-                    "metrics", lambda: self._metrics.loop(lambda: self._control.announce("alive"))
-                ),
-                name="metrics",
-            ),
-            asyncio.create_task(
-                self._supervised("heartbeat", self._heartbeat_loop), name="heartbeat"
-            ),
+            start("receive", lambda: self._receiver.loop(self.transport)),
+            start("metrics", lambda: self._metrics.loop(announce_alive)),
+            start("heartbeat", self._heartbeat_loop),
         ]
         if self._checkpoints is not None:
-            tasks.append(
-                asyncio.create_task(
-                    self._supervised("checkpoint", self._checkpoint_loop), name="checkpoint"
-                )
-            )
+            tasks.append(start("checkpoint", self._checkpoint_loop))
         stopper = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stopper, inference, *tasks], return_when=asyncio.FIRST_COMPLETED)
         self._stop.set()  # whatever ended first, everything ends now
@@ -239,7 +229,7 @@ class Service:
         self._inference.wake()
         await asyncio.gather(inference, return_exceptions=True)
         try:
-            if self.failure is None:
+            if self._supervisor.failure is None:
                 try:
                     await self._inference.drain()
                     if self._checkpoints is not None:
@@ -247,41 +237,21 @@ class Service:
                             await self._worker.call(self._checkpoints.save)
                 except Exception as exc:  # the dead status below still goes out
                     log.exception("draining or the final checkpoint failed")
-                    self.failure = f"shutdown: {type(exc).__name__}: {exc}"
+                    self._supervisor.fail(f"shutdown: {type(exc).__name__}: {exc}")
             try:
                 await self._metrics.publish()
             except Exception:  # e.g. the failed task was the metrics one
                 log.exception("final metrics not published")
             uptime_s = self.clock() - self._started_s
-            detail = "graceful shutdown" if self.failure is None else f"failed: {self.failure}"
+            failure = self._supervisor.failure
+            detail = "graceful shutdown" if failure is None else f"failed: {failure}"
             await self._outbox.publish("status", Status("dead", uptime_s, detail[:256]))
             with contextlib.suppress(TransportError, TimeoutError):
                 await self.transport.flush(timeout=5.0)
         finally:
-            self._worker.shutdown(wait=self.failure is None)
-        if self.failure is not None:
-            raise ServiceFailed(self.failure)
-
-    async def _supervised(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        """Run ``body()`` until it returns; restart it after an unexpected exception
-        (logged, counted), at most ``supervision.max_task_restarts`` times."""
-        restarts = 0
-        while True:
-            try:
-                await body()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.counters.inc(f"tasks.failed.{name}")
-                log.exception("service task %r failed (restart %d)", name, restarts + 1)
-                if restarts >= self.config.supervision.max_task_restarts or self._stop.is_set():
-                    self.failure = f"task {name!r}: {type(exc).__name__}: {exc}"
-                    self._stop.set()
-                    return
-                restarts += 1
-                self.counters.inc("tasks.restarts")
-                await asyncio.sleep(min(0.05 * 2**restarts, 2.0))
+            self._worker.shutdown(wait=self._supervisor.failure is None)
+        if self._supervisor.failure is not None:
+            raise ServiceFailed(self._supervisor.failure)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -297,66 +267,9 @@ class Service:
             except ParameterError as exc:  # invalid state is never written; the older ones stay
                 log.warning("checkpoint not written: %s", exc)
 
-    # -- ingest ----------------------------------------------------------------------
-
-    async def _receive_loop(self) -> None:
-        while True:
-            incoming = await self.transport.recv()
-            try:
-                self.handle_incoming(incoming.topic, incoming.payload, retained=incoming.retain)
-            except (DelgradError, ValueError, TypeError, IndexError) as exc:
-                # a message valid on the wire that a stage could not take: counted,
-                # dropped, the loop goes on (never a deaf device)
-                self.counters.inc(f"dropped.unprocessable.{type(exc).__name__}")
-                log.warning(
-                    "message on %s dropped: %s: %s", incoming.topic, type(exc).__name__, exc
-                )
-            del incoming  # not held while waiting for the next one (up to 16 MiB)
-            await self._commands.run_queued()
-            # recv() returns at once while the inbox holds messages; yield once per
-            # message so inference, metrics and publishing keep their turn under overload
-            await asyncio.sleep(0)
-
     def handle_incoming(self, topic_str: str, payload: bytes, *, retained: bool = False) -> None:
-        """Decode and route one message; malformed ones are counted and dropped (an
-        undecodable command is also answered, ``ok = false``)."""
-        now = self.clock()
-        try:
-            info = parse_topic(topic_str)
-        except DelgradError as exc:
-            self.counters.inc(f"malformed.{type(exc).__name__}")
-            return
-        try:
-            envelope = decode(payload)
-        except (ProtocolError, DelgradError) as exc:
-            self.counters.inc(f"malformed.{type(exc).__name__}")
-            if str(info.kind) == "cmd" and info.name is not None:
-                self._commands.refuse_undecodable(
-                    info.name, payload, f"undecodable command: {type(exc).__name__}: {exc}"
-                )
-            return
-        msg = envelope.message
-        kind = str(info.kind)
-        if kind == "events/in" and isinstance(msg, SpikeBatch):
-            queued = self._ingest.spikes(msg, now)
-        elif kind == "events/in" and isinstance(msg, SensorEvents):
-            queued = self._ingest.stream(msg, now)
-        elif kind == "labels" and isinstance(msg, Labels):
-            self.counters.inc("labels.received", len(msg.trial_ids))
-            queued = self._learning.add(self.join.join_labels(msg.trial_ids, msg.labels, now))
-        elif kind == "cmd" and isinstance(msg, Command):
-            self._commands.offer(
-                info.name or msg.name,
-                msg,
-                timestamp_ns=envelope.timestamp_ns,
-                retained=retained,
-            )
-            return
-        else:
-            self.counters.inc("malformed.wrong_schema_for_topic")
-            return
-        if queued:
-            self._inference.wake()
+        """Decode and route one message (see :class:`~._receiver.Receiver`)."""
+        self._receiver.handle(topic_str, payload, retained=retained)
 
     # -- checkpoints -----------------------------------------------------------------
 
