@@ -8,7 +8,7 @@ file and renamed, so a crash leaves old or new files, never a torn one. Saving
 and loading run in the worker thread, between batches.
 
 Only valid state is written: every array finite, weights and delays within
-bounds (:func:`~._online.state_problem`); otherwise the save is refused
+bounds (:func:`~._limits.state_problem`); otherwise the save is refused
 (``checkpoints.refused``). The newest ``keep`` checkpoints are kept:
 ``service_checkpoint.npz`` (newest), ``service_checkpoint.1.npz``, ... A load
 takes the newest one that reads, parses, holds valid state and fits the
@@ -37,7 +37,8 @@ import numpy as np
 
 from delgrad.errors import DelgradError, ParameterError
 from delgrad.runtime._atomic import atomic_write
-from delgrad.runtime.service._online import OnlineLearner, state_problem
+from delgrad.runtime.service._limits import state_problem
+from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._param_stream import ParameterStream
 from delgrad.runtime.service._run_state import RunState, is_mode
@@ -58,7 +59,7 @@ def checkpoint_paths(folder: Path, keep: int) -> list[Path]:
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The learner arrays and the service state of one checkpoint file, checked:
-    it reads, its arrays are valid state (:func:`~._online.state_problem`) and its
+    it reads, its arrays are valid state (:func:`~._limits.state_problem`) and its
     numbers and counters are in range.
 
     Raises:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from delgrad.errors import DelgradError, ParameterError
 from delgrad.protocols import Command, Reply, is_valid_name, unpack_limited
-from delgrad.runtime.service._online import LR_SCALE_MAX, LR_SCALE_MIN
+from delgrad.runtime.service._limits import LR_SCALE_MAX, LR_SCALE_MIN
 from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._run_state import MODES, Mode
 from delgrad.runtime.service._stats import Counters

@@ -68,7 +68,9 @@ class Inference:
         self._have_work = asyncio.Event()  # pending trials or joined labels to learn from
         self.latency = LatencyTracker(20_000)
         self.trial_rate = RateMeter(5.0)
-        self.silent = np.zeros(len(online.sizes))  # per layer, fraction of silent neurons
+        self.silent = np.zeros(
+            len(online.network_summary().delay_kinds)
+        )  # per layer, fraction of silent neurons
         self.spikes_per_trial = 0.0
 
     def wake(self) -> None:

@@ -19,35 +19,12 @@ import numpy as np
 from delgrad.errors import ConfigError
 from delgrad.runtime import Driver, DriverObserver, Learner, LossResult, NeuronParams, Observation
 from delgrad.runtime._fit import fit_problems
-
-#: Largest magnitude a weight or delay may take (units of the recipe; far beyond any
-#: trained network): a step that leaves a parameter beyond it is rejected.
-MAX_ABS_PARAMETER = 1e6
-#: Range of the factor on the recipe's learning rates (``lr`` command, checkpoints).
-LR_SCALE_MIN = 1e-6
-LR_SCALE_MAX = 100.0
-
-
-def state_problem(arrays: dict[str, np.ndarray]) -> str | None:
-    """Why learner state arrays (:meth:`OnlineLearner.state_arrays`) are not valid
-    parameters to run or keep, or None: every numeric array finite, and weights and
-    delays (``net.*``) at most :data:`MAX_ABS_PARAMETER` in magnitude, the learning
-    rate factor (``adam.lr_scale``) within :data:`LR_SCALE_MIN` .. :data:`LR_SCALE_MAX`."""
-    if "adam.lr_scale" in arrays:
-        scale = float(np.asarray(arrays["adam.lr_scale"]))
-        if not LR_SCALE_MIN <= scale <= LR_SCALE_MAX:
-            return f"adam.lr_scale is {scale:.3g} (range {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g})"
-    for key, value in arrays.items():
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiu" or not arr.size:
-            continue
-        if not np.all(np.isfinite(arr)):
-            return f"{key} is not finite"
-        if key.startswith("net.") and arr.dtype.kind == "f":
-            biggest = float(np.abs(arr).max())
-            if biggest > MAX_ABS_PARAMETER:
-                return f"{key} reaches {biggest:.3g} (bound {MAX_ABS_PARAMETER:g})"
-    return None
+from delgrad.runtime.service._limits import (
+    LR_SCALE_MAX,
+    LR_SCALE_MIN,
+    state_problem,
+)
+from delgrad.runtime.service._rows import TrialRows
 
 
 @dataclass
@@ -111,13 +88,9 @@ class OnlineLearner:
         self._loop = DriverObserver(driver)
         self.step_every = int(step_every)
         self.refresh = bool(refresh)
-        layers = learner.net_forward.layers
-        self.n_inputs = layers[0].n_in
-        self.sizes = [ly.n_out for ly in layers]
-        self.arrival_sizes = [ly.n_pre if ly.delay == "axonal" else 0 for ly in layers]
-        # last column: the parameter version the trial was observed with
-        self.row_width = self.n_inputs + sum(self.sizes) + sum(self.arrival_sizes) + 1
-        self._rows = np.empty((self.step_every, self.row_width))
+        self.rows = TrialRows(learner.net_forward.layers)
+        self.n_inputs = self.rows.n_inputs
+        self._rows = np.empty((self.step_every, self.rows.width))
         self._labels = np.empty(self.step_every, dtype=np.int64)
         self._filled = 0
         self._steps = 0
@@ -135,7 +108,7 @@ class OnlineLearner:
     @property
     def n_outputs(self) -> int:
         """Output neurons (classes)."""
-        return self.sizes[-1]
+        return self.rows.sizes[-1]
 
     @property
     def steps(self) -> int:
@@ -219,38 +192,8 @@ class OnlineLearner:
         return self._loop.observe(self.learner.net_forward, t_in, version), version
 
     def pack(self, t_in: np.ndarray, observation: Observation, version: int) -> np.ndarray:
-        """(B, row_width) rows: inputs, every layer's times, observed arrivals, and the
-        parameter ``version`` they were observed with."""
-        parts = [t_in, *observation.times]
-        for size, arr in zip(self.arrival_sizes, observation.arrivals, strict=True):
-            if size:
-                parts.append(arr if arr is not None else np.full((len(t_in), size), np.inf))
-        parts.append(np.full((len(t_in), 1), float(version)))
-        return np.concatenate(parts, axis=1)
-
-    def unpack(
-        self, rows: np.ndarray
-    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
-        """Inverse of :meth:`pack`: (t_in, times per layer, arrivals per layer or None)."""
-        t_in = rows[:, : self.n_inputs]
-        at = self.n_inputs
-        times = []
-        for size in self.sizes:
-            times.append(rows[:, at : at + size])
-            at += size
-        arrivals: list[np.ndarray | None] = []
-        for size in self.arrival_sizes:
-            if size:
-                arrivals.append(rows[:, at : at + size])
-                at += size
-            else:
-                arrivals.append(None)
-        return t_in, times, arrivals
-
-    def output_times(self, rows: np.ndarray) -> np.ndarray:
-        """(K, n_outputs) output spike times stored in packed rows."""
-        start = self.n_inputs + sum(self.sizes[:-1])
-        return rows[:, start : start + self.sizes[-1]]
+        """(B, width) rows of observed trials (see :class:`~._rows.TrialRows`)."""
+        return self.rows.pack(t_in, observation, version)
 
     def score(self, rows: np.ndarray, labels: np.ndarray) -> LossResult:
         """The loss (and correctness) of packed rows' observed outputs for ``labels (K,)``.
@@ -259,7 +202,7 @@ class OnlineLearner:
         the step those rows make up, if they make up exactly one and were not
         re-observed: the loss is computed once.
         """
-        return self.learner.loss(self.output_times(rows), labels)
+        return self.learner.loss(self.rows.output_times(rows), labels)
 
     # -- learning -----------------------------------------------------------------
 
@@ -267,7 +210,7 @@ class OnlineLearner:
         """Buffer labelled trials; every ``step_every`` of them make one learning step.
 
         Args:
-            rows: (K, row_width) packed observed trials.
+            rows: (K, width) packed observed trials (:class:`~._rows.TrialRows`).
             labels: (K,) their classes.
         """
         return self.learn_scored([(rows, labels, None)])
@@ -314,7 +257,7 @@ class OnlineLearner:
         Returns:
             (the sum of the per-trial losses, whether it was a weight bump).
         """
-        t_in, times, arrivals = self.unpack(self._rows)
+        t_in, times, arrivals = self.rows.unpack(self._rows)
         t_in = np.ascontiguousarray(t_in)
         if self.refresh and np.any(self._rows[:, -1] != self.version):
             # Times observed before the last step: observe them again with the

@@ -26,7 +26,7 @@ from delgrad.protocols import (
 )
 from delgrad.runtime.service import Service, ServiceFailed
 from delgrad.runtime.service._checkpoints import checkpoint_paths
-from delgrad.runtime.service._online import state_problem
+from delgrad.runtime.service._limits import state_problem
 from delgrad.runtime.service._outbox import EPOCH_SHIFT, next_boot_epoch, status_will
 from delgrad.tools._run_app import build_online
 from delgrad.tools._sensor import YinYangSource, stream_trials
