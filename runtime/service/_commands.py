@@ -28,7 +28,6 @@ ever leaves this module as an exception. See docs/runtime.md, "Commands".
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -38,93 +37,21 @@ from typing import Any, Protocol
 
 from delgrad.errors import DelgradError, ParameterError
 from delgrad.protocols import Command, Reply, is_valid_name, unpack_limited
-from delgrad.runtime.service._limits import LR_SCALE_MAX, LR_SCALE_MIN
+from delgrad.runtime.service._command_args import (
+    check_args,
+    fit_error,
+    shown,
+)
 from delgrad.runtime.service._outbox import Outbox
-from delgrad.runtime.service._run_state import MODES, Mode
+from delgrad.runtime.service._run_state import Mode
 from delgrad.runtime.service._stats import Counters
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("checkpoint", "lr", "mode", "pause", "reset", "resume", "snapshot", "status")
 #: Commands queued at most; a flood beyond is counted and dropped.
 MAX_QUEUED_COMMANDS = 1000
 #: Recent (name, correlation id) pairs remembered to answer a duplicate without rerunning.
 DEDUP_WINDOW = 256
-#: Longest error text of a reply (the protocol's limit).
-MAX_ERROR_CHARS = 1024
-#: Characters of a refused value echoed in a reply.
-ECHO_CHARS = 48
-
-
-def shown(value: object) -> str:
-    """``repr(value)`` cut to :data:`ECHO_CHARS` characters (for echoing untrusted input)."""
-    text = repr(value)
-    if len(text) <= ECHO_CHARS:
-        return text
-    return f"{text[:ECHO_CHARS]}... ({len(text)} chars)"
-
-
-def fit_error(text: str) -> str:
-    """``text`` cut to the reply limit of :data:`MAX_ERROR_CHARS` characters."""
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
-
-
-@dataclass(frozen=True)
-class ArgSpec:
-    """One argument of a command: its check (raises ``ParameterError``) and meaning."""
-
-    check: Callable[[object], object]
-    doc: str
-
-
-def _mode(value: object) -> Mode:
-    if not isinstance(value, str) or value not in MODES:
-        raise ParameterError(f"mode must be 'train' or 'infer', got {shown(value)}")
-    return value
-
-
-def _lr_scale(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParameterError(f"lr scale must be a number, got {shown(value)}")
-    scale = float(value)
-    if not (math.isfinite(scale) and LR_SCALE_MIN <= scale <= LR_SCALE_MAX):
-        raise ParameterError(
-            f"lr scale must be in {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g}, got {shown(value)}"
-        )
-    return scale
-
-
-#: Every command's arguments (all required; anything else is refused).
-ARG_SPECS: dict[str, dict[str, ArgSpec]] = {
-    "checkpoint": {},
-    "lr": {"scale": ArgSpec(_lr_scale, f"number in {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g}")},
-    "mode": {"mode": ArgSpec(_mode, "'train' or 'infer'")},
-    "pause": {},
-    "reset": {},
-    "resume": {},
-    "snapshot": {},
-    "status": {},
-}
-
-
-def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The checked arguments of command ``name``.
-
-    Raises:
-        ParameterError: unknown command, unknown or missing argument, or a value
-            of the wrong type or outside its range (the message echoes it shortened).
-    """
-    spec = ARG_SPECS.get(name)
-    if spec is None:
-        raise ParameterError(f"unknown command {shown(name)}; known: {', '.join(COMMANDS)}")
-    unknown = sorted(set(args) - set(spec))
-    if unknown:
-        allowed = ", ".join(spec) or "none"
-        raise ParameterError(f"{name}: unknown argument(s) {shown(unknown)}; allowed: {allowed}")
-    missing = sorted(set(spec) - set(args))
-    if missing:
-        raise ParameterError(f"{name}: missing argument(s) {', '.join(missing)}")
-    return {key: spec[key].check(value) for key, value in args.items()}
 
 
 class CommandTarget(Protocol):
