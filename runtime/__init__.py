@@ -38,7 +38,7 @@ from delgrad.runtime._events import (
 )
 from delgrad.runtime._in_the_loop import DriverObserver
 from delgrad.runtime._io import load_network, save_network
-from delgrad.runtime._learner import Learner, Observer, host_observer
+from delgrad.runtime._learner import HostObserver, Learner, Observer, host_observer, resolve_threads
 from delgrad.runtime._losses import (
     FirstSpikeCrossEntropy,
     LossResult,
@@ -92,6 +92,7 @@ __all__ = [
     "FirstSpikeCrossEntropy",
     "FirstSpikes",
     "Gradients",
+    "HostObserver",
     "Layer",
     "LayerGradient",
     "Learner",
@@ -131,6 +132,7 @@ __all__ = [
     "padded_to_csr",
     "predict",
     "resolve_config",
+    "resolve_threads",
     "save_network",
     "shipped_configs",
     "warm_up",

@@ -108,6 +108,10 @@ class TrainingConfig:
             at the configured theta over the observed causal set; tau_m = tau_s only).
         select: which network the run ends with: "last" (after the last epoch) or
             "best_val" (the epoch with the highest validation accuracy, earliest on ties).
+        threads: threads that share each batch's host forward and backward pass
+            (0 = one per core of the machine). Results are the same for any count
+            (gradients are summed in row order); not part of a run's identity, so a
+            run may resume with another count.
     """
 
     epochs: int = 300
@@ -131,6 +135,7 @@ class TrainingConfig:
     checkpoint_every: int = 1
     backward_threshold: Literal["observed", "nominal"] = "observed"
     select: Literal["last", "best_val"] = "last"
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,7 @@ _NON_NEGATIVE = frozenset(
         "d_std",
         "chip_seed",
         "seed",
+        "threads",
     }
 )
 

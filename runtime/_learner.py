@@ -10,6 +10,7 @@ the forward copy ``net_forward`` only.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -40,11 +41,29 @@ class Observer(Protocol):
     ) -> tuple[list[np.ndarray], list[np.ndarray | None] | None]: ...
 
 
-def host_observer(
-    net: Network, t_in: np.ndarray, version: int = 0
-) -> tuple[list[np.ndarray], None]:
-    """The exact model on the host: spike times from :func:`forward`, no arrivals."""
-    return forward(net, t_in), None
+def resolve_threads(threads: int) -> int:
+    """``threads``, or the machine's core count for 0."""
+    return threads if threads > 0 else max(1, os.cpu_count() or 1)
+
+
+class HostObserver:
+    """The exact model on the host: spike times from :func:`forward`, no arrivals.
+
+    Args:
+        threads: threads sharing each batch (>= 1).
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+
+    def __call__(
+        self, net: Network, t_in: np.ndarray, version: int = 0
+    ) -> tuple[list[np.ndarray], None]:
+        return forward(net, t_in, threads=self.threads), None
+
+
+#: The exact model on the host, one thread.
+host_observer = HostObserver(1)
 
 
 def _build_layers(config: Config) -> list[Layer]:
@@ -62,10 +81,13 @@ class Learner:
 
     Args:
         config: the configuration (network, neuron, init and training sections).
+        threads: threads sharing each backward pass; None: ``config.training.threads``
+            (0 there: one per core).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, threads: int | None = None) -> None:
         self.config = config
+        self.threads = resolve_threads(config.training.threads if threads is None else threads)
         cfg, tr = config, config.training
         self.layers = _build_layers(cfg)
         init_rng = np.random.default_rng([cfg.seed, 0])
@@ -189,6 +211,7 @@ class Learner:
             max_dw_norm=tr.max_dw_norm if tr.max_dw_norm > 0 else None,
             arrivals=arrivals,
             rule=tr.backward_threshold,
+            threads=self.threads,
         )
         update = [[g.w for g in grads.layers]]
         if self.has_delays:

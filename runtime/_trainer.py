@@ -23,7 +23,7 @@ from delgrad.errors import ConfigError, NetworkFileError
 from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict
 from delgrad.runtime._digits import digits_split, encode_digits
-from delgrad.runtime._learner import Learner, Observer, host_observer
+from delgrad.runtime._learner import HostObserver, Learner, Observer
 from delgrad.runtime._losses import LossResult, predict
 from delgrad.runtime._yinyang import encode_yinyang, yinyang
 
@@ -80,12 +80,15 @@ class Trainer(Learner):
 
     Args:
         config: the configuration.
-        observe: forward backend (default: the exact host model).
+        observe: forward backend (None: the exact host model with :attr:`threads`).
+        threads: see :class:`Learner`.
     """
 
-    def __init__(self, config: Config, *, observe: Observer = host_observer) -> None:
-        super().__init__(config)
-        self.observe = observe
+    def __init__(
+        self, config: Config, *, observe: Observer | None = None, threads: int | None = None
+    ) -> None:
+        super().__init__(config, threads=threads)
+        self.observe = HostObserver(self.threads) if observe is None else observe
         self.shuffle_rng = np.random.default_rng([config.seed, 1])
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -242,7 +245,9 @@ class Trainer(Learner):
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, observe: Observer = host_observer) -> Trainer:
+    def from_checkpoint(
+        cls, path: str | Path, *, observe: Observer | None = None, threads: int | None = None
+    ) -> Trainer:
         """Restore a trainer saved by :meth:`save_checkpoint`.
 
         Raises:
@@ -254,7 +259,7 @@ class Trainer(Learner):
             state = json.loads(bytes(arrays["state"]).decode())
             if state.get("format") != CHECKPOINT_FORMAT:
                 raise NetworkFileError(f"{path} is not a training checkpoint")
-            trainer = cls(config_from_dict(state["config"]), observe=observe)
+            trainer = cls(config_from_dict(state["config"]), observe=observe, threads=threads)
             trainer.load_state_arrays(arrays)
         except NetworkFileError:
             raise

@@ -66,6 +66,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--recipe", help="training recipe: a shipped name (delgrad train --list) or a TOML path"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads sharing each learning step (learning.threads; 0 = one per core)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -145,6 +150,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data.setdefault("driver", {})["name"] = args.driver
     if args.recipe is not None:
         data.setdefault("model", {})["recipe"] = args.recipe
+    if args.threads is not None:
+        data.setdefault("learning", {})["threads"] = args.threads
     config = run_config_from_dict(apply_overrides(data, args.set))
     resolve_config(config.model.recipe)  # an unknown recipe fails here, in one line
     if config.broker.url:

@@ -33,6 +33,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         nargs="?",
     )
     parser.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads sharing each batch (default: the config's training.threads; "
+        "0 = one per core)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/NAME_seedN)")
     parser.add_argument(
         "--set",
@@ -69,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(shipped_configs()))
         return ExitCode.OK if args.list else ExitCode.USAGE
     try:
-        config = resolve_config(args.config, args.set)
+        overrides = list(args.set)
+        if args.threads is not None:
+            overrides.append(f"training.threads={args.threads}")
+        config = resolve_config(args.config, overrides)
         if args.seed is not None:
             config = config.replace(seed=args.seed)
     except DelgradError as exc:

@@ -38,7 +38,7 @@ def build_online(config: RunConfig) -> OnlineLearner:
         ConfigError: unknown recipe or driver, or a network file that does not fit.
     """
     recipe = resolve_config(config.model.recipe).replace(seed=config.model.seed)
-    learner = Learner(recipe)
+    learner = Learner(recipe, threads=config.learning.threads)
     if config.model.network_file:
         learner.load_network(load_network(config.model.network_file))
     options: dict[str, Any] = {}

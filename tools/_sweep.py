@@ -60,7 +60,9 @@ def _run_one(run: SweepRun, out: str) -> dict[str, Any]:
     overrides = [f"network.hidden=[{run.hidden}]"]
     if run.epochs is not None:
         overrides.append(f"training.epochs={run.epochs}")
-    config = resolve_config(RECIPES[run.delay], overrides).replace(seed=run.seed)
+    # runs go in parallel processes, one core each
+    config = resolve_config(RECIPES[run.delay], ["training.threads=1", *overrides])
+    config = config.replace(seed=run.seed)
     folder = Path(out) / run.name
     results = run_training(config, folder, plots=False)
     return _row(run, results)

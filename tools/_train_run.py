@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -20,7 +21,6 @@ from delgrad.runtime import (
     Observer,
     Trainer,
     atomic_write,
-    host_observer,
     save_network,
     yinyang,
 )
@@ -35,13 +35,18 @@ def package_version() -> str:
         return "unknown"
 
 
-def observer_for(config: Config) -> Observer:
-    """The forward backend named by ``config.training.driver``."""
+def observer_for(config: Config) -> Observer | None:
+    """The forward backend named by ``config.training.driver`` (None: the host model)."""
     name = config.training.driver
     if name == "host":
-        return host_observer
+        return None
     options = {"chip_seed": config.training.chip_seed} if name == "emulator-bss2" else {}
     return DriverObserver(driver_from_config(name, **options))
+
+
+def _identity(config: Config) -> Config:
+    """The configuration without what may change between sessions of one run."""
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, threads=0))
 
 
 def run_training(
@@ -61,8 +66,10 @@ def run_training(
     checkpoint = out / "checkpoint.npz"
     observe = observer_for(config)
     if checkpoint.is_file() and not fresh:
-        trainer = Trainer.from_checkpoint(checkpoint, observe=observe)
-        if trainer.config != config:
+        trainer = Trainer.from_checkpoint(
+            checkpoint, observe=observe, threads=config.training.threads
+        )
+        if _identity(trainer.config) != _identity(config):
             raise ConfigError(
                 f"{checkpoint} belongs to another configuration; use --fresh to start over"
             )

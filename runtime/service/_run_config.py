@@ -81,12 +81,17 @@ class LearningSection:
         refresh: before a step, re-observe on the driver the buffered trials whose
             spike times were observed with older parameters (the step then uses
             times of the network it changes; costs one extra driver run for them).
+        threads: threads sharing each learning step's backward pass (0 = one per
+            core). Default 1: the step runs beside the event loop and the driver,
+            and at the paper's network size a step is too short to gain from more;
+            sensor-sized networks (hundreds of inputs and hidden neurons) gain.
     """
 
     mode: Literal["train", "infer"] = "train"
     step_every: int = 150
     lr_scale: float = 1.0
     refresh: bool = True
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,8 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
         raise ConfigError("broker.embedded_port must be in 0..65535")
     if config.learning.lr_scale > 100.0:  # the lr command's range (service._online)
         raise ConfigError(f"learning.lr_scale must be <= 100, got {config.learning.lr_scale!r}")
+    if config.learning.threads < 0:
+        raise ConfigError(f"learning.threads must be >= 0, got {config.learning.threads!r}")
     if config.supervision.max_task_restarts < 0:
         raise ConfigError("supervision.max_task_restarts must be >= 0")
     if not is_valid_name(config.device):
