@@ -15,7 +15,15 @@ from delgrad.drivers._units import (
     us_to_model,
     weight_to_code,
 )
-from delgrad.runtime import Capabilities, Driver, Network, Observation, ParameterError, forward
+from delgrad.runtime import (
+    Capabilities,
+    Driver,
+    Layer,
+    Network,
+    Observation,
+    ParameterError,
+    forward,
+)
 
 EmulatorMode = Literal["ideal", "bss2"]
 
@@ -172,6 +180,17 @@ class EmulatorDriver(Driver):
             else:
                 d_q.append(network.d[index].copy())
         return Network(network.layers, p.neuron, w_q, d_q), n_w, n_d
+
+    def warm_up(self) -> None:
+        """Compile the emulator's kernels on a twin (same mode, parameters and chip), so
+        this driver's configuration and random streams stay untouched."""
+        twin = EmulatorDriver(self.mode, self.params, chip_seed=self.chip_seed)
+        layers = [Layer(2, 2, "axonal"), Layer(2, 2, "none")]
+        w = [np.full(ly.weight_shape, 1.5) for ly in layers]
+        d = [np.full(ly.delay_shape, 0.5) for ly in layers]
+        twin.configure(Network(layers, self.params.neuron, w=w, d=d))
+        twin.run(np.array([[0.1, 0.4]]))
+        twin.close()
 
     def _configure(self, network: Network) -> None:
         self._applied, self._clipped_w, self._clipped_d = self.quantise(network)

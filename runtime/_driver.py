@@ -232,6 +232,10 @@ class Driver(ABC):
                 )
         return self._run(t)
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Compile or load what the first :meth:`run` needs, leaving the driver's state
+        (configuration, random streams, counters) as it was. Default: nothing."""
+
     def close(self) -> None:
         """Release the backend; further calls raise :class:`DriverError`. Idempotent."""
         if not self._closed:

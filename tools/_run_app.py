@@ -174,7 +174,7 @@ def arm_shutdown_watchdog(timeout_s: float) -> threading.Timer:
 
 
 def _warm(online: OnlineLearner) -> None:
-    warm_up()
+    warm_up(online.driver)
 
 
 async def _demo_sensor(url: str, config: RunConfig, rate: float, stop: asyncio.Event) -> None:
