@@ -3,11 +3,13 @@ so the first real batch is fast."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
 from delgrad.runtime._adam import Adam, ParamGroup
 from delgrad.runtime._driver import Driver
-from delgrad.runtime._network import DELAY_KINDS, Layer, Network, backward, forward
+from delgrad.runtime._network import DelayKind, Layer, Network, backward, forward
 from delgrad.runtime._neuron import NeuronParams
 from delgrad.runtime._stabilisers import WeightBumper
 
@@ -28,7 +30,7 @@ def warm_up(driver: Driver | None = None) -> None:
     t_in = rng.uniform(0.1, 1.0, (4, 3))
     for tau_m in (1.0, 2.0, 1.5):
         neuron = NeuronParams(tau_s=1.0, tau_m=tau_m, theta=1.0)
-        for kind in DELAY_KINDS:
+        for kind in get_args(DelayKind):
             layers = [Layer(3, 4, kind), Layer(4, 2, kind)]
             w = [rng.uniform(0.5, 1.5, ly.weight_shape) for ly in layers]
             d = [rng.uniform(0.0, 0.5, ly.delay_shape) for ly in layers]
