@@ -3,9 +3,10 @@
 Three processes on loopback, as deployed: ``mosquitto`` (started here on a free
 port with a throw-away configuration, :class:`~delgrad.tools.Mosquitto`),
 ``delgrad run --config ... --quiet`` (the service: emulator-ideal driver, the
-default recipe, learning on) and ``delgrad sensor`` (Yin-Yang trials, every trial
-labelled, batched in messages). The runtime's own metrics are read by subscribing
-to its metrics topic; resident memory and CPU time come from ``/proc`` (Linux).
+default recipe, learning on) and ``delgrad sensor`` (Yin-Yang trials, or a file
+given as ``source``, as ``delgrad sensor --source``; every trial labelled, batched
+in messages). The runtime's own metrics are read by subscribing to its metrics
+topic; resident memory and CPU time come from ``/proc`` (Linux).
 
 Run ``delgrad bench e2e {throughput,latency,memory}``; each prints one JSON line.
 See docs/performance.md, "Streaming runtime".
@@ -101,6 +102,8 @@ class Setup:
     broker: Mosquitto
     runtime: subprocess.Popen[bytes]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: ``delgrad sensor --source`` ("yinyang", the default, or a trial/recording file)
+    source: str = "yinyang"
 
     @property
     def url(self) -> str:
@@ -122,6 +125,8 @@ class Setup:
             "--batch",
             str(batch),
         ]
+        if self.source != "yinyang":
+            cmd += ["--source", self.source]
         if duration_s is not None:
             cmd += ["--duration", str(duration_s)]
         if count is not None:
@@ -149,9 +154,11 @@ def running(
     config: dict[str, Any] | None = None,
     *,
     env: dict[str, str] | None = None,
+    source: str = "yinyang",
 ) -> Iterator[Setup]:
     """Start mosquitto and ``delgrad run`` (``config`` sections merged into its
-    configuration, ``env`` added to its environment); stop both."""
+    configuration, ``env`` added to its environment); stop both. The sensors started
+    on the returned setup stream ``source``."""
     folder = Path(tempfile.mkdtemp(prefix="delgrad-bench-"))
     broker = Mosquitto(folder, max_queued_messages=10_000)
     runtime = None
@@ -176,7 +183,7 @@ def running(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        setup = Setup(folder, broker, runtime)
+        setup = Setup(folder, broker, runtime, source=source)
         yield setup
     finally:
         if setup is not None:
@@ -358,9 +365,10 @@ async def throughput(
     warmup_s: float = 8.0,
     measure_s: float = 24.0,
     config: dict[str, Any] | None = None,
+    source: str = "yinyang",
 ) -> dict[str, Any]:
     """Sustained processed trials/s over ``measure_s`` after ``warmup_s``."""
-    with running(config) as setup:
+    with running(config, source=source) as setup:
         async with Watcher(setup) as watcher:
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
@@ -376,10 +384,11 @@ async def latency(
     warmup_s: float = 5.0,
     measure_s: float = 20.0,
     config: dict[str, Any] | None = None,
+    source: str = "yinyang",
 ) -> dict[str, Any]:
     """The service's p99 latency (event received -> prediction published) at ``rate``,
     and the subscriber's view (sensor timestamp -> prediction received)."""
-    with running(config) as setup:
+    with running(config, source=source) as setup:
         async with Watcher(setup, latency=True) as watcher:
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
@@ -416,6 +425,7 @@ async def memory(
     last: int = 2_000_000,
     config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    source: str = "yinyang",
 ) -> dict[str, Any]:
     """Runtime RSS after ``first`` and after ``last`` streamed trials, offered at
     ``rate * overload`` trials/s. Streamed = received by the service plus those in
@@ -425,7 +435,7 @@ async def memory(
     def streamed(v: dict[str, float]) -> float:
         return _get(v, "trials.received") + batch * _get(v, "transport.dropped_in_lossy")
 
-    with running(config, env=env) as setup:
+    with running(config, env=env, source=source) as setup:
         async with Watcher(setup) as watcher:
             await _started(setup, watcher)
             rss_start = rss_bytes(setup.runtime.pid)

@@ -161,6 +161,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     e2e.add_argument("--overload", type=float, default=1.0, help="memory: offered / nominal")
     e2e.add_argument("--last", type=int, help="memory: trials streamed in all")
     e2e.add_argument(
+        "--source",
+        default="yinyang",
+        metavar="FILE",
+        help="what the sensor streams: 'yinyang' (default) or a file (delgrad sensor --source)",
+    )
+    e2e.add_argument(
         "--set",
         action="append",
         default=[],
@@ -205,7 +211,7 @@ def _e2e(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"delgrad bench e2e: error: {exc}", file=sys.stderr)
         return 2
-    kwargs: dict[str, Any] = {"config": config}
+    kwargs: dict[str, Any] = {"config": config, "source": args.source}
     if args.rate is not None:
         kwargs["rate"] = args.rate
     if args.batch is not None:
