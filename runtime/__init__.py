@@ -60,6 +60,7 @@ from delgrad.runtime._network import (
 )
 from delgrad.runtime._neuron import NeuronParams
 from delgrad.runtime._recipes import resolve_config, shipped_configs
+from delgrad.runtime._schema import apply_overrides, read_toml
 from delgrad.runtime._stabilisers import WeightBumper, clip_weights
 from delgrad.runtime._trainer import EpochStats, Trainer, load_split
 from delgrad.runtime._warmup import warm_up
@@ -111,6 +112,7 @@ __all__ = [
     "Trainer",
     "WeightBumper",
     "accuracy",
+    "apply_overrides",
     "atomic_write",
     "backward",
     "check_input",
@@ -131,6 +133,7 @@ __all__ = [
     "mse_loss",
     "padded_to_csr",
     "predict",
+    "read_toml",
     "resolve_config",
     "resolve_threads",
     "save_network",

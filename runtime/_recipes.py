@@ -3,13 +3,13 @@ recipe name or path plus ``section.key=value`` overrides into a :class:`Config`.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from delgrad.errors import ConfigError
 from delgrad.runtime._config import Config, config_from_dict, load_config
+from delgrad.runtime._schema import apply_overrides
 
 RECIPE_PACKAGE = "delgrad.runtime"
 
@@ -37,20 +37,5 @@ def resolve_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
     config = load_config(path)
     if not overrides:
         return config
-    data = config.to_dict()
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text  # a bare word is a string
-        target = data
-        *sections, leaf = key.strip().split(".")
-        for section in sections:
-            if not isinstance(target.get(section), dict):
-                raise ConfigError(f"override {item!r}: no section {section!r}")
-            target = target[section]
-        target[leaf] = value
+    data = apply_overrides(config.to_dict(), overrides)
     return config_from_dict(data)

@@ -12,7 +12,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """The tables of a TOML file.
 
     Raises:
-        ConfigError: if the file is missing or not TOML.
+        ConfigError: if the file is missing, unreadable or not TOML.
     """
     try:
         with open(path, "rb") as fh:
@@ -32,6 +32,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
 def check_value(value: Any, tp: Any, where: str) -> Any:
@@ -119,3 +121,30 @@ def build_dataclass(
                     raise ConfigError(f"{label} must be >= 0, got {value!r}")
         kwargs[key] = checked
     return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``SECTION.KEY=VALUE`` items written into a nested mapping (missing sections
+    made; the schema then refuses unknown ones). A value is read as TOML, a bare word
+    as a string. Returns ``data``.
+
+    Raises:
+        ConfigError: an item not of the form ``section.key=value``, or a key under a
+            field that is not a section.
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word is a string
+        target = data
+        *sections, leaf = key.strip().split(".")
+        for section in sections:
+            if not isinstance(target.setdefault(section, {}), dict):
+                raise ConfigError(f"override {item!r}: {section!r} is not a section")
+            target = target[section]
+        target[leaf] = value
+    return data

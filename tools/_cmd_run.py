@@ -22,7 +22,6 @@ import shlex
 import shutil
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from rich.text import Text
 
 from delgrad.errors import ConfigError, DelgradError, TransportError
 from delgrad.protocols import parse_broker_url
-from delgrad.runtime import Learner, load_network, resolve_config
+from delgrad.runtime import Learner, apply_overrides, load_network, read_toml, resolve_config
 from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
 from delgrad.tools._broker_opts import add_broker_arguments, broker_url, check_port
 from delgrad.tools._exit import ExitCode, exit_code_for
@@ -99,30 +98,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``SECTION.KEY=VALUE`` items applied to a nested mapping (missing sections made).
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not of the form section.key=value")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text  # a bare word is a string
-        target = data
-        *sections, leaf = key.strip().split(".")
-        for section in sections:
-            if not isinstance(target.setdefault(section, {}), dict):
-                raise ConfigError(f"--set {item!r}: {section!r} is not a section")
-            target = target[section]
-        target[leaf] = value
-    return data
-
-
 def build_config(args: argparse.Namespace) -> RunConfig:
     """The configuration: file, then flags, then ``--set`` items.
 
@@ -131,14 +106,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     """
     data: dict[str, Any] = {}
     if args.config is not None:
-        try:
-            data = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {args.config}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {args.config}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{args.config} is not valid TOML: {exc}") from None
+        data = read_toml(args.config)
     url = broker_url(args)
     if url is not None:
         data.setdefault("broker", {})["url"] = url

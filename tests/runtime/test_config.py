@@ -84,3 +84,27 @@ def test_overrides():
         resolve_config("yinyang_H30_W", ["training.epochs"])
     with pytest.raises(ConfigError, match="shipped"):
         resolve_config("no_such_recipe")
+
+
+def test_config_files_that_cannot_be_read_are_config_errors(tmp_path):
+    from delgrad.errors import ConfigError
+    from delgrad.runtime import read_toml
+
+    (tmp_path / "latin1.toml").write_bytes(b"name = '\xe9'\n")
+    for path in (tmp_path, tmp_path / "latin1.toml"):  # a folder; not UTF-8
+        with pytest.raises(ConfigError, match=r"cannot read|not valid TOML"):
+            read_toml(path)
+
+
+def test_overrides_make_missing_sections_and_refuse_non_sections():
+    from delgrad.errors import ConfigError
+    from delgrad.runtime import apply_overrides
+
+    data = apply_overrides({"device": "d"}, ["learning.lr_scale=0.5", "learning.mode=infer"])
+    assert data == {"device": "d", "learning": {"lr_scale": 0.5, "mode": "infer"}}
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"device": "d"}, ["device.x=1"])
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        apply_overrides({}, ["learning"])
+    with pytest.raises(ConfigError, match="unknown field"):
+        resolve_config("yinyang_H30_WS", ["nosuch.key=1"])
