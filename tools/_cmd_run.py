@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -240,11 +239,18 @@ def attach_lines(config: RunConfig, service: Service | None = None) -> list[tupl
     return [
         ("broker", f"{url}{where}"),
         ("watch", f"{me} monitor {config.device}{broker}"),
-        ("steer", f"{me} cmd {config.device} pause{broker}  (resume, status, ...)"),
+        ("steer", f"{me} cmd {config.device} pause{broker}"),
+        ("", "(or resume, status, ...: delgrad cmd --help)"),
     ]
 
 
-def _table(service: Service) -> Group:
+def attach_text(config: RunConfig, service: Service | None = None) -> str:
+    """The attach rows as plain lines, printed once above the live panel (or the
+    plain log) so the commands are never wrapped or cropped and copy whole."""
+    return "\n".join(f"{key:6s} {value}".rstrip() for key, value in attach_lines(config, service))
+
+
+def _table(service: Service) -> Table:
     m = service.last_metrics
     table = Table(
         title=f"delgrad run: device {service.device!r} "
@@ -279,10 +285,7 @@ def _table(service: Service) -> Group:
     ]
     for key, value in rows:
         table.add_row(key, value)
-    attach = Table(show_header=False, box=None, padding=(0, 1))
-    for key, value in attach_lines(service.config, service):
-        attach.add_row(Text(key, style="bold"), Text(value))
-    return Group(table, attach)
+    return table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,9 +331,19 @@ def run(args: argparse.Namespace) -> int:
         nonlocal announced
         if not announced:
             announced = True
-            for key, value in attach_lines(config, service):
-                print(f"{key:6s} {value}", flush=True)
+            print(attach_text(config, service), flush=True)
         print_line(service)
+
+    def live_tick(display: Live, service: Service) -> None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            # soft_wrap: printed above the panel whole; the terminal, not rich,
+            # wraps a long command, so it still copies as one line.
+            display.console.print(
+                attach_text(config, service), soft_wrap=True, markup=False, highlight=False
+            )
+        display.update(_table(service))
 
     try:
         if live:
@@ -341,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
                         config,
                         demo_rate=rate,
                         duration_s=args.duration,
-                        on_tick=lambda s: display.update(_table(s)),
+                        on_tick=lambda s: live_tick(display, s),
                     )
                 )
         else:

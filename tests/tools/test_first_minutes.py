@@ -449,12 +449,15 @@ def test_broker_options_fold_into_the_url() -> None:
             assert flag in out.stdout, (command, flag)
 
 
-def test_live_panel_shows_where_to_attach() -> None:
+def test_live_panel_shows_where_to_attach(monkeypatch) -> None:
     from types import SimpleNamespace
 
     from delgrad.runtime.service import run_config_from_dict
-    from delgrad.tools._cmd_run import _table
+    from delgrad.tools import _cmd_run
 
+    # a long install path (CI clones deep): the commands must still print whole
+    me = "/a/rather/deep/checkout/of/delgrad-runtime/.venv/bin/python -m delgrad"
+    monkeypatch.setattr(_cmd_run, "command_prefix", lambda: me)
     config = run_config_from_dict({"device": "lab1", "broker": {"embedded_port": 0}})
     service = SimpleNamespace(
         last_metrics={"accuracy": 0.912, "samples_per_s": 5000.0},
@@ -464,12 +467,15 @@ def test_live_panel_shows_where_to_attach() -> None:
         paused=False,
         transport=SimpleNamespace(port=40123),
     )
-    console = Console(width=100, record=True, color_system=None)
-    console.print(_table(service))  # type: ignore[arg-type]
-    text = console.export_text()
-    assert "91.2 %" in text
-    assert "monitor lab1 --broker mqtt://127.0.0.1:40123" in text
-    assert "cmd lab1 pause --broker mqtt://127.0.0.1:40123" in text
+    console = Console(width=60, record=True, color_system=None)
+    console.print(_cmd_run._table(service))  # type: ignore[arg-type]
+    console.print(_cmd_run.attach_text(config, service), soft_wrap=True)  # type: ignore[arg-type]
+    lines = console.export_text().splitlines()
+    assert any("91.2 %" in line for line in lines)
+    assert any("5,000" in line for line in lines)
+    assert f"watch  {me} monitor lab1 --broker mqtt://127.0.0.1:40123" in lines
+    assert f"steer  {me} cmd lab1 pause --broker mqtt://127.0.0.1:40123" in lines
+    assert "broker mqtt://127.0.0.1:40123 (embedded, this machine only)" in lines
 
 
 def test_printed_commands_work_from_another_terminal(tmp_path, monkeypatch) -> None:
