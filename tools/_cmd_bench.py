@@ -21,7 +21,7 @@ from typing import Any
 
 from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
 from delgrad.tools._chaos import run_chaos
-from delgrad.tools.bench_core import bench_core, bench_core_sweep
+from delgrad.tools.bench_core import bench_core, bench_core_sweep, bench_thread_scaling
 from delgrad.tools.bench_drivers import bench_drivers
 from delgrad.tools.bench_protocol import bench_protocol
 
@@ -142,10 +142,22 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="BENCHMARK", required=True)
     core = sub.add_parser("core", help="kernels: forward and forward+backward samples/s")
     _repeats(core)
-    core.add_argument(
+    which = core.add_mutually_exclusive_group()
+    which.add_argument(
         "--sweep", action="store_true", help="sizes 4-30-3 to 2312-400-10, one JSON line per shape"
     )
-    core.add_argument("--threads", type=int, default=1, help="--sweep only: threads per batch")
+    which.add_argument(
+        "--thread-scaling",
+        action="store_true",
+        help="784-350-10 training step: 1 vs --threads (default 2) threads, alternated; "
+        "median paired speed-up",
+    )
+    core.add_argument(
+        "--threads",
+        type=int,
+        help="--sweep: threads per batch (default 1); --thread-scaling: the count "
+        "compared with one (default 2)",
+    )
     _repeats(sub.add_parser("protocol", help="codec: encode/decode rates and bytes per update"))
     _repeats(sub.add_parser("drivers", help="emulator driver samples/s, ideal and bss2"))
     e2e = sub.add_parser(
@@ -233,8 +245,11 @@ def run(args: argparse.Namespace) -> int:
         return _e2e(args)
     if args.what == "chaos":
         return _chaos(args)
-    if args.what == "core" and args.sweep:
-        for row in bench_core_sweep(repeats=args.repeats, threads=args.threads):
+    if args.what == "core" and args.thread_scaling:
+        for row in bench_thread_scaling(threads=args.threads or 2, repeats=args.repeats):
+            _emit(row, "core", "bench core --thread-scaling", args.json)
+    elif args.what == "core" and args.sweep:
+        for row in bench_core_sweep(repeats=args.repeats, threads=args.threads or 1):
             _emit(row, "core", "bench core --sweep", args.json)
     elif args.what == "core":
         result = bench_core(repeats=args.repeats)

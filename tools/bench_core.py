@@ -5,7 +5,8 @@ Network: 4-30-3 with synaptic delays, initialised as the DelGrad H30_WS recipe
 34 different batches (5100 samples, uniform in [0.15, 2.0] like encoded
 Yin-Yang points) so the branch predictor cannot memorise one batch.
 
-``bench_core_sweep`` measures the same at sensor sizes (see its docstring).
+``bench_core_sweep`` measures the same at sensor sizes, ``bench_thread_scaling``
+the speed-up of ``threads=`` on the training step at 784-350-10 (see their docstrings).
 """
 
 from __future__ import annotations
@@ -211,3 +212,57 @@ def bench_core_sweep(
 
 if __name__ == "__main__":
     print(json.dumps(bench_core()))
+
+
+#: Shapes of ``bench_thread_scaling``: the sensor-scale training step.
+SCALING_SHAPES = tuple(row for row in SWEEP_SHAPES if row[1] == (784, 350, 10))
+
+
+def bench_thread_scaling(
+    threads: int = 2, repeats: int = 9, seed: int = 0
+) -> list[dict[str, object]]:
+    """Speed-up of ``threads`` over one thread for forward + backward (batch 100).
+
+    Shapes ``SCALING_SHAPES`` with the networks and inputs of ``bench_core_sweep``.
+    One thread and ``threads`` threads run alternately, ``repeats`` times each
+    over the 4 batches, so a neighbour's load on a shared host falls on both
+    sides alike; the speed-up is the median of the paired ratios.
+
+    Returns:
+        Per shape: samples/s (medians) for one and ``threads`` threads, and the
+        median paired speed-up (``speedup_factor``) with its range.
+    """
+    warm_up()
+    rows: list[dict[str, object]] = []
+    for label, sizes, kind in SCALING_SHAPES:
+        rng = np.random.default_rng(seed)
+        net = _sweep_network(sizes, kind, rng)
+        batches = [_sweep_inputs(sizes[0], rng) for _ in range(SWEEP_BATCHES)]
+        n = sum(len(t) for t in batches)
+
+        def one_round(count: int, net: Network = net, batches: list = batches, n: int = n) -> float:
+            start = time.perf_counter()
+            for t_in in batches:
+                times = forward(net, t_in, threads=count)
+                g = np.where(np.isfinite(times[-1]), 1.0 / len(t_in), 0.0)
+                backward(net, t_in, times, g, max_dw_norm=0.2, threads=count)
+            return n / (time.perf_counter() - start)
+
+        one_round(1)
+        one_round(threads)
+        pairs = [(one_round(1), one_round(threads)) for _ in range(repeats)]
+        single = np.array([a for a, _ in pairs])
+        multi = np.array([b for _, b in pairs])
+        ratios = multi / single
+        rows.append(
+            {
+                "shape": label,
+                "threads_count": threads,
+                "one_thread_samples_per_s": round(float(np.median(single))),
+                "threads_samples_per_s": round(float(np.median(multi))),
+                "speedup_factor": round(float(np.median(ratios)), 2),
+                "speedup_min_factor": round(float(ratios.min()), 2),
+                "speedup_max_factor": round(float(ratios.max()), 2),
+            }
+        )
+    return rows

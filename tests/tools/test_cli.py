@@ -69,6 +69,10 @@ def test_bench_parser_keeps_the_documented_forms() -> None:
     assert (args.what, args.repeats, args.sweep) == ("core", 9, False)
     args = _parse("core", "--sweep", "--threads", "2")
     assert (args.sweep, args.threads) == (True, 2)
+    args = _parse("core", "--thread-scaling")
+    assert (args.thread_scaling, args.sweep, args.threads) == (True, False, None)
+    with pytest.raises(SystemExit):
+        _parse("core", "--sweep", "--thread-scaling")
     assert _parse("protocol").what == "protocol"
     assert _parse("drivers", "--repeats", "3").repeats == 3
     args = _parse("e2e", "memory", "--rate", "20000", "--overload", "10")
