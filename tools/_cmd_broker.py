@@ -22,18 +22,26 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow a non-loopback --host (anonymous access: trusted networks only)",
+        help="allow a non-loopback --host (needs --password-file)",
+    )
+    parser.add_argument(
+        "--password-file",
+        metavar="PATH",
+        help="amqtt password file ('user:hash' lines, argon2 or bcrypt; docs/security.md); "
+        "anonymous clients are then refused",
     )
 
 
-async def _serve(host: str, port: int, allow_remote: bool) -> None:
+async def _serve(host: str, port: int, allow_remote: bool, password_file: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when inherited as ignored
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with EmbeddedBroker(host, port, allow_remote=allow_remote) as broker:
-        print(f"broker listening on {broker.url} (Ctrl-C to stop)", flush=True)
+    broker = EmbeddedBroker(host, port, allow_remote=allow_remote, password_file=password_file)
+    async with broker:
+        auth = ", password file" if password_file else ", anonymous"
+        print(f"broker listening on {broker.url}{auth} (Ctrl-C to stop)", flush=True)
         await stop.wait()
     print("broker stopped", flush=True)
 
@@ -42,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the broker until Ctrl-C (SIGINT) or SIGTERM.
 
     Returns:
-        The shared exit code: 0 after a clean stop, 2 on bad arguments, 3 if the
-        broker cannot start (its port is taken).
+        The shared exit code: 0 after a clean stop, 2 on bad arguments (a remote
+        bind without a password file, a missing file), 3 if the broker cannot
+        start (its port is taken).
     """
     if not args.allow_remote and not is_loopback(args.host):
         print(
@@ -60,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"delgrad broker: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     try:
-        asyncio.run(_serve(args.host, args.port, args.allow_remote))
+        asyncio.run(_serve(args.host, args.port, args.allow_remote, args.password_file))
     except KeyboardInterrupt:
         print("broker stopped", flush=True)
         return 0
