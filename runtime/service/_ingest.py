@@ -3,7 +3,9 @@
 A :class:`~delgrad.protocols.SpikeBatch` gives one trial per trial id (the first
 spike per input channel); a continuous :class:`~delgrad.protocols.SensorEvents`
 stream is cut into trials by the windower. Trials wait in arrival order for
-inference, at most ``ingest.max_pending_trials`` of them: when full, the
+inference, at most ``ingest.max_pending_trials`` of them and at most
+``ingest.max_pending_mb`` MiB of rows (``_limits.pending_bound``, fixed at
+start from the network's inputs): when full, the
 *oldest* trials are dropped and counted in ``dropped.overload``, and the caller
 is told their ids (their labels will never be joined). Events outside the
 network's inputs are counted in ``dropped.bad_events``; those of a continuous
@@ -23,6 +25,7 @@ import numpy as np
 
 from delgrad.protocols import SensorEvents, SpikeBatch
 from delgrad.runtime._events import first_spike_inputs
+from delgrad.runtime.service._limits import trials_within
 from delgrad.runtime.service._run_config import IngestSection
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._windowing import TrialWindower
@@ -56,6 +59,7 @@ class Ingest:
     ) -> None:
         self._config = config
         self._n_inputs = n_inputs
+        self.limit = trials_within(config.max_pending_trials, config.max_pending_mb, n_inputs)
         self._counters = counters
         self._on_drop = on_drop
         period = config.window_period or config.window_length
@@ -136,7 +140,7 @@ class Ingest:
         self._pending.append(_Chunk(ids, t_in, now))
         self._count += len(ids)
         self._counters.inc("trials.received", len(ids))
-        limit = self._config.max_pending_trials
+        limit = self.limit
         while self._count > limit:
             oldest = self._pending[0]
             excess = self._count - limit
@@ -145,8 +149,9 @@ class Ingest:
                 dropped = oldest.ids
             else:
                 dropped = oldest.ids[:excess]
+                # copies: a view would keep the dropped rows' memory alive
                 self._pending[0] = _Chunk(
-                    oldest.ids[excess:], oldest.t_in[excess:], oldest.received_s
+                    oldest.ids[excess:].copy(), oldest.t_in[excess:].copy(), oldest.received_s
                 )
             self._count -= len(dropped)
             self._counters.inc("dropped.overload", len(dropped))

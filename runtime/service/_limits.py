@@ -1,5 +1,6 @@
-"""Documented bounds of a device's learning state: the largest parameter magnitude and
-the range of the learning-rate factor, and the check of state arrays against them.
+"""Documented bounds of a device: its learning state (the largest parameter magnitude
+and the range of the learning-rate factor, and the check of state arrays against
+them) and the trial buffers (counts capped by MiB budgets at the network's inputs).
 
 A learning step whose result breaks a bound is rolled back; a checkpoint is only
 written from, and only restored to, state within them.
@@ -8,6 +9,8 @@ written from, and only restored to, state within them.
 from __future__ import annotations
 
 import numpy as np
+
+from delgrad.runtime.service._run_config import RunConfig
 
 #: Largest magnitude a weight or delay may take (units of the recipe; far beyond any
 #: trained network): a step that leaves a parameter beyond it is rejected.
@@ -37,3 +40,37 @@ def state_problem(arrays: dict[str, np.ndarray]) -> str | None:
             if biggest > MAX_ABS_PARAMETER:
                 return f"{key} reaches {biggest:.3g} (bound {MAX_ABS_PARAMETER:g})"
     return None
+
+
+def pending_bound(config: RunConfig, n_inputs: int) -> int:
+    """Trials the pending-trial queue holds (``[ingest] max_pending_trials`` and
+    ``max_pending_mb``) for a network of ``n_inputs`` inputs."""
+    return trials_within(config.ingest.max_pending_trials, config.ingest.max_pending_mb, n_inputs)
+
+
+def join_capacity(config: RunConfig, n_inputs: int) -> int:
+    """Waiting trials (and labels) the label join holds (``[join] capacity`` and
+    ``max_mb``) for a network of ``n_inputs`` inputs."""
+    return trials_within(config.join.capacity, config.join.max_mb, n_inputs)
+
+
+def byte_bounds_note(config: RunConfig, n_inputs: int) -> str | None:
+    """One line for the log when the MiB bounds cap the trial counts at ``n_inputs``
+    inputs (sensor-sized networks), else None."""
+    pending, join = pending_bound(config, n_inputs), join_capacity(config, n_inputs)
+    if pending == config.ingest.max_pending_trials and join == config.join.capacity:
+        return None
+    return (
+        f"{n_inputs} inputs: at most {pending:,} pending trials (ingest.max_pending_mb = "
+        f"{config.ingest.max_pending_mb:g}) and {join:,} in the label join "
+        f"(join.max_mb = {config.join.max_mb:g})"
+    )
+
+
+def trials_within(count: int, mib: float, n_inputs: int) -> int:
+    """The smaller of ``count`` trials and the trials whose rows fit in ``mib`` MiB.
+
+    A trial row is ``n_inputs`` float64 times plus an 8-byte id; at least one trial.
+    """
+    by_bytes = int(mib * 2**20) // (8 * (n_inputs + 1))
+    return max(1, min(int(count), by_bytes))

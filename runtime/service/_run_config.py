@@ -101,12 +101,16 @@ class IngestSection:
     Attributes:
         max_pending_trials: bound of the queue between ingest and inference; when
             full the oldest trials are dropped and counted (``dropped.overload``).
+        max_pending_mb: the same queue's bound in MiB of trial rows (8 bytes per
+            input and trial, plus 8 for its id); the smaller bound holds, so a
+            sensor-sized input caps the count (``_limits.pending_bound``).
         us_per_tau: microseconds per model time unit, for streams in ``us``.
         window_length, window_period: cut a continuous (``sensor_events``) stream into
             trials; model units; period 0 = same as length.
     """
 
     max_pending_trials: int = 20_000
+    max_pending_mb: float = 64.0
     us_per_tau: float = 6.0
     window_length: float = 2.5
     window_period: float = 0.0
@@ -123,10 +127,13 @@ class InferenceSection:
 @dataclass(frozen=True)
 class JoinSection:
     """Label join window: trials and labels wait at most ``max_age_s`` and at most
-    ``capacity`` each; the oldest is evicted first and counted."""
+    ``capacity`` each; the oldest is evicted first and counted. ``max_mb`` bounds
+    the waiting trials' rows in MiB as well (the smaller bound holds;
+    ``_limits.join_capacity``)."""
 
     capacity: int = 10_000
     max_age_s: float = 10.0
+    max_mb: float = 64.0
 
 
 @dataclass(frozen=True)
@@ -210,11 +217,13 @@ _POSITIVE = {
     ("learning", "step_every"),
     ("learning", "lr_scale"),
     ("ingest", "max_pending_trials"),
+    ("ingest", "max_pending_mb"),
     ("ingest", "us_per_tau"),
     ("ingest", "window_length"),
     ("inference", "max_batch"),
     ("inference", "max_latency_ms"),
     ("join", "capacity"),
+    ("join", "max_mb"),
     ("join", "max_age_s"),
     ("publish", "delta_every"),
     ("publish", "snapshot_every"),

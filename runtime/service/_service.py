@@ -34,6 +34,7 @@ from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
+from delgrad.runtime.service._limits import byte_bounds_note, join_capacity
 from delgrad.runtime.service._memory import tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
@@ -76,7 +77,9 @@ class Service:
         self.online = online
         self.clock = clock
         self.counters = Counters()
-        self.join = LabelJoin(capacity=config.join.capacity, max_age_s=config.join.max_age_s)
+        self.join = LabelJoin(
+            capacity=join_capacity(config, online.n_inputs), max_age_s=config.join.max_age_s
+        )
         self.ready = asyncio.Event()  # set once subscribed and announced
         self._stop = asyncio.Event()
         self._started_s = clock()
@@ -91,6 +94,8 @@ class Service:
         ingest = self._ingest = Ingest(
             config.ingest, online.n_inputs, counters, self.join.drop_labels
         )
+        if (note := byte_bounds_note(config, online.n_inputs)) is not None:
+            log.info(note)
         learning = self._learning = LearningPipeline(
             online, worker, params, counters, metrics_window=config.publish.metrics_window
         )
