@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
     "cmd": ("delgrad.tools._cmd_cmd", "send a command to a device and print its reply"),
+    "completion": ("delgrad.tools._cmd_completion", "print a bash/zsh/tcsh completion script"),
     "digits": ("delgrad.tools._cmd_digits", "sklearn digits: baselines, N-MNIST-style event files"),
     "eval": ("delgrad.tools._cmd_eval", "test accuracy of a network file on a driver"),
     "export-nir": ("delgrad.tools._cmd_export_nir", "write a network file as a NIR graph"),
