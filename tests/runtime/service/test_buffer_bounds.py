@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from delgrad.errors import ConfigError
-from delgrad.protocols import Command, InProcessBus, topic
+from delgrad.protocols import InProcessBus
 from delgrad.runtime.service._limits import (
     byte_bounds_note,
     join_capacity,
@@ -15,7 +15,7 @@ from delgrad.runtime.service._limits import (
 )
 from delgrad.runtime.service._run_config import run_config_from_dict
 
-from .test_service import DEVICE, Client, make_config, start_service, stop_service, stream
+from .test_service import Client, make_config, overload_while_paused, start_service, stop_service
 
 
 def test_trials_within_takes_the_smaller_bound() -> None:
@@ -51,13 +51,7 @@ async def test_pending_queue_drops_beyond_its_byte_budget() -> None:
         kept = pending_bound(config, n_inputs)
         assert kept == int(0.01 * 2**20) // (8 * (n_inputs + 1)) < 1000
         assert service.join.capacity == join_capacity(config, n_inputs) < 10_000
-        await client.publisher.publish(
-            topic(DEVICE, "cmd", name="pause"), Command("pause", "p", {})
-        )
-        await client.wait_for(lambda: service.paused)
-        await stream(client, 1000)
-        await client.wait_for(lambda: service.counters["labels.received"] >= 1000)
-        m = service.metrics()
+        m = await overload_while_paused(client, service, 1000)
         assert m["queue.pending_trials"] == kept
         assert m["dropped.overload"] == 1000 - kept
         await stop_service(service, transport, task)

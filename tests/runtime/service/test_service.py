@@ -255,18 +255,22 @@ async def test_restart_resumes_from_checkpoint_with_increasing_sequence(tmp_path
     assert replica.seq > seq_before
 
 
+async def overload_while_paused(client, service, n: int) -> dict:
+    """Pause the service, stream ``n`` labelled trials into it, return its metrics
+    once every label has arrived (nothing was inferred: the trials all wait)."""
+    await client.publisher.publish(topic(DEVICE, "cmd", name="pause"), Command("pause", "p", {}))
+    await client.wait_for(lambda: service.paused)
+    await stream(client, n)
+    await client.wait_for(lambda: service.counters["labels.received"] >= n)
+    return service.metrics()
+
+
 async def test_overload_drops_oldest_trials_and_releases_their_labels():
     bus = InProcessBus()
     config = make_config(ingest={"max_pending_trials": 200})
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
-        await client.publisher.publish(
-            topic(DEVICE, "cmd", name="pause"), Command("pause", "p", {})
-        )
-        await client.wait_for(lambda: service.paused)
-        await stream(client, 1000)
-        await client.wait_for(lambda: service.counters["labels.received"] >= 1000)
-        m = service.metrics()
+        m = await overload_while_paused(client, service, 1000)
         assert m["dropped.overload"] == 800 and m["queue.pending_trials"] == 200
         # labels of the dropped trials do not wait in the join; those of the kept ones do
         assert m["join.orphan_labels"] == 800 and m["join.waiting_labels"] == 200
