@@ -39,6 +39,7 @@ from ._codec import (
 )
 from ._inproc import InProcessBus, InProcessTransport
 from ._messages import (
+    COMMAND_NAMES,
     STATUS_STATES,
     TIME_UNITS,
     Command,
@@ -81,6 +82,7 @@ from ._url import BrokerAddress, parse_broker_url, transport_from_url
 
 __all__ = [
     "ALLOWED_DTYPES",
+    "COMMAND_NAMES",
     "CONTENT_TYPE",
     "MAX_ELEMENTS",
     "MAX_MESSAGE_BYTES",

@@ -472,6 +472,20 @@ def _check_correlation(cid: Any) -> None:
     _check_name("correlation_id", cid)
 
 
+#: The commands a device answers (docs/runtime.md, "Commands"), sorted; the
+#: service checks each one's arguments.
+COMMAND_NAMES: tuple[str, ...] = (
+    "checkpoint",
+    "lr",
+    "mode",
+    "pause",
+    "reset",
+    "resume",
+    "snapshot",
+    "status",
+)
+
+
 @register_message
 @dataclass(frozen=True, eq=False)
 class Command(Message):

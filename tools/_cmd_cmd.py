@@ -25,6 +25,7 @@ from typing import Any
 
 from delgrad.errors import ConfigError, ProtocolError, TransportError
 from delgrad.protocols import (
+    COMMAND_NAMES,
     Command,
     Publisher,
     Reply,
@@ -40,14 +41,13 @@ from delgrad.tools._exit import ExitCode
 
 #: The argument a bare value stands for, per documented command with one argument.
 SINGLE_ARGUMENT = {"lr": "scale", "mode": "mode"}
-DOCUMENTED = ("checkpoint", "lr", "mode", "pause", "reset", "resume", "snapshot", "status")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``cmd`` subcommand's arguments."""
     parser.add_argument("device", metavar="DEVICE", help="device id (as shown by delgrad run)")
     parser.add_argument(
-        "name", metavar="NAME", help=f"command: {', '.join(DOCUMENTED)} (docs/runtime.md)"
+        "name", metavar="NAME", help=f"command: {', '.join(COMMAND_NAMES)} (docs/runtime.md)"
     )
     parser.add_argument(
         "args",

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from delgrad.errors import ConfigError, DelgradError, TransportError
-from delgrad.protocols import parse_broker_url
+from delgrad.protocols import COMMAND_NAMES, parse_broker_url
 from delgrad.runtime import Learner, apply_overrides, load_network, read_toml, resolve_config
 from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
 from delgrad.tools._broker_opts import add_broker_arguments, broker_url, check_port
@@ -240,7 +240,7 @@ def attach_lines(config: RunConfig, service: Service | None = None) -> list[tupl
         ("broker", f"{url}{where}"),
         ("watch", f"{me} monitor {config.device}{broker}"),
         ("steer", f"{me} cmd {config.device} pause{broker}"),
-        ("", "(or resume, status, ...: delgrad cmd --help)"),
+        ("", f"(or {', '.join(n for n in COMMAND_NAMES if n != 'pause')})"),
     ]
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from delgrad.errors import ParameterError
+from delgrad.protocols import COMMAND_NAMES
 from delgrad.runtime.service._limits import LR_SCALE_MAX, LR_SCALE_MIN
 from delgrad.runtime.service._run_state import MODES, Mode
 
-COMMANDS = ("checkpoint", "lr", "mode", "pause", "reset", "resume", "snapshot", "status")
 #: Longest error text of a reply (the protocol's limit).
 MAX_ERROR_CHARS = 1024
 #: Characters of a refused value echoed in a reply.
@@ -60,7 +60,8 @@ def _lr_scale(value: object) -> float:
     return scale
 
 
-#: Every command's arguments (all required; anything else is refused).
+#: Every command's arguments (all required; anything else is refused); keys are
+#: ``COMMAND_NAMES`` (tested).
 ARG_SPECS: dict[str, dict[str, ArgSpec]] = {
     "checkpoint": {},
     "lr": {"scale": ArgSpec(_lr_scale, f"number in {LR_SCALE_MIN:g} .. {LR_SCALE_MAX:g}")},
@@ -82,7 +83,7 @@ def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """
     spec = ARG_SPECS.get(name)
     if spec is None:
-        raise ParameterError(f"unknown command {shown(name)}; known: {', '.join(COMMANDS)}")
+        raise ParameterError(f"unknown command {shown(name)}; known: {', '.join(COMMAND_NAMES)}")
     unknown = sorted(set(args) - set(spec))
     if unknown:
         allowed = ", ".join(spec) or "none"

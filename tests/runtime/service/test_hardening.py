@@ -368,3 +368,16 @@ async def test_supervision_dead_status_goes_out_even_when_metrics_fail_for_good(
         await transport.__aexit__(None, None, None)
         await client.wait_for(lambda: any(s.state == "dead" for s in client.of(Status)), timeout=60)
     assert "metrics" in [s for s in client.of(Status) if s.state == "dead"][-1].detail
+
+
+def test_one_list_of_command_names_serves_service_cli_and_docs() -> None:
+    from pathlib import Path
+
+    from delgrad.protocols import COMMAND_NAMES
+    from delgrad.runtime.service._command_args import ARG_SPECS
+
+    assert list(COMMAND_NAMES) == sorted(ARG_SPECS)
+    docs = (Path(__file__).parents[3] / "docs" / "runtime.md").read_text()
+    section = docs[docs.index("## Commands") :]
+    for name in COMMAND_NAMES:
+        assert f"`{name}" in section, name
