@@ -293,6 +293,18 @@ class MqttTransport(Transport):
             except ssl.SSLError as exc:  # e.g. the broker rejected our certificate
                 self._tls_failed(exc)
                 raise
+            first = self._first
+            if not data and self.tls is not None and first is not None and not first.done():
+                # Under TLS 1.3 the broker checks our certificate after the handshake;
+                # its alert can be lost to the TCP reset that follows, leaving a bare
+                # EOF before CONNACK, which paho reports as a lost link: without this
+                # the first connect() waited for its CONNACK timeout, then retried.
+                self._tls_failed(
+                    ssl.SSLEOFError(
+                        "the broker closed the link right after the handshake (it refused "
+                        "our client certificate, or requires one)"
+                    )
+                )
             return data
 
         paho._sock_recv = guarded
