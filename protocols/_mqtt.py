@@ -261,26 +261,34 @@ class MqttTransport(Transport):
             # peer's delayed ACK (~40 ms), capping a client at some 25-50 messages/s.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
-        self._guard_packet_size(client)
+        self._guard_socket(client)
         self._latest_client = client
         return client
 
-    def _guard_packet_size(self, client: aiomqtt.Client) -> None:
-        """Refuse an incoming packet longer than ``max_packet_bytes`` before reading it.
+    def _guard_socket(self, client: aiomqtt.Client) -> None:
+        """Wrap paho's socket I/O for what paho does not do itself.
 
-        paho reads a packet's remaining length, then the whole packet into memory;
-        MQTT 3.1.1 has no way to announce a limit. The first read of a packet's body
-        passes through here once its length is known: a longer packet ends the link
-        (paho treats the OSError as a lost connection; we reconnect) with at most a
-        few bytes of it read.
+        * Packet size: paho reads a packet's remaining length, then the whole packet
+          into memory; MQTT 3.1.1 has no way to announce a limit. The first read of a
+          packet's body passes through here once its length is known: a longer packet
+          ends the link (paho treats the OSError as a lost connection; we reconnect)
+          with at most a few bytes of it read.
+        * TLS refusal: under TLS 1.3 the broker checks our certificate after the
+          handshake. Its alert usually arrives as an ``SSLError`` on a read, but it
+          can be lost to the TCP reset that follows, leaving an EOF, a reset, or an
+          error on sending CONNECT. paho reports any of these as a lost link, and the
+          first ``connect()`` would wait for its CONNACK timeout and retry. Before the
+          first CONNACK of a TLS link they fail ``connect()`` at once instead.
+        * A failed TLS handshake closes its socket (paho's own wrapper leaves it open).
         """
         paho = getattr(client, "_client", None)
         recv = getattr(paho, "_sock_recv", None)
-        if paho is None or recv is None:
+        send = getattr(paho, "_sock_send", None)
+        if paho is None or recv is None or send is None:
             return
         limit, stats = self.max_packet_bytes, self.stats
 
-        def guarded(bufsize: int) -> bytes:
+        def guarded_recv(bufsize: int) -> bytes:
             packet = paho._in_packet
             if packet["have_remaining"] and packet["remaining_length"] > limit:
                 stats.refused_oversize += 1
@@ -293,24 +301,25 @@ class MqttTransport(Transport):
             except ssl.SSLError as exc:  # e.g. the broker rejected our certificate
                 self._tls_failed(exc)
                 raise
-            first = self._first
-            if not data and self.tls is not None and first is not None and not first.done():
-                # Under TLS 1.3 the broker checks our certificate after the handshake;
-                # its alert can be lost to the TCP reset that follows, leaving a bare
-                # EOF before CONNACK, which paho reports as a lost link: without this
-                # the first connect() waited for its CONNACK timeout, then retried.
-                self._tls_failed(
-                    ssl.SSLEOFError(
-                        "the broker closed the link right after the handshake (it refused "
-                        "our client certificate, or requires one)"
-                    )
-                )
+            except ConnectionError as exc:
+                self._tls_refused(exc)
+                raise
+            if not data:
+                self._tls_refused(ssl.SSLEOFError(_CLOSED_AFTER_HANDSHAKE))
             return data
 
-        paho._sock_recv = guarded
+        def guarded_send(buf: bytes | bytearray) -> int:
+            try:
+                sent: int = send(buf)
+            except (ssl.SSLError, ConnectionError) as exc:
+                self._tls_refused(exc)
+                raise
+            return sent
+
+        paho._sock_recv = guarded_recv
+        paho._sock_send = guarded_send
 
         def wrap(tcp_sock: socket.socket) -> ssl.SSLSocket:
-            # paho's own wrapper leaves the socket of a failed handshake open
             context: ssl.SSLContext = paho._ssl_context
             tls_sock = context.wrap_socket(
                 tcp_sock, server_hostname=self.host, do_handshake_on_connect=False
@@ -351,6 +360,12 @@ class MqttTransport(Transport):
         if expiry is not None:
             props.MessageExpiryInterval = expiry
         return props
+
+    def _tls_refused(self, exc: BaseException) -> None:
+        """A lost link before the first CONNACK of a TLS link: the broker refused us."""
+        first = self._first
+        if self.tls is not None and first is not None and not first.done():
+            self._tls_failed(exc)
 
     def _tls_failed(self, exc: BaseException) -> None:
         """A TLS error on the link: before the first connection, fail connect() now."""
@@ -496,6 +511,13 @@ class MqttTransport(Transport):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
+
+
+#: What a bare EOF before the first CONNACK of a TLS link means.
+_CLOSED_AFTER_HANDSHAKE = (
+    "the broker closed the link right after the handshake (it refused our client "
+    "certificate, or requires one)"
+)
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
