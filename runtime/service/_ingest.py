@@ -25,7 +25,7 @@ import numpy as np
 
 from delgrad.protocols import SensorEvents, SpikeBatch
 from delgrad.runtime._events import first_spike_inputs
-from delgrad.runtime.service._limits import trials_within
+from delgrad.runtime.service._limits import pending_bound
 from delgrad.runtime.service._run_config import IngestSection
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._windowing import TrialWindower
@@ -59,7 +59,7 @@ class Ingest:
     ) -> None:
         self._config = config
         self._n_inputs = n_inputs
-        self.limit = trials_within(config.max_pending_trials, config.max_pending_mb, n_inputs)
+        self.limit = pending_bound(config, n_inputs)
         self._counters = counters
         self._on_drop = on_drop
         period = config.window_period or config.window_length

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from delgrad.runtime.service._run_config import RunConfig
+from delgrad.runtime.service._run_config import IngestSection, JoinSection, RunConfig
 
 #: Largest magnitude a weight or delay may take (units of the recipe; far beyond any
 #: trained network): a step that leaves a parameter beyond it is rejected.
@@ -42,22 +42,23 @@ def state_problem(arrays: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def pending_bound(config: RunConfig, n_inputs: int) -> int:
+def pending_bound(ingest: IngestSection, n_inputs: int) -> int:
     """Trials the pending-trial queue holds (``[ingest] max_pending_trials`` and
     ``max_pending_mb``) for a network of ``n_inputs`` inputs."""
-    return trials_within(config.ingest.max_pending_trials, config.ingest.max_pending_mb, n_inputs)
+    return trials_within(ingest.max_pending_trials, ingest.max_pending_mb, n_inputs)
 
 
-def join_capacity(config: RunConfig, n_inputs: int) -> int:
+def join_capacity(join: JoinSection, n_inputs: int) -> int:
     """Waiting trials (and labels) the label join holds (``[join] capacity`` and
     ``max_mb``) for a network of ``n_inputs`` inputs."""
-    return trials_within(config.join.capacity, config.join.max_mb, n_inputs)
+    return trials_within(join.capacity, join.max_mb, n_inputs)
 
 
 def byte_bounds_note(config: RunConfig, n_inputs: int) -> str | None:
     """One line for the log when the MiB bounds cap the trial counts at ``n_inputs``
     inputs (sensor-sized networks), else None."""
-    pending, join = pending_bound(config, n_inputs), join_capacity(config, n_inputs)
+    pending = pending_bound(config.ingest, n_inputs)
+    join = join_capacity(config.join, n_inputs)
     if pending == config.ingest.max_pending_trials and join == config.join.capacity:
         return None
     return (

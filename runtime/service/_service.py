@@ -78,7 +78,7 @@ class Service:
         self.clock = clock
         self.counters = Counters()
         self.join = LabelJoin(
-            capacity=join_capacity(config, online.n_inputs), max_age_s=config.join.max_age_s
+            capacity=join_capacity(config.join, online.n_inputs), max_age_s=config.join.max_age_s
         )
         self.ready = asyncio.Event()  # set once subscribed and announced
         self._stop = asyncio.Event()

@@ -27,10 +27,10 @@ def test_trials_within_takes_the_smaller_bound() -> None:
 
 def test_defaults_keep_the_counts_at_small_inputs_and_cap_them_at_sensor_sizes() -> None:
     config = run_config_from_dict({})
-    assert (pending_bound(config, 4), join_capacity(config, 4)) == (20_000, 10_000)
+    assert (pending_bound(config.ingest, 4), join_capacity(config.join, 4)) == (20_000, 10_000)
     assert byte_bounds_note(config, 4) is None
     # a 34 x 34 x 2 sensor: 64 MiB // (8 * 2313) = 3,626 trials on each side
-    assert (pending_bound(config, 2312), join_capacity(config, 2312)) == (3_626, 3_626)
+    assert (pending_bound(config.ingest, 2312), join_capacity(config.join, 2312)) == (3_626, 3_626)
     note = byte_bounds_note(config, 2312)
     assert note is not None and "3,626 pending trials" in note and "join.max_mb = 64" in note
 
@@ -48,9 +48,9 @@ async def test_pending_queue_drops_beyond_its_byte_budget() -> None:
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
         n_inputs = service.online.n_inputs
-        kept = pending_bound(config, n_inputs)
+        kept = pending_bound(config.ingest, n_inputs)
         assert kept == int(0.01 * 2**20) // (8 * (n_inputs + 1)) < 1000
-        assert service.join.capacity == join_capacity(config, n_inputs) < 10_000
+        assert service.join.capacity == join_capacity(config.join, n_inputs) < 10_000
         m = await overload_while_paused(client, service, 1000)
         assert m["queue.pending_trials"] == kept
         assert m["dropped.overload"] == 1000 - kept
