@@ -109,6 +109,14 @@ def _sweep_inputs(n_in: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(rng.uniform(size=(SWEEP_BATCH, n_in)) < frac, times, np.inf)
 
 
+def _training_step(net: Network, t_in: np.ndarray, threads: int) -> None:
+    """Forward + backward of one batch as training runs it (``max_dw_norm`` 0.2,
+    dL/dT = 1/B on every output that spiked)."""
+    times = forward(net, t_in, threads=threads)
+    g = np.where(np.isfinite(times[-1]), 1.0 / len(t_in), 0.0)
+    backward(net, t_in, times, g, max_dw_norm=0.2, threads=threads)
+
+
 def _median_rate(
     step: Callable[[np.ndarray], None], batches: list[np.ndarray], repeats: int, min_s: float
 ) -> tuple[float, float]:
@@ -168,15 +176,12 @@ def bench_core_sweep(
         else:
             net = _sweep_network(sizes, kind, rng)
             batches = [_sweep_inputs(sizes[0], rng) for _ in range(SWEEP_BATCHES)]
-        kw = {} if threads == 1 else {"threads": threads}
 
-        def fwd(t_in, net=net, kw=kw):
-            forward(net, t_in, **kw)
+        def fwd(t_in, net=net):
+            forward(net, t_in, threads=threads)
 
-        def fwd_bwd(t_in, net=net, kw=kw):
-            times = forward(net, t_in, **kw)
-            g = np.where(np.isfinite(times[-1]), 1.0 / len(t_in), 0.0)
-            backward(net, t_in, times, g, max_dw_norm=0.2, **kw)
+        def fwd_bwd(t_in, net=net):
+            _training_step(net, t_in, threads)
 
         synapses = 0.0
         spiked = []
@@ -243,9 +248,7 @@ def bench_thread_scaling(
         def one_round(count: int, net: Network = net, batches: list = batches, n: int = n) -> float:
             start = time.perf_counter()
             for t_in in batches:
-                times = forward(net, t_in, threads=count)
-                g = np.where(np.isfinite(times[-1]), 1.0 / len(t_in), 0.0)
-                backward(net, t_in, times, g, max_dw_norm=0.2, threads=count)
+                _training_step(net, t_in, count)
             return n / (time.perf_counter() - start)
 
         one_round(1)
