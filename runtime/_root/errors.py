@@ -15,6 +15,7 @@ may catch either::
     │   ├── SizeLimitError                   a size limit was exceeded
     │   └── ChecksumError                    parameter checksum does not match
     ├── TransportError (ConnectionError)     the bus or broker failed
+    ├── StorageError (OSError)               a file could not be written (full, read-only, gone)
     └── DriverError (RuntimeError)           a backend failed or was misused
         ├── CapabilityError (ValueError)     a parameter the backend refuses
         └── BackendUnavailableError (ImportError)  the vendor stack is not installed
@@ -38,6 +39,7 @@ __all__ = [
     "ProtocolError",
     "SchemaError",
     "SizeLimitError",
+    "StorageError",
     "TransportError",
     "VersionError",
 ]
@@ -49,6 +51,10 @@ class DelgradError(Exception):
 
 class ParameterError(DelgradError, ValueError):
     """An argument has the wrong shape, dtype or value."""
+
+
+class StorageError(DelgradError, OSError):
+    """A file could not be written: the filesystem is full, read-only, gone or failing."""
 
 
 class ConfigError(DelgradError, ValueError):

@@ -6,6 +6,7 @@ checkpoints, wired together by :class:`Service`. Imports ``delgrad.runtime`` and
 ``delgrad.protocols``, never a concrete driver (``delgrad.drivers``).
 """
 
+from delgrad.errors import StorageError
 from delgrad.runtime.service._checkpoints import checkpoint_paths, checkpoint_problem
 from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
@@ -19,6 +20,7 @@ from delgrad.runtime.service._stats import (
     RingBuffer,
     SlidingAccuracy,
 )
+from delgrad.runtime.service._storage import Storage
 from delgrad.runtime.service._supervision import ServiceFailed
 from delgrad.runtime.service._windowing import TrialWindower, WindowedTrials, WindowSpec
 
@@ -36,6 +38,8 @@ __all__ = [
     "ServiceFailed",
     "SlidingAccuracy",
     "StepReport",
+    "Storage",
+    "StorageError",
     "TrialWindower",
     "WindowSpec",
     "WindowedTrials",

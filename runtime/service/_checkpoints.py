@@ -35,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from delgrad.errors import DelgradError, ParameterError
-from delgrad.runtime._atomic import atomic_write
+from delgrad.errors import DelgradError, ParameterError, StorageError
 from delgrad.runtime.service._limits import state_problem
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._param_stream import ParameterStream
 from delgrad.runtime.service._run_state import RunState, is_mode
 from delgrad.runtime.service._stats import Counters
+from delgrad.runtime.service._storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class Checkpoints:
         folder: the checkpoint folder (created on the first save).
         online, params, outbox, counters, state: the parts whose state is kept.
         keep: how many checkpoints are kept (>= 1), newest first.
+        storage: the write path; a failed write is a ``storage`` warning, not a crash.
     """
 
     def __init__(
@@ -124,8 +125,10 @@ class Checkpoints:
         counters: Counters,
         state: RunState,
         keep: int = 3,
+        storage: Storage | None = None,
     ) -> None:
         self.folder = folder
+        self._storage = storage if storage is not None else Storage(counters)
         self.path = folder / CHECKPOINT_NAME
         self.keep = max(1, int(keep))
         self._online = online
@@ -154,6 +157,8 @@ class Checkpoints:
 
         Raises:
             ParameterError: if the learner's state is not valid (nothing is written).
+            StorageError: the folder cannot be written (counted in ``storage.failures``
+                and ``checkpoints.failed``; the older checkpoints stay as they were).
         """
         arrays = self._online.state_arrays()
         problem = state_problem(arrays)
@@ -162,6 +167,23 @@ class Checkpoints:
             raise ParameterError(f"checkpoint refused: {problem}")
         state = self._service_state()
         arrays["service"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+        try:
+            self._storage.write_or_raise(
+                self.path,
+                lambda fh: self._rotate_then_write(fh, arrays),
+                what="checkpoint",
+            )
+        except StorageError:
+            self._counters.inc("checkpoints.failed")
+            raise
+        self._counters.inc("checkpoints.written")
+        return self.path
+
+    def _rotate_then_write(self, fh: Any, arrays: dict[str, np.ndarray]) -> None:
+        # Into the temporary file first: a full disk fails here, before any rotation,
+        # so the older checkpoints stay where they were.
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+        fh.flush()
         paths = self.paths
         # shift the older ones down; the newest is linked, not moved, to the next
         # name, so the newest name always holds a complete checkpoint (the old one
@@ -175,9 +197,6 @@ class Checkpoints:
                 os.link(paths[0], paths[1])
             except OSError:  # no hard links here: a copy
                 shutil.copyfile(paths[0], paths[1])
-        path = atomic_write(self.path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
-        self._counters.inc("checkpoints.written")
-        return path
 
     def load(self, *, counters: bool = True) -> bool:
         """Restore the newest valid checkpoint (worker thread). Returns whether one was.

@@ -10,6 +10,8 @@ step count) and raises a named warning while one of these holds over the last
   network is too silent to learn: recipe, driver or inputs do not fit);
 * ``silent_output``: most trials ended with no output spike at all;
 * ``refused_events``: most events arrived on channels the network does not have;
+* ``storage``: writes to the checkpoint folder fail or are slow (full, read-only or
+  vanished filesystem, :mod:`~._storage`); the device goes on inferring and learning;
 * ``silent_inputs``: after ``min_trials`` trials, most input channels never saw an
   event (the sensor sends fewer channels than the network has, e.g. a Yin-Yang
   hardware recipe fed without ``--input-repeat 5``).
@@ -34,6 +36,7 @@ HEALTH_CONDITIONS = (
     "refused_events",
     "silent_inputs",
     "silent_output",
+    "storage",
 )
 
 
@@ -61,6 +64,7 @@ class HealthCheck:
         now_s: float,
         silent_inputs: tuple[int, int] = (0, 0),
         training: bool = True,
+        storage: str | None = None,
     ) -> dict[str, str]:
         """Judge the conditions; returns the active warnings (name -> text).
 
@@ -71,6 +75,7 @@ class HealthCheck:
             now_s: monotonic seconds.
             silent_inputs: (input channels that never saw an event, all inputs).
             training: whether the service learns (train mode and not paused).
+            storage: why writes fail now (:attr:`~._storage.Storage.problem`), or None.
         """
         self._history.append((now_s, dict(values)))
         while len(self._history) > 2 and now_s - self._history[1][0] >= self.window_s:
@@ -112,6 +117,8 @@ class HealthCheck:
                 "sensor sends fewer channels than the recipe expects (the yinyang_hw recipes "
                 "need delgrad sensor --input-repeat 5)"
             )
+        if storage:
+            found["storage"] = storage
         for name in sorted(found.keys() - self.active.keys()):
             log.warning("health: %s: %s", name, found[name])
         for name in sorted(self.active.keys() - found.keys()):

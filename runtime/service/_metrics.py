@@ -26,6 +26,7 @@ from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._param_stream import ParameterStream
 from delgrad.runtime.service._run_state import RunState
 from delgrad.runtime.service._stats import Counters
+from delgrad.runtime.service._storage import Storage
 
 
 class MetricsReporter:
@@ -38,6 +39,7 @@ class MetricsReporter:
             the parts whose figures are reported.
         clock: monotonic clock in seconds.
         started_s: when the service started, on ``clock``.
+        storage: the write path, whose problem is the ``storage`` health warning.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class MetricsReporter:
         state: RunState,
         clock: Callable[[], float],
         started_s: float,
+        storage: Storage | None = None,
     ) -> None:
         self._period_s = period_s
         self._transport = transport
@@ -70,6 +73,7 @@ class MetricsReporter:
         self._state = state
         self._clock = clock
         self._started_s = started_s
+        self._storage = storage
         self._last: dict[str, float] = {}
         self._health = HealthCheck()
         self._health_detail = ""
@@ -119,6 +123,7 @@ class MetricsReporter:
             now_s=now,
             silent_inputs=self._ingest.silent_inputs,
             training=self._state.mode == "train" and not self._state.paused,
+            storage=self._storage.problem if self._storage is not None else None,
         )
         clean.update(self._health.metrics())
         self._last = clean
@@ -144,6 +149,7 @@ class MetricsReporter:
         while True:
             await asyncio.sleep(self._period_s)
             self._join.expire(self._clock())
+            self._params.retry()  # a high-water record that failed, after its backoff
             now_reconnects = self._reconnects()
             if now_reconnects != reconnects:
                 # A restarted broker without persistence lost the retained status and

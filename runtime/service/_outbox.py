@@ -18,6 +18,7 @@ above it (docs/protocol.md, section 5).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,27 +34,44 @@ from delgrad.protocols import (
     policy_for,
     topic,
 )
-from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime.service._stats import Counters, RateMeter
+from delgrad.runtime.service._storage import Storage
+
+log = logging.getLogger(__name__)
 
 #: Low bits of an envelope sequence number counting the messages of one boot.
 EPOCH_SHIFT = 40
 #: Boot epochs fit in the 24 bits above :data:`EPOCH_SHIFT`.
 MAX_EPOCH = (1 << 24) - 1
 EPOCH_NAME = "boot_epoch.json"
+#: Longest wait at a start whose boot epoch cannot be recorded (s).
+MAX_UNRECORDED_WAIT_S = 120.0
 #: Epoch time (Unix seconds) of boot epoch 0 on the clock: 2024-01-01 UTC.
 _EPOCH_ORIGIN_S = 1_704_067_200
 
 
-def next_boot_epoch(folder: Path | None, *, now_s: float | None = None) -> int:
+def next_boot_epoch(
+    folder: Path | None,
+    *,
+    now_s: float | None = None,
+    storage: Storage | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> int:
     """This start's boot epoch: above the last one recorded in ``folder`` (written
     back atomically before anything is published) and at least the minutes since
     2024-01-01 UTC (so a device without a folder, or with a new one, still
     continues above earlier starts that were at least a minute ago).
 
+    If the record cannot be written (full, read-only or vanished folder), the next
+    start would compute the same epoch from the old record; so this start waits
+    (``sleep``, at most :data:`MAX_UNRECORDED_WAIT_S`, logged) until the clock's
+    minute is past its epoch: every later start then takes a larger one from the clock.
+
     Args:
         folder: the checkpoint folder, or None (no record kept).
         now_s: the wall clock in Unix seconds (tests).
+        storage: the write path (counts the failure); default: a new one.
+        sleep: how to wait (tests).
     """
     now = time.time() if now_s is None else now_s
     epoch = max(0, int((now - _EPOCH_ORIGIN_S) // 60))
@@ -64,7 +82,18 @@ def next_boot_epoch(folder: Path | None, *, now_s: float | None = None) -> int:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no record yet (or unreadable): the clock's epoch
         epoch = min(epoch, MAX_EPOCH)
-        atomic_write(path, lambda fh: fh.write(json.dumps({"epoch": epoch}).encode()))
+        data = json.dumps({"epoch": epoch}).encode()
+        storage = storage if storage is not None else Storage(Counters())
+        if not storage.write(path, lambda fh: fh.write(data), what="boot epoch"):
+            wait_s = min(MAX_UNRECORDED_WAIT_S, _EPOCH_ORIGIN_S + 60 * (epoch + 1) - now)
+            log.warning(
+                "the boot epoch could not be recorded (%s): waiting %.0f s for the next "
+                "minute, so that sequence numbers stay above every earlier start",
+                storage.problem,
+                max(0.0, wait_s),
+            )
+            if wait_s > 0:
+                sleep(wait_s)
     return min(epoch, MAX_EPOCH)
 
 

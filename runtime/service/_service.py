@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from delgrad.errors import ParameterError
+from delgrad.errors import ParameterError, StorageError
 from delgrad.protocols import (
     Status,
     Transport,
@@ -44,6 +44,7 @@ from delgrad.runtime.service._receiver import Receiver
 from delgrad.runtime.service._run_config import RunConfig
 from delgrad.runtime.service._run_state import Mode, RunState
 from delgrad.runtime.service._stats import Counters
+from delgrad.runtime.service._storage import Storage
 from delgrad.runtime.service._supervision import ServiceFailed, Supervisor
 from delgrad.runtime.service._worker import Worker
 
@@ -87,10 +88,19 @@ class Service:
         self._worker = Worker()
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         counters, state, worker = self.counters, self._state, self._worker
+        storage = self._storage = Storage(counters, clock=clock)
         if epoch is None:
-            epoch = next_boot_epoch(folder)
+            epoch = next_boot_epoch(folder, storage=storage)
         outbox = self._outbox = Outbox(transport, config.device, counters, clock, epoch=epoch)
-        params = self._params = ParameterStream(online, outbox, config.publish, folder)
+        params = self._params = ParameterStream(
+            online,
+            outbox,
+            config.publish,
+            folder,
+            storage=storage,
+            counters=counters,
+            epoch=epoch,
+        )
         ingest = self._ingest = Ingest(
             config.ingest, online.n_inputs, counters, self.join.drop_labels
         )
@@ -126,6 +136,7 @@ class Service:
             state=state,
             clock=clock,
             started_s=self._started_s,
+            storage=storage,
         )
         self._checkpoints = None
         if folder is not None:
@@ -137,6 +148,7 @@ class Service:
                 counters=counters,
                 state=state,
                 keep=config.checkpoint.keep,
+                storage=storage,
             )
         self._control = Control(
             config.driver.name,
@@ -238,8 +250,12 @@ class Service:
                 try:
                     await self._inference.drain()
                     if self._checkpoints is not None:
-                        with contextlib.suppress(ParameterError):  # invalid state: not kept
+                        try:
                             await self._worker.call(self._checkpoints.save)
+                        except ParameterError:  # invalid state: not kept
+                            pass
+                        except StorageError as exc:  # the older checkpoints stay
+                            log.warning("final checkpoint not written: %s", exc)
                 except Exception as exc:  # the dead status below still goes out
                     log.exception("draining or the final checkpoint failed")
                     self._supervisor.fail(f"shutdown: {type(exc).__name__}: {exc}")
@@ -265,12 +281,17 @@ class Service:
             trim()
 
     async def _checkpoint_loop(self) -> None:
+        period_s = self.config.checkpoint.period_s
+        delay_s = period_s
         while True:
-            await asyncio.sleep(self.config.checkpoint.period_s)
+            await asyncio.sleep(delay_s)
+            delay_s = period_s
             try:
                 await self._control.checkpoint()
             except ParameterError as exc:  # invalid state is never written; the older ones stay
                 log.warning("checkpoint not written: %s", exc)
+            except StorageError:  # the storage warning says why; try again sooner
+                delay_s = min(period_s, max(self._storage.retry_delay_s, 0.1))
 
     def handle_incoming(self, topic_str: str, payload: bytes, *, retained: bool = False) -> None:
         """Decode and route one message (see :class:`~._receiver.Receiver`)."""
