@@ -91,7 +91,7 @@ class Storage:
         try:
             atomic_write(path, write)
         except OSError as exc:
-            self._failed(what, exc)
+            self._failed(what, path, exc)
             return False
         self._succeeded(what, self._clock() - started)
         return True
@@ -109,7 +109,7 @@ class Storage:
         """Whether a failed write may be tried again now (its backoff has elapsed)."""
         return self._clock() >= self._next_retry_s
 
-    def _failed(self, what: str, exc: OSError) -> None:
+    def _failed(self, what: str, path: Path, exc: OSError) -> None:
         self._counters.inc("storage.failures")
         reason = exc.strerror or type(exc).__name__
         with self._lock:
@@ -117,7 +117,7 @@ class Storage:
             self._next_retry_s = self._clock() + self.retry_delay_s
             first = self._problem is None or self._problem.startswith("slow")
             self._problem = (
-                f"{what} not written: {reason} ({exc.filename or 'folder'}); "
+                f"{what} not written: {reason} ({path.parent}); "
                 "inference and learning go on, retrying"
             )
         if first:  # the health check logs the episode; this line is for debugging
