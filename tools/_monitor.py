@@ -181,6 +181,15 @@ class DeviceView:
         return state
 
     @property
+    def warnings(self) -> list[str]:
+        """The device's active health warnings (``health.<name>`` = 1 in its last metrics)."""
+        return sorted(
+            key.removeprefix("health.")
+            for key, value in self.metrics.items()
+            if key.startswith("health.") and key != "health.warnings" and value >= 1.0
+        )
+
+    @property
     def params_seq(self) -> int | None:
         """Update sequence number of the held parameters (``None`` before a snapshot)."""
         return self.replica.seq
@@ -452,7 +461,7 @@ def render(
         padding=(0, 1),
     )
     table.add_column("device", justify="left", max_width=16, overflow="ellipsis", no_wrap=True)
-    table.add_column("status", justify="left", no_wrap=True)
+    table.add_column("status", justify="left", no_wrap=True, max_width=26, overflow="ellipsis")
     for header in ("age s", "step"):
         table.add_column(header, justify="right", no_wrap=True)
     columns = [*COLUMNS, *((name, name) for name in extra)]
@@ -462,6 +471,8 @@ def render(
         age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.0f}"
         shown = view.shown_state(now_s)
         status = Text(shown, style=_STATE_STYLE.get(shown, "dim"))
+        if view.warnings and shown in ("alive", "birth"):  # what the device says is wrong
+            status.append(" " + ",".join(view.warnings), style="bold yellow")
         step = "-" if view.step is None else str(view.step)
         cells = [_cell(metric, view.metrics.get(metric)) for _, metric in columns]
         table.add_row(name, status, age, step, *cells)

@@ -357,3 +357,21 @@ def test_decode_of_recorded_status_roundtrip() -> None:
     assert rec is not None and decode(payload).message == Status(
         rec["state"], rec["uptime_s"], rec["detail"]
     )
+
+
+def test_active_health_warnings_show_beside_the_status() -> None:
+    from rich.console import Console
+
+    state = MonitorState()
+    feed = Feed(state)
+    feed("status", Status("alive", 3.0))
+    values = {"accuracy": 0.9, "health.storage": 1.0, "health.no_steps": 0.0}
+    feed("metrics", Metrics(7, {**values, "health.warnings": 1.0}))
+    assert state.devices["dev1"].warnings == ["storage"]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(state, feed.now + 1))
+    assert "alive storage" in console.export_text()
+    feed("metrics", Metrics(8, {**values, "health.storage": 0.0, "health.warnings": 0.0}))
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(state, feed.now + 1))
+    assert "storage" not in console.export_text() and "alive" in console.export_text()
