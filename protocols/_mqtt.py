@@ -10,15 +10,28 @@ link fails it reconnects with exponential backoff (``reconnect_min_s`` doubling 
 ``reconnect_max_s``, with +-25 % jitter) until :meth:`MqttTransport.close`. A QoS >= 1
 message whose publication did not complete is put back in the outbox and sent again
 after reconnecting (at-least-once; the receiver may see a duplicate sequence number).
+
+A broker that keeps the TCP connection but stops answering (frozen, overloaded,
+a half-open link) is noticed, the link dropped and reconnected:
+
+* within ``timeout_s`` (5 s) of the first QoS >= 1 publication it does not acknowledge;
+* within ``2 * keepalive_s + 1`` s (21 s by default) on a link that publishes nothing
+  (paho pings after ``keepalive_s`` of silence and gives up after another one).
+
+Each outage is one warning line when it starts and one info line when it ends; its
+length adds to ``stats.down_s`` (:attr:`MqttTransport.outage_s` while it lasts) and a
+link ended by an unanswered broker counts in ``stats.stalls``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import ssl
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +44,13 @@ from ._transport import DEFAULT_INBOX, Transport, Will, resolve_delivery
 
 if TYPE_CHECKING:
     import aiomqtt
+
+log = logging.getLogger(__name__)
+
+#: Default MQTT keep-alive (s): a silent link to a stalled broker ends within 2x + 1 s.
+DEFAULT_KEEPALIVE_S = 10
+#: paho's reason for a link it closed because the broker did not answer its ping.
+_MQTT_ERR_KEEPALIVE = 16
 
 #: MQTT 5 content type of every payload.
 CONTENT_TYPE = "application/vnd.delgrad.v1+msgpack"
@@ -55,7 +75,8 @@ class MqttTransport(Transport):
         protocol: ``"5"``, ``"3.1.1"`` or ``"auto"`` (try 5, fall back to 3.1.1 if the
             broker refuses the protocol version).
         will: Last will, registered with the broker on every connect.
-        keepalive_s: MQTT keep-alive interval in seconds.
+        keepalive_s: MQTT keep-alive interval in seconds (a broker that stops answering
+            is noticed within ``2 * keepalive_s + 1`` s on a link that publishes nothing).
         timeout_s: Timeout of connect, subscribe and publish acknowledgements in seconds.
         reconnect_min_s: First reconnect delay in seconds.
         reconnect_max_s: Largest reconnect delay in seconds.
@@ -80,7 +101,7 @@ class MqttTransport(Transport):
         tls: ssl.SSLContext | None = None,
         protocol: str = "auto",
         will: Will | None = None,
-        keepalive_s: int = 30,
+        keepalive_s: int = DEFAULT_KEEPALIVE_S,
         timeout_s: float = 5.0,
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 5.0,
@@ -124,12 +145,20 @@ class MqttTransport(Transport):
         self._latest_client: aiomqtt.Client | None = None
         self._v5: bool | None = {"5": True, "3.1.1": False}.get(protocol)
         self.last_error: BaseException | None = None
+        self._down_since: float | None = None  # monotonic start of the current outage
 
     # ---- state -------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._up.is_set()
+
+    @property
+    def outage_s(self) -> float:
+        """Seconds since the link to the broker was lost (0 while it is up, and before
+        the first connection)."""
+        since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def protocol_version(self) -> str | None:
@@ -262,6 +291,7 @@ class MqttTransport(Transport):
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         self._guard_socket(client)
+        _consume_disconnected(client)
         self._latest_client = client
         return client
 
@@ -394,6 +424,7 @@ class MqttTransport(Transport):
                 v5 = bool(self._v5)
                 client = self._make_client(v5)
                 async with client:
+                    _consume_disconnected(client)  # aiomqtt made a new future on connecting
                     self._v5 = v5
                     self._client = client
                     for pattern, qos in list(self._subs.items()):
@@ -402,6 +433,7 @@ class MqttTransport(Transport):
                         self.stats.reconnects += 1
                     ever_up = True
                     delay = self.reconnect_min_s
+                    self._link_up()
                     self._up.set()
                     if not first.done():
                         first.set_result(None)
@@ -422,8 +454,11 @@ class MqttTransport(Transport):
                         first.set_exception(self._tls_error(exc))
                     return
             finally:
+                if self._up.is_set() and not self._closing.is_set():
+                    self._link_down(self.last_error, self._latest_client)
                 self._up.clear()
                 self._client = None
+                _close_socket(self._latest_client)  # an attempt a frozen broker never answered
             if self._closing.is_set():
                 break
             sleep = delay * random.uniform(0.75, 1.25)
@@ -431,6 +466,27 @@ class MqttTransport(Transport):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep):
                     await self._closing.wait()
+
+    def _link_up(self) -> None:
+        since, self._down_since = self._down_since, None
+        if since is not None:
+            took_s = time.monotonic() - since
+            self.stats.down_s += took_s
+            log.info("broker %s:%d: link back after %.1f s", self.host, self.port, took_s)
+
+    def _link_down(self, error: BaseException | None, client: Any) -> None:
+        self._down_since = time.monotonic()
+        heard = getattr(getattr(client, "_client", None), "_last_bytes_received", None)
+        silent_s = time.monotonic() - heard if isinstance(heard, float) else 0.0
+        stalled = _is_stall(error) or silent_s >= self.keepalive_s
+        if stalled:
+            self.stats.stalls += 1
+        log.warning(
+            "broker %s:%d: link lost (%s); reconnecting",
+            self.host,
+            self.port,
+            "the broker stopped answering" if stalled else (error or "closed"),
+        )
 
     async def _probe_version(self) -> None:
         """Decide MQTT 5 or 3.1.1 with a will-less CONNECT (some 3.1.1-only brokers stall
@@ -518,6 +574,38 @@ _CLOSED_AFTER_HANDSHAKE = (
     "the broker closed the link right after the handshake (it refused our client "
     "certificate, or requires one)"
 )
+
+
+def _consume_disconnected(client: Any) -> None:
+    """Mark the exception of aiomqtt's ``_disconnected`` future as retrieved when it
+    comes: a link lost while no message iterator waits (or an attempt abandoned after
+    its CONNACK timeout) sets it with nobody to read it, and asyncio would log "Future
+    exception was never retrieved" when the client is collected."""
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future):
+        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+
+
+def _close_socket(client: Any) -> None:
+    """Close the paho socket of a client whose link ended or never came up (aiomqtt
+    leaves an attempt that timed out waiting for its CONNACK open: once a frozen broker
+    thaws it would answer and take over the client id of the live link)."""
+    paho = getattr(client, "_client", None)
+    if paho is not None:
+        with contextlib.suppress(Exception):
+            paho._sock_close()
+
+
+def _is_stall(error: BaseException | None) -> bool:
+    """Whether a link ended because the broker stopped answering (an acknowledgement
+    timed out, or paho's ping got no reply), not because it was closed."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "rc", None) == _MQTT_ERR_KEEPALIVE or "timed out" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _is_tls_failure(exc: BaseException) -> bool:

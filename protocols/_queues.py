@@ -61,6 +61,11 @@ class TransportStats:
     coalesced_out: int = 0
     reconnects: int = 0
     refused_oversize: int = 0
+    #: Links ended because the broker stopped answering (an acknowledgement or a ping
+    #: reply overdue) while the TCP connection stayed open: a frozen or stalled broker.
+    stalls: int = 0
+    #: Seconds without a broker link after the first connection, outages that ended.
+    down_s: float = 0.0
 
 
 class Inbox:

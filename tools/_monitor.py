@@ -229,6 +229,9 @@ class MonitorState:
         self.ignored_devices = 0
         self.sequence = SequenceTracker()
         self.last_error = ""
+        #: Seconds the monitor's own link to the broker has been down (0 while up):
+        #: every device is then shown ``unreachable``, whatever it last said.
+        self.broker_outage_s = 0.0
         self._resync: set[str] = set()
 
     # ---- input -------------------------------------------------------------------
@@ -327,11 +330,16 @@ class MonitorState:
             return 0.0
         return self.bytes_received / max(1.0, now_s - self.first_message_s)
 
+    def shown_state(self, view: DeviceView, now_s: float) -> str:
+        """What to show for ``view``: ``unreachable`` while the broker is, else
+        :meth:`DeviceView.shown_state`."""
+        return "unreachable" if self.broker_outage_s > 0 else view.shown_state(now_s)
+
     def device_counts(self, now_s: float) -> dict[str, int]:
         """Devices by shown state, e.g. ``{"alive": 19, "stale": 1}``."""
         counts: dict[str, int] = {}
         for view in self.devices.values():
-            shown = view.shown_state(now_s)
+            shown = self.shown_state(view, now_s)
             counts[shown] = counts.get(shown, 0) + 1
         return dict(sorted(counts.items()))
 
@@ -409,6 +417,7 @@ _STATE_STYLE = {
     "dead": "yellow",
     "lost": "bold red",
     "stale": "bold yellow",
+    "unreachable": "bold red",
 }
 #: The device table's columns: (header, metric name or None, format).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -469,7 +478,7 @@ def render(
         table.add_column(header, justify="right", no_wrap=True)
     for name, view in sorted(state.devices.items()):
         age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.0f}"
-        shown = view.shown_state(now_s)
+        shown = state.shown_state(view, now_s)
         status = Text(shown, style=_STATE_STYLE.get(shown, "dim"))
         if view.warnings and shown in ("alive", "birth"):  # what the device says is wrong
             status.append(" " + ",".join(view.warnings), style="bold yellow")
@@ -512,8 +521,11 @@ def render(
         parts.append(
             Text(f"(parameters of {more} more devices: delgrad monitor DEVICE)", style="dim")
         )
+    outage = ""
+    if state.broker_outage_s > 0:
+        outage = f"broker not answering for {state.broker_outage_s:.0f} s, reconnecting; "
     counters = (
-        f"{state.summary(now_s)}; {state.received} messages, "
+        f"{outage}{state.summary(now_s)}; {state.received} messages, "
         f"{state.bytes_per_s(now_s) / 1024:.1f} KiB/s, {state.malformed} malformed, "
         f"{state.sequence.missed} missed"
     )
@@ -588,6 +600,7 @@ async def monitor(
     deadline = None if duration_s is None else time.monotonic() + duration_s
     extra: set[str] = set()  # concrete re-sync filters of a "+" monitor
     while not stop.is_set():
+        state.broker_outage_s = float(getattr(transport, "outage_s", 0.0))
         wait = poll_s
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())

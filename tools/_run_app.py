@@ -92,6 +92,7 @@ async def serve(
             tls_key_file=link.tls_key_file,
             tls_insecure=link.tls_insecure,
             max_packet_bytes=link.max_packet_bytes,
+            keepalive_s=link.keepalive_s,
             **options,
         )
         await stack.enter_async_context(transport)

@@ -110,6 +110,9 @@ class MetricsReporter:
         for key, count in self._join.counters().items():
             values[f"join.{key}"] = float(count)
         values["queue.join_waiting"] = float(len(self._join))
+        outage_s = getattr(self._transport, "outage_s", None)
+        if outage_s is not None:  # the current outage (its total: transport.down_s)
+            values["broker.outage_s"] = float(outage_s)
         stats = getattr(self._transport, "stats", None)
         if stats is not None:
             for key, stat in vars(stats).items():
