@@ -485,7 +485,7 @@ class MqttTransport(Transport):
             "broker %s:%d: link lost (%s); reconnecting",
             self.host,
             self.port,
-            "the broker stopped answering" if stalled else (error or "closed"),
+            "the broker stopped answering" if stalled else _reason(error),
         )
 
     async def _probe_version(self) -> None:
@@ -594,6 +594,14 @@ def _close_socket(client: Any) -> None:
     if paho is not None:
         with contextlib.suppress(Exception):
             paho._sock_close()
+
+
+def _reason(error: BaseException | None) -> str:
+    """Why a link ended, for the log line."""
+    text = str(error) if error is not None else ""
+    if not text or "Disconnected during message iteration" in text:
+        return "the broker closed the connection"
+    return text
 
 
 def _is_stall(error: BaseException | None) -> bool:

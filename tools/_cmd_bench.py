@@ -3,8 +3,9 @@
 ``core``, ``protocol`` and ``drivers`` measure in this process;
 ``e2e throughput|latency|memory`` start Mosquitto, ``delgrad run`` and
 ``delgrad sensor`` as separate processes on loopback (docs/performance.md);
-``chaos`` storms ``delgrad run`` with hostile input, broker restarts and SIGKILLs
-(docs/security.md).
+``chaos`` storms ``delgrad run`` with hostile input, broker restarts and SIGKILLs;
+``soak`` runs it for hours through full disks, a read-only folder, frozen and
+restarted brokers and SIGKILLs (docs/security.md).
 
 Every JSON key names its unit (``forward_samples_per_s``, ``message_bytes``,
 ``encode_MB_per_s``, ``latency_p99_ms``); the table shows the same figures with
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
@@ -201,6 +203,62 @@ def register(parser: argparse.ArgumentParser) -> None:
     chaos.add_argument(
         "--rss-bound-mb", type=float, default=1024.0, help="RSS bound of the service"
     )
+    soak = sub.add_parser(
+        "soak",
+        help="hours of delgrad run through full disks, a read-only folder, frozen and "
+        "restarted brokers and SIGKILLs (root: it mounts a tmpfs)",
+        description="The soak of tools/_soak.py (docs/security.md, 'Soak'): a table (or "
+        "--json) of RSS growth, counters and numbers going backwards, checkpoints lost, "
+        "accuracy and every health warning raised and cleared; exit 1 if any check fails.",
+    )
+    soak.add_argument("--duration", type=float, default=7200.0, help="seconds (default 7200)")
+    soak.add_argument("--rate", type=float, default=2000.0, help="sensor trials/s (default 2000)")
+    soak.add_argument(
+        "--disk-mb", type=int, default=16, help="size of the checkpoint tmpfs in MiB (default 16)"
+    )
+    soak.add_argument(
+        "--out",
+        type=Path,
+        help="keep the work folder here (logs, samples.jsonl); default: a temporary one",
+    )
+    _json(soak)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from delgrad.tools._soak import run_soak  # mounts and processes: only when asked
+
+    if args.duration <= 0 or args.rate <= 0 or args.disk_mb < 4:
+        print(
+            "delgrad bench soak: error: need --duration > 0, --rate > 0, --disk-mb >= 4",
+            file=sys.stderr,
+        )
+        return 2
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if not args.json else print
+    try:
+        report = asyncio.run(
+            run_soak(
+                duration_s=args.duration,
+                rate=args.rate,
+                disk_mb=args.disk_mb,
+                folder=args.out,
+                log=log if not args.json else (lambda line: None),
+            )
+        )
+    except PermissionError as exc:
+        print(f"delgrad bench soak: error: {exc}", file=sys.stderr)
+        return 2
+    summary = report.summary()
+    _emit(
+        summary, "soak", f"bench soak: {args.duration:.0f} s at {args.rate:.0f} trials/s", args.json
+    )
+    failed = (
+        summary["violations_count"]
+        or summary["checkpoints_lost_count"]
+        or summary["warnings_active_at_end"]
+        or summary["rss_growth_after_warm_up_max_mb"] >= 10.0
+        or summary["service_exit_code"] != 0
+    )
+    return 1 if failed else 0
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -245,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         return _e2e(args)
     if args.what == "chaos":
         return _chaos(args)
+    if args.what == "soak":
+        return _soak(args)
     if args.what == "core" and args.thread_scaling:
         for row in bench_thread_scaling(threads=args.threads or 2, repeats=args.repeats):
             _emit(row, "core", "bench core --thread-scaling", args.json)
