@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 
 from delgrad.drivers._chip_params import BSS2Params
+from delgrad.drivers._drift import ChipDrift
 from delgrad.drivers._kernels import membrane_layer, membrane_layer_taus
 from delgrad.drivers._units import (
     code_to_weight,
@@ -17,6 +18,7 @@ from delgrad.drivers._units import (
 )
 from delgrad.runtime import (
     Capabilities,
+    DriftSpec,
     Driver,
     Layer,
     Network,
@@ -56,14 +58,25 @@ class EmulatorDriver(Driver):
     from a generator seeded with (``chip_seed``, run counter): a session of runs
     is reproducible, and no two runs share noise.
 
+    Drift (``drift``, ``"bss2"`` only, off by default): thresholds, time constants,
+    synapse gains and delay elements move with device time, the trials this driver has
+    run (:class:`~delgrad.runtime.DriftSpec`, :class:`~._drift.ChipDrift`); a batch runs
+    with the drift as of its first trial. Device time starts at 0 with the driver (a
+    restarted process restarts its emulated chip's clock).
+
     Args:
         mode: ``"ideal"`` or ``"bss2"``.
         params: chip figures for ``"bss2"`` (default :class:`BSS2Params`).
         chip_seed: which emulated chip (integer >= 0).
+        drift: how the chip drifts (``"bss2"`` only), or None.
     """
 
     def __init__(
-        self, mode: EmulatorMode = "ideal", params: BSS2Params | None = None, chip_seed: int = 0
+        self,
+        mode: EmulatorMode = "ideal",
+        params: BSS2Params | None = None,
+        chip_seed: int = 0,
+        drift: DriftSpec | None = None,
     ) -> None:
         super().__init__()
         if mode not in ("ideal", "bss2"):
@@ -74,10 +87,20 @@ class EmulatorDriver(Driver):
             raise ParameterError(f"chip_seed must be an integer >= 0, got {chip_seed!r}")
         if chip_seed < 0:
             raise ParameterError(f"chip_seed must be an integer >= 0, got {chip_seed!r}")
+        if drift is not None and not isinstance(drift, DriftSpec):
+            raise ParameterError(f"drift must be a DriftSpec, got {type(drift).__name__}")
+        if drift is not None and drift.active and mode != "bss2":
+            raise ParameterError("drift is a property of an emulated chip: use mode 'bss2'")
         self.mode: EmulatorMode = mode
         self.params = params if params is not None else BSS2Params()
         self.chip_seed = int(chip_seed)
         self.runs = 0
+        self.trials_run = 0  # device time of the drift
+        self.drift = (
+            ChipDrift(drift, self.params.n_neuron_circuits, self.chip_seed)
+            if drift is not None and drift.active
+            else None
+        )
         p = self.params
         fp_rng = np.random.default_rng(np.random.SeedSequence([self.chip_seed, _FP_STREAM]))
         self._fp = p.threshold_fp_mean + p.threshold_fp_std * fp_rng.standard_normal(
@@ -184,7 +207,9 @@ class EmulatorDriver(Driver):
     def warm_up(self) -> None:
         """Compile the emulator's kernels on a twin (same mode, parameters and chip), so
         this driver's configuration and random streams stay untouched."""
-        twin = EmulatorDriver(self.mode, self.params, chip_seed=self.chip_seed)
+        twin = EmulatorDriver(
+            self.mode, self.params, chip_seed=self.chip_seed, drift=_spec(self.drift)
+        )
         layers = [Layer(2, 2, "axonal"), Layer(2, 2, "none")]
         w = [np.full(ly.weight_shape, 1.5) for ly in layers]
         d = [np.full(ly.delay_shape, 0.5) for ly in layers]
@@ -211,8 +236,23 @@ class EmulatorDriver(Driver):
             return Observation(times=times, arrivals=arrivals, trials=t_in.shape[0])
         return self._run_bss2(net, t_in)
 
+    def drift_state(self, first: int = 0, n: int | None = None) -> dict[str, np.ndarray]:
+        """The drifted factors now (for circuits ``first .. first + n - 1``; all by
+        default): ``threshold``, ``tau_m``, ``tau_s``; ones without drift."""
+        n = self.params.n_neuron_circuits - first if n is None else n
+        if self.drift is None:
+            return {k: np.ones(n) for k in ("threshold", "tau_m", "tau_s")}
+        self.drift.advance(self.trials_run)
+        return {k: v[first : first + n].copy() for k, v in self.drift.neuron_factors().items()}
+
     def _run_bss2(self, net: Network, t_in: np.ndarray) -> Observation:
         p = self.params
+        drift = self.drift
+        factors: dict[str, np.ndarray] = {}
+        if drift is not None:
+            drift.advance(self.trials_run)
+            factors = drift.neuron_factors()
+        self.trials_run += t_in.shape[0]
         rng = np.random.default_rng(
             np.random.SeedSequence([self.chip_seed, _TRIAL_STREAM, self.runs])
         )
@@ -238,6 +278,8 @@ class EmulatorDriver(Driver):
             arr[outside] = np.inf
             if layer.delay == "axonal":
                 arr = arr + net.d[index][None, :]
+                if drift is not None:
+                    arr = arr + drift.delay_offsets(index, arr.shape[1])[None, :]
                 if p.delay_jitter_std > 0:
                     arr = arr + p.delay_jitter_std * rng.standard_normal(arr.shape)
                 late_arr = np.isfinite(arr) & (arr > window)
@@ -246,7 +288,10 @@ class EmulatorDriver(Driver):
                 arrivals.append(arr)
             else:
                 arrivals.append(None)
-            theta = p.threshold + self._fp[circuit : circuit + layer.n_out]
+            first = circuit
+            theta = p.threshold + self._fp[first : first + layer.n_out]
+            if drift is not None:
+                theta = theta * factors["threshold"][first : first + layer.n_out]
             circuit += layer.n_out
             thresholds = np.empty((n_batch, layer.n_out))
             thresholds[:] = theta
@@ -258,11 +303,16 @@ class EmulatorDriver(Driver):
             out = np.empty((n_batch, layer.n_out))
             buf_t = np.empty(layer.n_pre)  # per run: a driver may serve several threads
             buf_i = np.empty(layer.n_pre, dtype=np.int64)
-            if p.has_mismatch:  # the extension: per-synapse gains, per-neuron taus
-                taus_s, taus_m = self.time_constants(circuit - layer.n_out, layer.n_out)
+            if p.has_mismatch or drift is not None:  # per-synapse gains, per-neuron taus
+                taus_s, taus_m = self.time_constants(first, layer.n_out)
+                gains = self.synapse_gains(index, net.w[index].shape)
+                if drift is not None:
+                    taus_s = taus_s * factors["tau_s"][first : first + layer.n_out]
+                    taus_m = taus_m * factors["tau_m"][first : first + layer.n_out]
+                    gains = gains * drift.gain_factors(index, net.w[index].shape)
                 late += membrane_layer_taus(
                     np.ascontiguousarray(arr),
-                    net.w[index] * self.synapse_gains(index, net.w[index].shape),
+                    net.w[index] * gains,
                     thresholds,
                     taus_s,
                     taus_m,
@@ -294,3 +344,7 @@ class EmulatorDriver(Driver):
             late_spikes=late,
             trials=n_batch,
         )
+
+
+def _spec(drift: ChipDrift | None) -> DriftSpec | None:
+    return None if drift is None else drift.spec

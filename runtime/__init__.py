@@ -17,6 +17,7 @@ from delgrad.runtime._atomic import atomic_write
 from delgrad.runtime._config import Config, config_from_dict, load_config
 from delgrad.runtime._delays import DelayParametrisation
 from delgrad.runtime._digits import DIGITS_SPLITS, digits_split, encode_digits
+from delgrad.runtime._drift_spec import DriftSpec
 from delgrad.runtime._driver import (
     DRIVER_ALIASES,
     DRIVER_NAMES,
@@ -87,6 +88,7 @@ __all__ = [
     "DelayKind",
     "DelayParametrisation",
     "DelgradError",
+    "DriftSpec",
     "Driver",
     "DriverObserver",
     "EpochStats",

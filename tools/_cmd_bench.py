@@ -23,6 +23,7 @@ from typing import Any
 
 from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
 from delgrad.tools._chaos import run_chaos
+from delgrad.tools._soak import run_soak
 from delgrad.tools.bench_core import bench_core, bench_core_sweep, bench_thread_scaling
 from delgrad.tools.bench_drivers import bench_drivers
 from delgrad.tools.bench_protocol import bench_protocol
@@ -225,8 +226,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from delgrad.tools._soak import run_soak  # mounts and processes: only when asked
-
     if args.duration <= 0 or args.rate <= 0 or args.disk_mb < 4:
         print(
             "delgrad bench soak: error: need --duration > 0, --rate > 0, --disk-mb >= 4",

@@ -44,6 +44,8 @@ def build_online(config: RunConfig) -> OnlineLearner:
     options: dict[str, Any] = {}
     if config.driver.name == "emulator-bss2":
         options["chip_seed"] = config.driver.chip_seed
+        if config.driver.drift.active:
+            options["drift"] = config.driver.drift
     driver = driver_from_config(config.driver.name, **options)
     online = OnlineLearner(
         learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh

@@ -43,9 +43,7 @@ from delgrad.protocols import (
     decode,
     subscription,
 )
-from delgrad.runtime.service import checkpoint_paths
-from delgrad.runtime.service._checkpoints import read_checkpoint
-from delgrad.runtime.service._outbox import EPOCH_SHIFT
+from delgrad.runtime.service import EPOCH_SHIFT, checkpoint_paths, read_checkpoint
 from delgrad.tools._bench_e2e import DELGRAD, rss_bytes, stop_process
 from delgrad.tools._mosquitto import Mosquitto
 from delgrad.tools._soak_checks import SoakLedger

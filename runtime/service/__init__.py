@@ -7,10 +7,14 @@ checkpoints, wired together by :class:`Service`. Imports ``delgrad.runtime`` and
 """
 
 from delgrad.errors import StorageError
-from delgrad.runtime.service._checkpoints import checkpoint_paths, checkpoint_problem
+from delgrad.runtime.service._checkpoints import (
+    checkpoint_paths,
+    checkpoint_problem,
+    read_checkpoint,
+)
 from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
-from delgrad.runtime.service._outbox import next_boot_epoch, status_will
+from delgrad.runtime.service._outbox import EPOCH_SHIFT, next_boot_epoch, status_will
 from delgrad.runtime.service._run_config import RunConfig, load_run_config, run_config_from_dict
 from delgrad.runtime.service._service import Service
 from delgrad.runtime.service._stats import (
@@ -25,6 +29,7 @@ from delgrad.runtime.service._supervision import ServiceFailed
 from delgrad.runtime.service._windowing import TrialWindower, WindowedTrials, WindowSpec
 
 __all__ = [
+    "EPOCH_SHIFT",
     "Counters",
     "Joined",
     "JoinedRows",
@@ -47,6 +52,7 @@ __all__ = [
     "checkpoint_problem",
     "load_run_config",
     "next_boot_epoch",
+    "read_checkpoint",
     "run_config_from_dict",
     "status_will",
 ]

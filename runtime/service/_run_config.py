@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import is_valid_name
+from delgrad.runtime._drift_spec import DriftSpec
 from delgrad.runtime._driver import DRIVER_NAMES
 from delgrad.runtime._schema import build_dataclass, read_toml
 
@@ -52,10 +53,12 @@ class BrokerSection:
 
 @dataclass(frozen=True)
 class DriverSection:
-    """Backend: ``emulator-ideal``, ``emulator-bss2`` or ``brainscales2``; its chip seed."""
+    """Backend: ``emulator-ideal``, ``emulator-bss2`` or ``brainscales2``; its chip seed;
+    ``[driver.drift]``: how an ``emulator-bss2`` chip drifts (:class:`DriftSpec`, off)."""
 
     name: str = "emulator-ideal"
     chip_seed: int = 0
+    drift: DriftSpec = field(default_factory=DriftSpec)
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,11 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
         value = getattr(getattr(config, section), key)
         if not value > 0:
             raise ConfigError(f"{section}.{key} must be > 0, got {value!r}")
+    if config.driver.drift.active and config.driver.name != "emulator-bss2":
+        raise ConfigError(
+            f"[driver.drift] needs driver.name = 'emulator-bss2' (an emulated chip drifts), "
+            f"got {config.driver.name!r}"
+        )
     if config.ingest.window_period < 0:
         raise ConfigError("ingest.window_period must be >= 0")
     keepalive_s = config.broker.keepalive_s

@@ -1,0 +1,112 @@
+"""The drift of an emulated chip: factors that move with device time (trials run).
+
+:class:`ChipDrift` follows :class:`~delgrad.runtime.DriftSpec`. Walk steps are drawn
+from streams keyed by (chip seed, drift seed, kind, step index), so the drifted
+parameters after ``n`` trials depend on ``n`` only, not on how the trials were batched,
+and a chip with the same seeds drifts the same way in every process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad.runtime import DriftSpec
+
+_DRIFT_STREAM = 7
+_NEURON, _GAIN, _DELAY, _THERMAL = 0, 1, 2, 3
+#: Kinds of the per-neuron walks, in the order of their rows.
+NEURON_KINDS = ("threshold", "tau_m", "tau_s")
+_MIN_FACTOR = 0.2  # drifted factors stay positive
+
+
+class ChipDrift:
+    """Drifted factors of one emulated chip.
+
+    Args:
+        spec: the drift settings.
+        n_circuits: neuron circuits of the chip (the per-neuron arrays' length).
+        chip_seed: the chip (with ``spec.seed``, the random streams).
+    """
+
+    def __init__(self, spec: DriftSpec, n_circuits: int, chip_seed: int) -> None:
+        self.spec = spec
+        self.n_circuits = int(n_circuits)
+        self._key = (int(chip_seed), _DRIFT_STREAM, spec.seed)
+        self._scale = np.sqrt(spec.step_trials / spec.horizon_trials)
+        self._step = 0
+        self._neuron = np.zeros((3, self.n_circuits))  # walks of threshold, tau_m, tau_s
+        self._spreads = np.array([spec.threshold, spec.tau_m, spec.tau_s])[:, None]
+        self._gains: dict[int, tuple[int, np.ndarray]] = {}  # layer -> (step, walk)
+        self._delays: dict[int, tuple[int, np.ndarray]] = {}
+        rng = np.random.default_rng(np.random.SeedSequence([*self._key, _THERMAL]))
+        self._sensitivity = 1.0 + 0.25 * rng.standard_normal(self.n_circuits)
+        self.trials = 0
+
+    def _rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([*self._key, *key]))
+
+    def advance(self, trials: int) -> None:
+        """Move device time to ``trials`` (>= the current one)."""
+        if trials < self.trials:
+            raise ValueError("device time does not go back")
+        self.trials = int(trials)
+        target = self.trials // self.spec.step_trials
+        if self._spreads.any():
+            while self._step < target:
+                self._step += 1
+                steps = self._rng(_NEURON, self._step).standard_normal((3, self.n_circuits))
+                self._neuron += self._spreads * self._scale * steps
+        self._step = target
+
+    def _walk(
+        self, store: dict[int, tuple[int, np.ndarray]], kind: int, layer: int, shape: tuple
+    ) -> np.ndarray:
+        step, walk = store.get(layer, (0, np.zeros(shape)))
+        if walk.shape != shape:
+            step, walk = 0, np.zeros(shape)
+        target = self.trials // self.spec.step_trials
+        while step < target:
+            step += 1
+            walk = walk + self._scale * self._rng(kind, layer, step).standard_normal(shape)
+        store[layer] = (step, walk)
+        return walk
+
+    def _thermal(self) -> np.ndarray:
+        spec = self.spec
+        if spec.thermal_amplitude == 0:
+            return np.zeros(self.n_circuits)
+        phase = 2 * np.pi * self.trials / spec.thermal_period_trials
+        return spec.thermal_amplitude * self._sensitivity * np.sin(phase)
+
+    def _jump(self) -> float:
+        factor = 1.0
+        for at, change in zip(self.spec.jump_trials, self.spec.jump_threshold, strict=True):
+            if self.trials >= at:
+                factor *= 1.0 + change
+        return factor
+
+    def neuron_factors(self) -> dict[str, np.ndarray]:
+        """``threshold``, ``tau_m``, ``tau_s``: (n_circuits,) factors at the current time."""
+        thermal = self._thermal()
+        out = {}
+        for row, kind in enumerate(NEURON_KINDS):
+            factor = 1.0 + self._neuron[row]
+            if kind != "tau_s":
+                factor = factor * (1.0 + thermal)
+            if kind == "threshold":
+                factor = factor * self._jump()
+            out[kind] = np.maximum(factor, _MIN_FACTOR)
+        return out
+
+    def gain_factors(self, layer: int, shape: tuple[int, int]) -> np.ndarray:
+        """(n_pre, n_out) synapse gain factors of ``layer`` at the current time."""
+        if self.spec.gain == 0:
+            return np.ones(shape)
+        walk = self._walk(self._gains, _GAIN, layer, shape)
+        return np.maximum(1.0 + self.spec.gain * walk, 0.0)
+
+    def delay_offsets(self, layer: int, n: int) -> np.ndarray:
+        """(n,) offsets of ``layer``'s delay elements at the current time (tau_s)."""
+        if self.spec.delay == 0:
+            return np.zeros(n)
+        return self.spec.delay * self._walk(self._delays, _DELAY, layer, (n,))
