@@ -391,6 +391,60 @@ class Metrics(Message):
         )
 
 
+@register_message
+@dataclass(frozen=True, eq=False)
+class Alarm(Message):
+    """A named alarm of a device, published retained on ``alarm`` when it fires and
+    again, with ``active`` false, when it clears (so a late subscriber sees the state).
+
+    Attributes:
+        name: the alarm, e.g. ``"degraded"`` (a name: letters, digits, ``._-``).
+        active: whether it holds now.
+        value: the figure that fired it (e.g. the sliding accuracy, 0 .. 1), finite.
+        reference: what that figure is judged against (e.g. the reference accuracy).
+        detail: free text, at most 256 characters.
+    """
+
+    SCHEMA: ClassVar[str] = "alarm"
+    name: str
+    active: bool
+    value: float = 0.0
+    reference: float = 0.0
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("alarm name", self.name)
+        if not isinstance(self.active, bool):
+            raise ParameterError("active must be a bool")
+        for key in ("value", "reference"):
+            v = float(getattr(self, key))
+            if not math.isfinite(v):
+                raise ParameterError(f"{key} must be finite")
+            object.__setattr__(self, key, v)
+        if not isinstance(self.detail, str) or len(self.detail) > 256:
+            raise ParameterError("detail must be a string of at most 256 characters")
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "active": self.active,
+            "value": self.value,
+            "reference": self.reference,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], *, budget: ElementBudget | None = None) -> Self:
+        return _build(
+            cls,
+            name=get_name(body, "name"),
+            active=get_bool(body, "active"),
+            value=get_float(body, "value"),
+            reference=get_float(body, "reference"),
+            detail=get_str(body, "detail", max_len=256),
+        )
+
+
 #: Device states: born (first connect), alive (heartbeat), dead (graceful
 #: shutdown), lost (ungraceful: sent by the broker as the last will).
 STATUS_STATES: frozenset[str] = frozenset({"birth", "alive", "dead", "lost"})

@@ -42,6 +42,7 @@ class TopicKind(StrEnum):
     STATUS = "status"
     CMD = "cmd"
     CMD_REPLY = "cmd/reply"
+    ALARM = "alarm"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ POLICIES: dict[TopicKind, TopicPolicy] = {
     TopicKind.STATUS: TopicPolicy(qos=1, retain=True, state_like=True),
     TopicKind.CMD: TopicPolicy(qos=1),
     TopicKind.CMD_REPLY: TopicPolicy(qos=1),
+    TopicKind.ALARM: TopicPolicy(qos=1, retain=True, state_like=True),
 }
 
 

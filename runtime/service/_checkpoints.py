@@ -40,6 +40,7 @@ from delgrad.runtime.service._limits import state_problem
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._param_stream import ParameterStream
+from delgrad.runtime.service._replay import ReplayBuffer
 from delgrad.runtime.service._run_state import RunState, is_mode
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._storage import Storage
@@ -113,6 +114,8 @@ class Checkpoints:
         online, params, outbox, counters, state: the parts whose state is kept.
         keep: how many checkpoints are kept (>= 1), newest first.
         storage: the write path; a failed write is a ``storage`` warning, not a crash.
+        replay: the replay buffer, saved beside the learner (``replay.*`` arrays) and
+            restored if it fits; a checkpoint without one loads as before.
     """
 
     def __init__(
@@ -126,8 +129,10 @@ class Checkpoints:
         state: RunState,
         keep: int = 3,
         storage: Storage | None = None,
+        replay: ReplayBuffer | None = None,
     ) -> None:
         self.folder = folder
+        self._replay = replay
         self._storage = storage if storage is not None else Storage(counters)
         self.path = folder / CHECKPOINT_NAME
         self.keep = max(1, int(keep))
@@ -165,6 +170,8 @@ class Checkpoints:
         if problem is not None:
             self._counters.inc("checkpoints.refused")
             raise ParameterError(f"checkpoint refused: {problem}")
+        if self._replay is not None:
+            arrays.update(self._replay.state_arrays())
         state = self._service_state()
         arrays["service"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         try:
@@ -211,7 +218,10 @@ class Checkpoints:
             before = {k: np.array(v, copy=True) for k, v in self._online.state_arrays().items()}
             try:
                 arrays, state = read_checkpoint(path)
+                replayed = {k: arrays.pop(k) for k in list(arrays) if k.startswith("replay.")}
                 self._online.restore(arrays, steps=state["steps"], bumps=state["bumps"])
+                if self._replay is not None and replayed and not self._replay.restore(replayed):
+                    log.warning("the checkpoint's replay buffer does not fit this one: not kept")
             except (DelgradError, ValueError, KeyError, TypeError) as exc:
                 self._online.restore(before, steps=self._online.steps, bumps=self._online.bumps)
                 self._counters.inc("checkpoints.skipped")

@@ -10,6 +10,8 @@ step count) and raises a named warning while one of these holds over the last
   network is too silent to learn: recipe, driver or inputs do not fit);
 * ``silent_output``: most trials ended with no output spike at all;
 * ``refused_events``: most events arrived on channels the network does not have;
+* ``degraded``: the degradation detector's alarm holds (:mod:`~._degradation`: the
+  sliding accuracy fell below its reference, or silent labels rose);
 * ``storage``: writes to the checkpoint folder fail or are slow (full, read-only or
   vanished filesystem, :mod:`~._storage`); the device goes on inferring and learning;
 * ``silent_inputs``: after ``min_trials`` trials, most input channels never saw an
@@ -32,6 +34,7 @@ __all__ = ["HEALTH_CONDITIONS", "HealthCheck"]
 
 HEALTH_CONDITIONS = (
     "bumps_without_steps",
+    "degraded",
     "no_steps",
     "refused_events",
     "silent_inputs",
@@ -65,6 +68,7 @@ class HealthCheck:
         silent_inputs: tuple[int, int] = (0, 0),
         training: bool = True,
         storage: str | None = None,
+        degraded: str | None = None,
     ) -> dict[str, str]:
         """Judge the conditions; returns the active warnings (name -> text).
 
@@ -76,6 +80,7 @@ class HealthCheck:
             silent_inputs: (input channels that never saw an event, all inputs).
             training: whether the service learns (train mode and not paused).
             storage: why writes fail now (:attr:`~._storage.Storage.problem`), or None.
+            degraded: the degradation alarm's text while it holds, or None.
         """
         self._history.append((now_s, dict(values)))
         while len(self._history) > 2 and now_s - self._history[1][0] >= self.window_s:
@@ -119,6 +124,8 @@ class HealthCheck:
             )
         if storage:
             found["storage"] = storage
+        if degraded:
+            found["degraded"] = degraded
         for name in sorted(found.keys() - self.active.keys()):
             log.warning("health: %s: %s", name, found[name])
         for name in sorted(self.active.keys() - found.keys()):

@@ -9,6 +9,11 @@ batches only), while the event loop ingests and joins. At most
 :data:`MAX_LEARNING_IN_FLIGHT` jobs wait; results are taken in submission order
 and each one's steps go to the parameter stream.
 
+Continual learning (issue 18): scored trials also feed the degradation detector
+(``_degradation``), whose changes go to ``on_degradation``; with a replay buffer
+(``_replay``) each batch of new labelled trials is learned together with replayed
+ones (``fraction`` of the trials learned), which the step observes again first.
+
 Each step's loss is computed once where it can be: rows are scored in pieces
 cut at the learner's step boundaries, so a piece that makes up a whole step
 hands its loss to the step (unless the step re-observes its trials).
@@ -19,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from delgrad.runtime.service._degradation import DegradationDetector, Judgement
 from delgrad.runtime.service._join import JoinedRows
 from delgrad.runtime.service._online import OnlineLearner, Scored, StepReport
 from delgrad.runtime.service._param_stream import Layers, ParameterStream
+from delgrad.runtime.service._replay import ReplayBuffer
 from delgrad.runtime.service._stats import Counters, SlidingAccuracy
 from delgrad.runtime.service._worker import Worker
 
@@ -58,6 +66,9 @@ class LearningPipeline:
         params: where the steps' parameter deltas go.
         counters: the service's counters.
         metrics_window: labelled trials in the sliding accuracy / loss window.
+        detector: judges the scored trials (None: no degradation alarm).
+        replay: rehearses past labelled trials (None: no replay).
+        replay_fraction: share of replayed trials among those learned (< 1).
     """
 
     def __init__(
@@ -68,8 +79,17 @@ class LearningPipeline:
         counters: Counters,
         *,
         metrics_window: int,
+        detector: DegradationDetector | None = None,
+        replay: ReplayBuffer | None = None,
+        replay_fraction: float = 0.0,
     ) -> None:
         self._online = online
+        self.detector = detector
+        self.replay = replay
+        self._replay_ratio = replay_fraction / (1.0 - replay_fraction) if replay else 0.0
+        self._replay_debt = 0.0  # fractional replayed trials carried to the next batch
+        #: called (awaited) when the degradation alarm fires or clears
+        self.on_degradation: Callable[[Judgement], Awaitable[None]] | None = None
         self._worker = worker
         self._params = params
         self._counters = counters
@@ -107,16 +127,41 @@ class LearningPipeline:
         if learning:
             cuts = step_pieces(len(rows), self._filled, step_every, refresh=self._online.refresh)
         pieces: list[Scored] = []
+        correct = []
         for cut in cuts:
             loss = self._online.score(rows[cut], labels[cut])
             self.accuracy.add(loss.correct, loss.loss)
             pieces.append((rows[cut], labels[cut], loss))
+            correct.append(np.asarray(loss.correct, dtype=bool))
+        if self.detector is not None:
+            silent = np.isinf(self._online.rows.output_times(rows)).all(axis=1)
+            judged = self.detector.add(np.concatenate(correct), silent)
+            if judged.changed and self.on_degradation is not None:
+                await self.on_degradation(judged)
         if not learning:
             return
-        self._filled = (self._filled + len(rows)) % step_every
+        replayed = self._replayed(rows, labels) if self.replay is not None else None
+        if replayed is not None:
+            pieces.append(replayed)
+        learned = len(rows) + (len(replayed[1]) if replayed is not None else 0)
+        self._filled = (self._filled + learned) % step_every
         self._jobs.append(self._worker.submit(lambda: self._learn_job(pieces)))
         if len(self._jobs) > MAX_LEARNING_IN_FLIGHT:
             await self.collect(block=True, keep=MAX_LEARNING_IN_FLIGHT)
+
+    def _replayed(self, rows: np.ndarray, labels: np.ndarray) -> Scored | None:
+        """Offer the new trials to the replay buffer; the replayed trials that go with
+        them (rows not observed yet), or None."""
+        assert self.replay is not None
+        inputs = self._online.rows.n_inputs
+        want = self._replay_ratio * len(rows) + self._replay_debt
+        k = int(want)
+        self._replay_debt = want - k
+        times, replay_labels = self.replay.sample(k)  # before adding: never the same trials
+        self.replay.add(rows[:, :inputs], labels)
+        if not len(replay_labels):
+            return None
+        return self._online.rows.unobserved(times), replay_labels, None
 
     def _learn_job(self, pieces: list[Scored]) -> _JobResult:
         """Worker thread: learn, and copy the parameters a delta is made from (so

@@ -110,6 +110,18 @@ class MetricsReporter:
         for key, count in self._join.counters().items():
             values[f"join.{key}"] = float(count)
         values["queue.join_waiting"] = float(len(self._join))
+        detector = self._learning.detector
+        if detector is not None:
+            judged = detector.last
+            values["degradation.accuracy"] = judged.accuracy
+            values["degradation.reference"] = judged.reference
+            values["degradation.silent"] = judged.silent
+            values["degradation.silent_reference"] = judged.silent_reference
+        replay = self._learning.replay
+        if replay is not None:
+            values["replay.trials"] = float(replay.size)
+            values["replay.capacity_trials"] = float(replay.capacity)
+            values["replay.bytes"] = float(replay.nbytes)
         outage_s = getattr(self._transport, "outage_s", None)
         if outage_s is not None:  # the current outage (its total: transport.down_s)
             values["broker.outage_s"] = float(outage_s)
@@ -127,10 +139,17 @@ class MetricsReporter:
             silent_inputs=self._ingest.silent_inputs,
             training=self._state.mode == "train" and not self._state.paused,
             storage=self._storage.problem if self._storage is not None else None,
+            degraded=self._degraded(),
         )
         clean.update(self._health.metrics())
         self._last = clean
         return clean
+
+    def _degraded(self) -> str | None:
+        detector = self._learning.detector
+        if detector is None or not detector.degraded:
+            return None
+        return detector.last.text()
 
     async def publish(self) -> None:
         """Publish the current metrics (non-finite values left out)."""

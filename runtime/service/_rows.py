@@ -39,6 +39,14 @@ class TrialRows:
         parts.append(np.full((len(t_in), 1), float(version)))
         return np.concatenate(parts, axis=1)
 
+    def unobserved(self, t_in: np.ndarray) -> np.ndarray:
+        """(B, width) rows of trials not observed yet (every time inf, version -1): a
+        step re-observes them on the driver first (``learning.refresh``)."""
+        rows = np.full((len(t_in), self.width), np.inf)
+        rows[:, : self.n_inputs] = t_in
+        rows[:, -1] = -1.0
+        return rows
+
     def unpack(
         self, rows: np.ndarray
     ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:

@@ -92,6 +92,10 @@ class LearningSection:
             core). Default 1: the step runs beside the event loop and the driver,
             and at the paper's network size a step is too short to gain from more;
             sensor-sized networks (hundreds of inputs and hidden neurons) gain.
+        lr_policy: ``constant`` (default) or ``boost``: while the degradation alarm
+            holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
+            100), and set back when it clears (unless an ``lr`` command changed it).
+        lr_boost: the factor of ``boost`` (1 .. 100).
     """
 
     mode: Literal["train", "infer"] = "train"
@@ -99,6 +103,47 @@ class LearningSection:
     lr_scale: float = 1.0
     refresh: bool = True
     threads: int = 1
+    lr_policy: Literal["constant", "boost"] = "constant"
+    lr_boost: float = 2.0
+
+
+@dataclass(frozen=True)
+class ReplaySection:
+    """Replay of past labelled trials (``_replay.ReplayBuffer``); off by default.
+
+    Attributes:
+        max_mb: bound of the buffer in MiB (0 = no replay); preallocated at start.
+        policy: ``reservoir`` (every trial seen equally likely kept) or ``balanced``
+            (a share per class).
+        fraction: share of replayed trials in each learning step (0 .. 0.9); e.g. 0.5:
+            as many replayed trials as new ones.
+        seed: the sampling stream.
+    """
+
+    max_mb: float = 0.0
+    policy: Literal["reservoir", "balanced"] = "reservoir"
+    fraction: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DegradationSection:
+    """The degradation detector (``_degradation.DegradationDetector``): a ``degraded``
+    health warning and a retained alarm when the device gets worse than it was.
+
+    Attributes:
+        enabled: judge at all (default true; only labelled trials are judged).
+        window: labelled trials in the recent window (a multiple of 100, >= 100).
+        reference: labelled trials in the reference window (a multiple of 100, >= 100).
+        drop: accuracy drop that fires (0 .. 1; 0.05 = 5 points).
+        silent_rise: rise of the silent-label rate that fires (0 .. 1).
+    """
+
+    enabled: bool = True
+    window: int = 1000
+    reference: int = 5000
+    drop: float = 0.05
+    silent_rise: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -211,6 +256,8 @@ class RunConfig:
     driver: DriverSection = field(default_factory=DriverSection)
     model: ModelSection = field(default_factory=ModelSection)
     learning: LearningSection = field(default_factory=LearningSection)
+    replay: ReplaySection = field(default_factory=ReplaySection)
+    degradation: DegradationSection = field(default_factory=DegradationSection)
     ingest: IngestSection = field(default_factory=IngestSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     join: JoinSection = field(default_factory=JoinSection)
@@ -264,6 +311,7 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
             f"[driver.drift] needs driver.name = 'emulator-bss2' (an emulated chip drifts), "
             f"got {config.driver.name!r}"
         )
+    _check_continual(config)
     if config.ingest.window_period < 0:
         raise ConfigError("ingest.window_period must be >= 0")
     keepalive_s = config.broker.keepalive_s
@@ -280,6 +328,33 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     if not is_valid_name(config.device):
         raise ConfigError(f"device {config.device!r} is not a valid topic name")
     return config
+
+
+def _check_continual(config: RunConfig) -> None:
+    replay, det, learning = config.replay, config.degradation, config.learning
+    if not (replay.max_mb >= 0 and replay.max_mb <= 4096):
+        raise ConfigError(f"replay.max_mb must be in 0 .. 4096, got {replay.max_mb!r}")
+    if not 0.0 <= replay.fraction <= 0.9:
+        raise ConfigError(f"replay.fraction must be in 0 .. 0.9, got {replay.fraction!r}")
+    if replay.seed < 0:
+        raise ConfigError(f"replay.seed must be >= 0, got {replay.seed!r}")
+    if replay.max_mb > 0 and not learning.refresh:
+        raise ConfigError(
+            "replay needs learning.refresh = true: replayed trials are observed again "
+            "on the chip before their step"
+        )
+    for name in ("window", "reference"):
+        value = getattr(det, name)
+        if value < 100 or value % 100:
+            raise ConfigError(
+                f"degradation.{name} must be a multiple of 100, >= 100, got {value!r}"
+            )
+    for name in ("drop", "silent_rise"):
+        value = getattr(det, name)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"degradation.{name} must be in (0, 1), got {value!r}")
+    if not 1.0 <= learning.lr_boost <= 100.0:
+        raise ConfigError(f"learning.lr_boost must be in 1 .. 100, got {learning.lr_boost!r}")
 
 
 def load_run_config(path: str | Path | None) -> RunConfig:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from delgrad.errors import ParameterError, StorageError
 from delgrad.protocols import (
+    Alarm,
     Status,
     Transport,
     TransportError,
@@ -29,7 +30,13 @@ from delgrad.protocols import (
 )
 from delgrad.runtime.service._checkpoints import Checkpoints
 from delgrad.runtime.service._commands import Commands
+from delgrad.runtime.service._continual import (
+    LrPolicy,
+    degradation_detector,
+    replay_buffer,
+)
 from delgrad.runtime.service._control import Control
+from delgrad.runtime.service._degradation import Judgement
 from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
@@ -106,9 +113,18 @@ class Service:
         )
         if (note := byte_bounds_note(config, online.n_inputs)) is not None:
             log.info(note)
+        self.replay = replay_buffer(config, online)
         learning = self._learning = LearningPipeline(
-            online, worker, params, counters, metrics_window=config.publish.metrics_window
+            online,
+            worker,
+            params,
+            counters,
+            metrics_window=config.publish.metrics_window,
+            detector=degradation_detector(config.degradation),
+            replay=self.replay,
+            replay_fraction=config.replay.fraction,
         )
+        self._lr_policy = LrPolicy(config.learning, online)
         self._inference = Inference(
             config.inference,
             predictions=config.publish.predictions,
@@ -149,6 +165,7 @@ class Service:
                 state=state,
                 keep=config.checkpoint.keep,
                 storage=storage,
+                replay=self.replay,
             )
         self._control = Control(
             config.driver.name,
@@ -175,6 +192,7 @@ class Service:
             counters=counters,
             clock=clock,
         )
+        learning.on_degradation = self._degradation_changed
         self._supervisor = Supervisor(
             counters, max_restarts=config.supervision.max_task_restarts, stop=self._stop
         )
@@ -273,6 +291,24 @@ class Service:
             self._worker.shutdown(wait=self._supervisor.failure is None)
         if self._supervisor.failure is not None:
             raise ServiceFailed(self._supervisor.failure)
+
+    async def _degradation_changed(self, judged: Judgement) -> None:
+        """The alarm fired or cleared: log once, steer the learning rate, publish the
+        retained alarm (``alarm`` topic; the health warning follows from the metrics)."""
+        text = judged.text()
+        if judged.degraded:
+            log.warning("degraded: %s", text)
+        else:
+            log.info("degradation cleared: %s", text)
+        self._lr_policy.degraded(judged.degraded)
+        alarm = Alarm(
+            "degraded",
+            judged.degraded,
+            judged.accuracy or 0.0,
+            judged.reference or 0.0,
+            text[:256],
+        )
+        await self._outbox.publish("alarm", alarm)
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from delgrad.protocols import (
+    Alarm,
     Command,
     DeltaEncoder,
     EmbeddedBroker,
@@ -55,6 +56,7 @@ def sample_messages() -> dict[str, Message]:
         enc.delta(moved),
         Metrics(7, {"loss": 0.25, "accuracy": 0.9}),
         Status("alive", 12.5, "ok"),
+        Alarm("degraded", True, 0.81, 0.93, "sliding accuracy 81.0 % < reference 93.0 % - 5"),
         Command("set_lr", "c-1", {"lr": 0.001, "layers": [0, 1], "note": None, "on": True}),
         Reply("c-1", False, {}, "no such layer"),
     ]

@@ -31,6 +31,7 @@ TOPIC_OF = {
     "params_delta": "params/delta",
     "metrics": "metrics",
     "status": "status",
+    "alarm": "alarm",
 }
 
 
