@@ -25,6 +25,7 @@ from rich.text import Text
 
 from delgrad.errors import NetworkFileError, ParameterError
 from delgrad.protocols import (
+    Alarm,
     Envelope,
     IncomingMessage,
     Metrics,
@@ -66,11 +67,12 @@ __all__ = [
 KINDS: tuple[TopicKind, ...] = (
     TopicKind.METRICS,
     TopicKind.STATUS,
+    TopicKind.ALARM,
     TopicKind.PARAMS_LATEST,
     TopicKind.PARAMS_DELTA,
 )
 #: Topic kinds of ``--metrics-only`` (no parameter stream: for a thin link).
-METRICS_KINDS: tuple[TopicKind, ...] = (TopicKind.METRICS, TopicKind.STATUS)
+METRICS_KINDS: tuple[TopicKind, ...] = (TopicKind.METRICS, TopicKind.STATUS, TopicKind.ALARM)
 #: Heartbeat period assumed when a device's status does not say (seconds).
 DEFAULT_HEARTBEAT_S = 5.0
 #: A running device is shown ``stale`` after this many heartbeat periods of silence.
@@ -147,6 +149,7 @@ class DeviceView:
         heartbeat: The ``heartbeat`` counter of the last status detail, or ``None``.
         heartbeat_period_s: Seconds between heartbeats (the detail's
             ``heartbeat_period_s``, else :data:`DEFAULT_HEARTBEAT_S`).
+        alarms: The device's alarms (``alarm`` topic) by name: whether each holds.
     """
 
     device: str
@@ -163,6 +166,7 @@ class DeviceView:
     status_time_s: float | None = None
     heartbeat: int | None = None
     heartbeat_period_s: float = DEFAULT_HEARTBEAT_S
+    alarms: dict[str, bool] = field(default_factory=dict)
     _stats_cache: tuple[int | None, list[LayerStats]] = (None, [])
     _last_resync_s: float = -math.inf
 
@@ -182,12 +186,14 @@ class DeviceView:
 
     @property
     def warnings(self) -> list[str]:
-        """The device's active health warnings (``health.<name>`` = 1 in its last metrics)."""
-        return sorted(
+        """The device's active health warnings (``health.<name>`` = 1 in its last metrics)
+        and alarms (``alarm`` topic) that hold."""
+        found = {
             key.removeprefix("health.")
             for key, value in self.metrics.items()
             if key.startswith("health.") and key != "health.warnings" and value >= 1.0
-        )
+        }
+        return sorted(found | {name for name, on in self.alarms.items() if on})
 
     @property
     def params_seq(self) -> int | None:
@@ -296,6 +302,17 @@ class MonitorState:
             for k, v in msg.values.items():
                 record[f"value.{k}" if k in _RESERVED else k] = v
             return record
+        if info.kind is TopicKind.ALARM and isinstance(msg, Alarm):
+            view.alarms[msg.name] = msg.active
+            return {
+                **base,
+                "kind": "alarm",
+                "name": msg.name,
+                "active": msg.active,
+                "value": msg.value,
+                "reference": msg.reference,
+                "detail": msg.detail,
+            }
         if info.kind is TopicKind.STATUS and isinstance(msg, Status):
             view.state, view.detail, view.uptime_s = msg.state, msg.detail, msg.uptime_s
             view.status_time_s = now_s
@@ -363,8 +380,11 @@ class MonitorState:
         return sorted(names, key=metric_order)
 
     def quiet_line(self, record: Mapping[str, Any]) -> str:
-        """One line of text for a metrics or status record (``--quiet`` output)."""
+        """One line of text for a metrics, status or alarm record (``--quiet`` output)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(record["time_s"]))
+        if record["kind"] == "alarm":
+            state = "ALARM" if record["active"] else "cleared"
+            return f"{stamp} {record['device']} {state} {record['name']}: {record['detail']}"
         if record["kind"] == "status":
             text = f"{stamp} {record['device']} status={record['state']}"
             if record.get("detail"):

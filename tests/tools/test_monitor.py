@@ -376,3 +376,17 @@ def test_active_health_warnings_show_beside_the_status() -> None:
     console.print(render(state, feed.now + 1))
     text = console.export_text()
     assert "storage" not in text and "alive" in text
+
+
+def test_a_retained_alarm_is_shown_recorded_and_cleared() -> None:
+    from delgrad.protocols import Alarm
+
+    state = MonitorState()
+    feed = Feed(state)
+    feed("status", Status("alive", 3.0))
+    record = feed("alarm", Alarm("degraded", True, 0.8, 0.93, "sliding accuracy fell"))
+    assert record is not None and record["kind"] == "alarm" and record["active"] is True
+    assert state.devices["dev1"].warnings == ["degraded"] and state.foreign == 0
+    assert "ALARM degraded: sliding accuracy fell" in state.quiet_line(record)
+    feed("alarm", Alarm("degraded", False, 0.92, 0.93, "recovered"))
+    assert state.devices["dev1"].warnings == []
