@@ -50,7 +50,7 @@ class ChipDrift:
         if trials < self.trials:
             raise ValueError("device time does not go back")
         self.trials = int(trials)
-        target = self.trials // self.spec.step_trials
+        target = self._moving() // self.spec.step_trials
         if self._spreads.any():
             while self._step < target:
                 self._step += 1
@@ -64,18 +64,22 @@ class ChipDrift:
         step, walk = store.get(layer, (0, np.zeros(shape)))
         if walk.shape != shape:
             step, walk = 0, np.zeros(shape)
-        target = self.trials // self.spec.step_trials
+        target = self._moving() // self.spec.step_trials
         while step < target:
             step += 1
             walk = walk + self._scale * self._rng(kind, layer, step).standard_normal(shape)
         store[layer] = (step, walk)
         return walk
 
+    def _moving(self) -> int:
+        """Device time since the walks began (``start_trials``)."""
+        return max(0, self.trials - self.spec.start_trials)
+
     def _thermal(self) -> np.ndarray:
         spec = self.spec
         if spec.thermal_amplitude == 0:
             return np.zeros(self.n_circuits)
-        phase = 2 * np.pi * self.trials / spec.thermal_period_trials
+        phase = 2 * np.pi * self._moving() / spec.thermal_period_trials
         return spec.thermal_amplitude * self._sensitivity * np.sin(phase)
 
     def _jump(self) -> float:

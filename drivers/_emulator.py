@@ -95,7 +95,8 @@ class EmulatorDriver(Driver):
         self.params = params if params is not None else BSS2Params()
         self.chip_seed = int(chip_seed)
         self.runs = 0
-        self.trials_run = 0  # device time of the drift
+        self.trials_run = 0  # trials run (device time of a drift with clock "runs")
+        self.stream_trials_run = 0  # stream trials run (clock "stream")
         self.drift = (
             ChipDrift(drift, self.params.n_neuron_circuits, self.chip_seed)
             if drift is not None and drift.active
@@ -236,13 +237,24 @@ class EmulatorDriver(Driver):
             return Observation(times=times, arrivals=arrivals, trials=t_in.shape[0])
         return self._run_bss2(net, t_in)
 
+    def stream_trials(self, n: int) -> None:
+        """Count ``n`` trials of the service's input stream (a ``"stream"`` drift clock)."""
+        self.stream_trials_run += int(n)
+
+    @property
+    def device_trials(self) -> int:
+        """The drift's device time: trials run, or stream trials run (``DriftSpec.clock``)."""
+        if self.drift is not None and self.drift.spec.clock == "stream":
+            return self.stream_trials_run
+        return self.trials_run
+
     def drift_state(self, first: int = 0, n: int | None = None) -> dict[str, np.ndarray]:
         """The drifted factors now (for circuits ``first .. first + n - 1``; all by
         default): ``threshold``, ``tau_m``, ``tau_s``; ones without drift."""
         n = self.params.n_neuron_circuits - first if n is None else n
         if self.drift is None:
             return {k: np.ones(n) for k in ("threshold", "tau_m", "tau_s")}
-        self.drift.advance(self.trials_run)
+        self.drift.advance(self.device_trials)
         return {k: v[first : first + n].copy() for k, v in self.drift.neuron_factors().items()}
 
     def _run_bss2(self, net: Network, t_in: np.ndarray) -> Observation:
@@ -250,7 +262,7 @@ class EmulatorDriver(Driver):
         drift = self.drift
         factors: dict[str, np.ndarray] = {}
         if drift is not None:
-            drift.advance(self.trials_run)
+            drift.advance(self.device_trials)
             factors = drift.neuron_factors()
         self.trials_run += t_in.shape[0]
         rng = np.random.default_rng(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from delgrad.errors import ConfigError
 
@@ -21,7 +22,10 @@ MAX_WALK = 1.0
 class DriftSpec:
     """Drift of an emulated BrainScaleS-2 chip over device time; everything 0 = off.
 
-    Device time is the number of trials the chip has run. Parameter ``p`` of circuit
+    Device time is the number of trials the chip has run (``clock = "runs"``), or the
+    trials of the service's input stream it has run (``"stream"``: re-observations
+    before a learning step do not age the chip, so a learning and a frozen device fed
+    the same stream drift alike), less ``start_trials``. Parameter ``p`` of circuit
     ``j`` (a neuron's threshold, tau_m or tau_s; a synapse's gain) is realised as::
 
         p_j(n) = p_j * (1 + x_j(n)) * (1 + thermal_j(n)) * prod(1 + jump_k for jumps k <= n)
@@ -49,6 +53,9 @@ class DriftSpec:
         jump_trials: when each jump happens (trials run, ascending, >= 0).
         jump_threshold: each jump's relative threshold change (-0.5 .. 1).
         seed: the drift's own random stream (>= 0); with the chip seed it fixes the walks.
+        clock: ``"runs"`` or ``"stream"`` (see above).
+        start_trials: device time before any walk or thermal motion begins (jumps
+            count from 0).
     """
 
     horizon_trials: int = 1_000_000
@@ -63,13 +70,25 @@ class DriftSpec:
     jump_trials: list[int] = field(default_factory=list)
     jump_threshold: list[float] = field(default_factory=list)
     seed: int = 0
+    clock: Literal["runs", "stream"] = "runs"
+    start_trials: int = 0
 
     def __post_init__(self) -> None:
         def need(ok: bool, text: str) -> None:
             if not ok:
                 raise ConfigError(f"driver.drift.{text}")
 
-        for name in ("horizon_trials", "step_trials", "thermal_period_trials", "seed"):
+        need(
+            self.clock in ("runs", "stream"),
+            f"clock must be 'runs' or 'stream', got {self.clock!r}",
+        )
+        for name in (
+            "horizon_trials",
+            "step_trials",
+            "thermal_period_trials",
+            "seed",
+            "start_trials",
+        ):
             value = getattr(self, name)
             need(
                 isinstance(value, int) and not isinstance(value, bool),
@@ -82,6 +101,7 @@ class DriftSpec:
             f"thermal_period_trials must be >= 1, got {self.thermal_period_trials}",
         )
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        need(self.start_trials >= 0, f"start_trials must be >= 0, got {self.start_trials}")
         bounds = {
             "threshold": MAX_WALK,
             "tau_m": MAX_WALK,

@@ -236,6 +236,11 @@ class Driver(ABC):
         """Compile or load what the first :meth:`run` needs, leaving the driver's state
         (configuration, random streams, counters) as it was. Default: nothing."""
 
+    def stream_trials(self, n: int) -> None:  # noqa: B027 - optional hook
+        """The service ran ``n`` trials of its input stream on this driver (not counting
+        re-observations before a learning step): device time for a chip whose drift
+        follows the stream (``DriftSpec.clock = "stream"``). Default: nothing."""
+
     def close(self) -> None:
         """Release the backend; further calls raise :class:`DriverError`. Idempotent."""
         if not self._closed:

@@ -189,7 +189,9 @@ class OnlineLearner:
     def observe(self, t_in: np.ndarray) -> tuple[Observation, int]:
         """:meth:`run`, and the parameter version it ran with (worker thread)."""
         version = self.learner.version
-        return self._loop.observe(self.learner.net_forward, t_in, version), version
+        observation = self._loop.observe(self.learner.net_forward, t_in, version)
+        self.driver.stream_trials(len(t_in))
+        return observation, version
 
     def pack(self, t_in: np.ndarray, observation: Observation, version: int) -> np.ndarray:
         """(B, width) rows of observed trials (see :class:`~._rows.TrialRows`)."""

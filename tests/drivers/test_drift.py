@@ -171,3 +171,28 @@ def test_drift_needs_the_emulated_chip():
         {"driver": {"name": "emulator-bss2", "drift": {"threshold": 0.1, "seed": 4}}}
     )
     assert config.driver.drift.active and config.driver.drift.seed == 4
+
+
+def test_a_stream_clock_counts_only_the_services_stream_and_the_walk_can_start_later():
+    spec = DriftSpec(horizon_trials=1000, step_trials=10, threshold=0.2, clock="stream")
+    rng = np.random.default_rng(0)
+    net, t = _network(rng), rng.uniform(0.0, 2.0, (100, 8))
+    drv = EmulatorDriver("bss2", BSS2Params().noiseless(), drift=spec)
+    drv.configure(net)
+    for _ in range(5):  # re-observations: the chip does not age
+        drv.run(t)
+    np.testing.assert_array_equal(drv.drift_state(0, 9)["threshold"], np.ones(9))
+    drv.stream_trials(1000)
+    assert drv.device_trials == 1000 and drv.trials_run == 500
+    assert np.std(drv.drift_state()["threshold"]) > 0.1
+    late = DriftSpec(horizon_trials=1000, step_trials=10, threshold=0.2, start_trials=500,
+                     jump_trials=[100], jump_threshold=[0.1])  # fmt: skip
+    drift = ChipDrift(late, 64, chip_seed=0)
+    drift.advance(500)
+    np.testing.assert_allclose(drift.neuron_factors()["threshold"], 1.1)  # the jump only
+    early = ChipDrift(replace(late, start_trials=0), 64, chip_seed=0)
+    early.advance(700)
+    drift.advance(1200)  # 700 trials of walk, as early's
+    np.testing.assert_allclose(
+        drift.neuron_factors()["threshold"], early.neuron_factors()["threshold"]
+    )
