@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from delgrad.tools._bench_drift import SCENARIOS, bench_drift
 from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
 from delgrad.tools._chaos import run_chaos
 from delgrad.tools._soak import run_soak
@@ -204,6 +205,33 @@ def register(parser: argparse.ArgumentParser) -> None:
     chaos.add_argument(
         "--rss-bound-mb", type=float, default=1024.0, help="RSS bound of the service"
     )
+    drift = sub.add_parser(
+        "drift",
+        help="a drifting chip and a shifting world: a frozen and a learning device side by "
+        "side through Mosquitto (scenarios: " + ", ".join(SCENARIOS) + ")",
+        description="Scenarios of tools/_bench_drift.py (docs/results.md, 'Drift'): per "
+        "scenario a table of medians over seeds (or --json with every seed) and a PNG of "
+        "accuracy over device time for both arms.",
+    )
+    drift.add_argument("scenario", nargs="*", help="default: drift-W drift-WA")
+    drift.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    drift.add_argument("--rate", type=float, default=2000.0, help="trials/s per arm (default 2000)")
+    drift.add_argument("--trials", type=int, help="shorten every scenario to this many trials")
+    drift.add_argument(
+        "--networks",
+        type=Path,
+        default=Path("runs/drift-networks"),
+        help="start networks RECIPE/network.npz (trained here first if missing)",
+    )
+    drift.add_argument("--plot-dir", type=Path, default=Path("."), help="where the PNGs go")
+    drift.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="run-config field of both arms, e.g. learning.lr_scale=0.3 (repeatable)",
+    )
+    _json(drift)
     soak = sub.add_parser(
         "soak",
         help="hours of delgrad run through full disks, a read-only folder, frozen and "
@@ -223,6 +251,58 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="keep the work folder here (logs, samples.jsonl); default: a temporary one",
     )
     _json(soak)
+
+
+def _drift(args: argparse.Namespace) -> int:
+    names = args.scenario or ["drift-W", "drift-WA"]
+    unknown = [n for n in names if n not in SCENARIOS]
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if unknown or not seeds or min(seeds) < 0 or args.rate <= 0 or (args.trials or 1) < 1000:
+        print(
+            "delgrad bench drift: error: "
+            + (
+                f"unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)})"
+                if unknown
+                else "need --seeds N[,N...] >= 0, --rate > 0, --trials >= 1000"
+            ),
+            file=sys.stderr,
+        )
+        return 2
+
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as exc:
+        print(f"delgrad bench drift: error: {exc}", file=sys.stderr)
+        return 2
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    args.plot_dir.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(
+        bench_drift(
+            names,
+            seeds=seeds,
+            rate=args.rate,
+            trials=args.trials,
+            networks=args.networks,
+            plot_dir=args.plot_dir,
+            overrides=overrides,
+            log=log,
+        )
+    )
+    for name, entry in result.items():
+        if args.json:
+            print(json.dumps({"scenario": name, **entry}), flush=True)
+        else:
+            title = f"bench drift {name}: {entry['detail']}, median of {len(seeds)} seeds"
+            print(table(entry["median"], title), flush=True)
+            if "plot" in entry:
+                print(f"plot: {entry['plot']}", flush=True)
+    return 0
 
 
 def _soak(args: argparse.Namespace) -> int:
@@ -304,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
         return _chaos(args)
     if args.what == "soak":
         return _soak(args)
+    if args.what == "drift":
+        return _drift(args)
     if args.what == "core" and args.thread_scaling:
         for row in bench_thread_scaling(threads=args.threads or 2, repeats=args.repeats):
             _emit(row, "core", "bench core --thread-scaling", args.json)

@@ -1,0 +1,48 @@
+"""``delgrad bench drift``'s pure parts: scenario configs that the service accepts, and
+the figures read from constructed traces (the runs themselves are benchmarks)."""
+
+from __future__ import annotations
+
+import tomllib
+
+from delgrad.runtime.service import run_config_from_dict
+from delgrad.tools._bench_drift import SCENARIOS, ArmTrace, drift_table, figures, write_config
+
+
+def test_every_scenario_writes_a_config_the_service_accepts(tmp_path):
+    for name, scenario in SCENARIOS.items():
+        data = {
+            "device": "online",
+            "driver": {"name": "emulator-bss2", "chip_seed": 1},
+            "model": {"recipe": scenario.recipe},
+        }
+        drift = drift_table(scenario, seed=2)
+        if drift:
+            data["driver"]["drift"] = drift
+        path = write_config(tmp_path / f"{name}.toml", data)
+        config = run_config_from_dict(tomllib.loads(path.read_text()))
+        spec = config.driver.drift
+        assert spec.active == bool(scenario.drift), name
+        if spec.active:
+            assert spec.clock == "stream" and spec.seed == 2
+    walk = run_config_from_dict(
+        {"driver": {"name": "emulator-bss2", "drift": drift_table(SCENARIOS["drift-W"], 0)}}
+    ).driver.drift
+    assert walk.start_trials == 20_000 and walk.horizon_trials == 200_000
+    assert (walk.threshold, walk.tau_m, walk.tau_s, walk.gain) == (0.1, 0.1, 0.1, 0.1)
+    jump = drift_table(SCENARIOS["jump-W"], 0)
+    assert jump["jump_trials"] == [30_000] and jump["jump_threshold"] == [0.08]
+
+
+def _trace(level_of) -> ArmTrace:
+    return ArmTrace([(float(n), level_of(n), 0.0, 0.0) for n in range(0, 50_001, 250)])
+
+
+def test_figures_of_a_jump_and_its_recovery():
+    scenario = SCENARIOS["jump-W"]  # jump at 30,000 of 50,000, window 500
+    frozen = _trace(lambda n: 0.92 if n <= 30_000 else 0.76)
+    online = _trace(lambda n: 0.92 if n <= 30_000 or n >= 32_500 else 0.78)
+    out = figures(scenario, {"frozen": frozen, "online": online})
+    assert out["frozen_pre_fraction"] == 0.92 and out["frozen_end_drop_points"] == 16.0
+    assert out["online_end_drop_points"] == 0.0 and out["online_worst_drop_points"] == 14.0
+    assert out["online_recovery_trials"] == 2500
