@@ -183,7 +183,6 @@ async def run_arms(
                     "metrics_window": scenario.window,
                     "predictions": False,
                 },
-                "degradation": {"window": 1000, "reference": 5000},
             }
             for section, fields in (overrides or {}).items():
                 data.setdefault(section, {}).update(fields)

@@ -13,10 +13,13 @@ the fall). The detector fires when, with both windows full,
 and clears when the recent accuracy is back within ``drop / 2`` of the reference and
 the silent rate within ``silent_rise / 2`` (hysteresis: no flapping at the edge).
 
-Why these defaults: with a window of 1,000 trials the binomial spread of an accuracy
-near 93 % is 0.8 points, so a 5-point drop is six spreads: a stationary run judged
-every 100 trials raises no alarm in 1 M trials (tested), while a fall of 10 points
-is seen within about 500 trials of it.
+Why these defaults: with a window of 2,000 trials the binomial spread of an accuracy
+near 93 % is 0.6 points, so a 7-point drop is eleven spreads; a device that learns
+also moves its accuracy by itself (a few points over thousands of trials, measured
+with ``delgrad bench drift``: with a 1,000-trial window and a 5-point drop the
+learning arm raised alarms before any drift). A stationary stream judged every 100
+trials raises no alarm in 1 M trials (tested), and a fall of 15 points is seen
+within about 1,000 trials of it.
 """
 
 from __future__ import annotations
@@ -79,10 +82,10 @@ class DegradationDetector:
     def __init__(
         self,
         *,
-        window: int = 1000,
-        reference: int = 5000,
-        drop: float = 0.05,
-        silent_rise: float = 0.05,
+        window: int = 2000,
+        reference: int = 10_000,
+        drop: float = 0.07,
+        silent_rise: float = 0.07,
         block: int = 100,
     ) -> None:
         if block < 1 or window < block or reference < block:

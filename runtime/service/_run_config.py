@@ -140,10 +140,10 @@ class DegradationSection:
     """
 
     enabled: bool = True
-    window: int = 1000
-    reference: int = 5000
-    drop: float = 0.05
-    silent_rise: float = 0.05
+    window: int = 2000
+    reference: int = 10_000
+    drop: float = 0.07
+    silent_rise: float = 0.07
 
 
 @dataclass(frozen=True)
