@@ -32,7 +32,14 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
-from delgrad.runtime.sources import PixelMapping, read_events
+from delgrad.runtime.sources import (
+    EventRecording,
+    PixelMapping,
+    Shift,
+    parse_shift,
+    read_events,
+    shift_events,
+)
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._sensor import (
@@ -42,6 +49,7 @@ from delgrad.tools._sensor import (
     YinYangSource,
     stream_trials,
 )
+from delgrad.tools._shifted_source import ShiftedSource
 from delgrad.tools._stream import StreamPlan, StreamStats, plan_stream, stream_recording
 
 _FLUSH_TIMEOUT_S = 10.0
@@ -155,6 +163,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     parser.add_argument(
+        "--shift",
+        metavar="KEY=VALUE,...",
+        help="change the stream (a world that shifts): translate=DX[:DY], polarity=swap, "
+        "rate=R (keep each event with probability R), noise=N (events per channel or "
+        "pixel per tau_s), prior=W0:W1:..., late_class=C; docs/sensors.md",
+    )
+    parser.add_argument(
+        "--shift-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trials sent before the shift (trial streams; default 0: from the start)",
+    )
+    parser.add_argument(
         "--first-trial-id", type=int, default=0, metavar="ID", help="first trial id (default 0)"
     )
 
@@ -194,6 +216,16 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--first-trial-id must be >= 0, got {args.first_trial_id}")
 
 
+def _shift(args: argparse.Namespace) -> Shift | None:
+    if args.shift_after < 0:
+        raise ConfigError(f"--shift-after must be >= 0, got {args.shift_after}")
+    if args.shift is None:
+        if args.shift_after:
+            raise ConfigError("--shift-after needs --shift")
+        return None
+    return parse_shift(args.shift)
+
+
 def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | None:
     if text is None:
         return None
@@ -217,8 +249,27 @@ def _is_trial_file(path: str) -> bool:
         return False  # read_events says what is wrong with it
 
 
-def _plan(args: argparse.Namespace) -> StreamPlan:
+def _plan(args: argparse.Namespace, shift: Shift | None) -> StreamPlan:
     rec = read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau)
+    if shift is not None:
+        if args.shift_after:
+            raise ConfigError(
+                "--shift-after: a recording shifts from its start; stream the part before "
+                "the shift without --shift, then run delgrad sensor again with --shift "
+                "and --offset-us"
+            )
+        t_us, x, y, pol = shift_events(
+            rec.t_us,
+            rec.x,
+            rec.y,
+            rec.p,
+            shift,
+            np.random.default_rng(np.random.SeedSequence([args.seed, 18])),
+            width=rec.width,
+            height=rec.height,
+            us_per_tau=args.us_per_tau,
+        )
+        rec = EventRecording(t_us, x, y, pol, rec.width, rec.height, rec.labels)
     roi = _ints(args.roi, (4,), "--roi")
     pool = _ints(args.pool, (1, 2), "--pool") or (1,)
     mapping = PixelMapping(
@@ -235,13 +286,35 @@ def _plan(args: argparse.Namespace) -> StreamPlan:
 
 
 def _source(args: argparse.Namespace) -> TrialSource | StreamPlan:
+    shift = _shift(args)
     if args.source == "yinyang":
-        return YinYangSource(
+        yy = YinYangSource(
             args.split, args.input_repeat, args.seed, first_trial_id=args.first_trial_id
         )
+        if shift is None:
+            return yy
+        return ShiftedSource(
+            yy,
+            shift,
+            after=args.shift_after,
+            n_channels=4 * args.input_repeat,
+            span=2.0,  # the encoding's times lie in [0.15, 2] tau_s
+            complement=2 * args.input_repeat,
+            seed=args.seed,
+        )
     if _is_trial_file(args.source):
-        return FileSource(args.source, first_trial_id=args.first_trial_id)
-    return _plan(args)
+        trials = FileSource(args.source, first_trial_id=args.first_trial_id)
+        if shift is None:
+            return trials
+        return ShiftedSource(
+            trials,
+            shift,
+            after=args.shift_after,
+            n_channels=trials.n_channels,
+            span=trials.span,
+            seed=args.seed,
+        )
+    return _plan(args, shift)
 
 
 async def _main(

@@ -216,6 +216,9 @@ class FileSource(_Cycler):
         self.time_unit = unit
         self._offsets, self._channels, self._times, self._labels = offsets, channels, times, labels
         self.n_channels = int(channels.max()) + 1 if channels.size else 0
+        finite = times[np.isfinite(times)]
+        #: the latest event time of any trial (the span noise events fall in)
+        self.span = float(finite.max()) if finite.size else 1.0
 
     def _fail(self, why: str) -> ConfigError:
         return ConfigError(f"{self.path}: {why}")

@@ -33,6 +33,13 @@ from delgrad.runtime.sources._rosbag import (
     event_typestore,
     read_rosbag,
 )
+from delgrad.runtime.sources._shift import (
+    Shift,
+    TrialArrays,
+    parse_shift,
+    shift_events,
+    shift_trials,
+)
 from delgrad.runtime.sources._simulate import SaccadeSensor
 from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
 
@@ -45,7 +52,10 @@ __all__ = [
     "MappedEvents",
     "PixelMapping",
     "SaccadeSensor",
+    "Shift",
+    "TrialArrays",
     "event_typestore",
+    "parse_shift",
     "read_aedat4",
     "read_csv",
     "read_events",
@@ -54,6 +64,8 @@ __all__ = [
     "read_npy",
     "read_npz",
     "read_rosbag",
+    "shift_events",
+    "shift_trials",
     "write_aedat4",
     "write_label_file",
     "write_rosbag",
