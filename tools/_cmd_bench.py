@@ -260,7 +260,7 @@ def _drift(args: argparse.Namespace) -> int:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
         seeds = []
-    if unknown or not seeds or min(seeds) < 0 or args.rate <= 0 or (args.trials or 1) < 1000:
+    if unknown or not seeds or min(seeds) < 0 or args.rate <= 0 or (args.trials or 1000) < 1000:
         print(
             "delgrad bench drift: error: "
             + (
