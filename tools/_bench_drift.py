@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from delgrad.protocols import Metrics, ProtocolError, decode, topic, transport_from_url
+from delgrad.runtime import atomic_write
 from delgrad.tools._bench_e2e import DELGRAD, stop_process
 from delgrad.tools._mosquitto import Mosquitto
 
@@ -319,9 +320,7 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_drift(path: Path, name: str, scenario: Scenario, runs: list[dict[str, ArmTrace]]) -> Path:
     """Accuracy over device time of both arms (every seed), the drift or jump marked."""
-    from matplotlib.figure import Figure
-
-    from delgrad.runtime import atomic_write
+    from matplotlib.figure import Figure  # only when a plot is asked for
 
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.add_subplot()
