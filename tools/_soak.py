@@ -131,7 +131,9 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
-def _fill(fs: Path) -> Path:
+def fill_filesystem(fs: Path) -> Path:
+    """Fill the filesystem of folder ``fs`` until ENOSPC; returns the filler file (delete
+    it to free the space)."""
     filler = fs / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
@@ -295,7 +297,7 @@ class _Soak:
             finally:
                 os.kill(self.broker.pid, signal.SIGCONT)
         elif fault.kind == "fill":
-            filler = await asyncio.to_thread(_fill, self.fs)
+            filler = await asyncio.to_thread(fill_filesystem, self.fs)
             try:
                 await asyncio.sleep(fault.hold_s)
             finally:

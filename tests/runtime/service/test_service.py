@@ -101,10 +101,10 @@ async def stream(client, count):
     )
 
 
-async def start_service(bus, config):
-    transport = bus.transport("service")
+async def start_service(bus, config, *, epoch=None):
+    transport = bus.transport("service" if epoch is None else f"service{epoch}")
     await transport.__aenter__()
-    service = Service(config, transport, build_online(config))
+    service = Service(config, transport, build_online(config), epoch=epoch)
     if config.checkpoint.dir:
         service.load_checkpoint()
     task = asyncio.create_task(service.run())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from delgrad.errors import StorageError
 from delgrad.protocols import InProcessBus, ParameterDelta, ParameterSnapshot, Reply, Status
-from delgrad.runtime.service import Service, Storage
+from delgrad.runtime.service import Storage
 from delgrad.runtime.service._checkpoints import Checkpoints, read_checkpoint
 from delgrad.runtime.service._outbox import _EPOCH_ORIGIN_S, EPOCH_NAME, Outbox, next_boot_epoch
 from delgrad.runtime.service._param_stream import (
@@ -31,9 +30,10 @@ from delgrad.runtime.service._param_stream import (
 from delgrad.runtime.service._run_state import RunState
 from delgrad.runtime.service._stats import Counters
 from delgrad.tools._run_app import build_online
+from delgrad.tools._soak import fill_filesystem as fill
 
 from .test_hardening import _answered, _command
-from .test_service import DEVICE, Client, make_config, stream
+from .test_service import DEVICE, Client, make_config, start_service, stream
 
 
 def _mount(*args: str) -> None:
@@ -53,20 +53,6 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield point
     finally:
         subprocess.run(["umount", "-l", str(point)], check=False)
-
-
-def fill(fs: Path) -> Path:
-    """Fill ``fs`` until ENOSPC; returns the filler file (delete it to free the space)."""
-    filler = fs / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for size in (1 << 16, 512, 1):
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\0" * size):
-                    pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 @contextlib.contextmanager
@@ -212,13 +198,7 @@ def test_a_boot_epoch_that_cannot_be_recorded_waits_for_the_next_minute(small_fs
 
 
 async def _start(bus, config, epoch):
-    transport = bus.transport(f"service{epoch}")
-    await transport.__aenter__()
-    service = Service(config, transport, build_online(config), epoch=epoch)
-    service.load_checkpoint()
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.ready.wait(), 30)
-    return service, transport, task
+    return await start_service(bus, config, epoch=epoch)
 
 
 async def _kill(service, transport, task):
