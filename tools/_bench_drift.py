@@ -342,10 +342,10 @@ def plot_drift(path: Path, name: str, scenario: Scenario, runs: list[dict[str, A
             )
     if "jump_threshold" in scenario.drift:
         ax.axvline(scenario.pre / 1000, color="k", ls="--", lw=1)
-        ax.text(scenario.pre / 1000, ax.get_ylim()[0], " thresholds +8 %", va="bottom")
+        ax.text(scenario.pre / 1000, ax.get_ylim()[1], " thresholds +8 %", va="top")
     elif scenario.drift:
         ax.axvspan(scenario.pre / 1000, scenario.trials / 1000, color="0.9", zorder=0)
-        ax.text(scenario.pre / 1000, ax.get_ylim()[0], " chip drifting to 10 % spread", va="bottom")
+        ax.text(scenario.pre / 1000, ax.get_ylim()[1], " chip drifting to 10 % spread", va="top")
     ax.set_xlabel("device time (thousands of trials of the stream)")
     ax.set_ylabel(f"prequential accuracy over {scenario.window} labelled trials (%)")
     ax.set_title(f"{name}: {scenario.detail} ({len(runs)} seeds)")
