@@ -291,6 +291,7 @@ class MqttTransport(Transport):
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         self._guard_socket(client)
+        _guard_write_registration(client)
         _consume_disconnected(client)
         self._latest_client = client
         return client
@@ -584,6 +585,39 @@ def _consume_disconnected(client: Any) -> None:
     future = getattr(client, "_disconnected", None)
     if isinstance(future, asyncio.Future):
         future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+
+
+def _guard_write_registration(client: Any) -> None:
+    """Register paho's socket for writing only while it is still open and has data.
+
+    paho asks for a write callback when it queues a packet; aiomqtt defers the
+    ``add_writer`` to the next loop iteration with the descriptor number taken then.
+    When the link breaks in between (a broker killed while a message is queued),
+    paho has closed the socket: asyncio logged an "Exception in callback" traceback
+    for the closed descriptor (or would watch a socket that reused its number).
+    The deferred step here checks first; the write itself stays paho's.
+    """
+    paho = getattr(client, "_client", None)
+    if paho is None or not isinstance(getattr(client, "_disconnected", None), asyncio.Future):
+        return
+    loop = asyncio.get_running_loop()
+
+    def write() -> None:
+        try:
+            paho.loop_write()
+        except Exception as exc:  # a broken link, ended as aiomqtt's own callback ends it
+            future = getattr(client, "_disconnected", None)
+            if isinstance(future, asyncio.Future) and not future.done():
+                future.set_exception(exc)
+
+    def register(_paho: Any, _userdata: Any, sock: Any) -> None:
+        def add() -> None:
+            if paho.socket() is sock and paho.want_write():
+                loop.add_writer(sock.fileno(), write)
+
+        loop.call_soon_threadsafe(add)  # paho may call from connect()'s executor thread
+
+    paho.on_socket_register_write = register
 
 
 def _close_socket(client: Any) -> None:

@@ -129,3 +129,29 @@ def test_keepalive_out_of_range_or_of_the_wrong_type_is_refused_in_one_line(valu
         run_config_from_dict({"broker": {"keepalive_s": value}})
     assert "\n" not in str(info.value)
     assert run_config_from_dict({"broker": {"keepalive_s": 1}}).broker.keepalive_s == 1
+
+
+@pytest.mark.broker
+async def test_a_link_broken_while_a_packet_waits_to_be_written_logs_no_error(
+    mosquitto: Mosquitto, caplog
+) -> None:
+    import socket
+
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 5.0
+    tx = MqttTransport("127.0.0.1", mosquitto.port, client_id="tx", reconnect_max_s=0.5)
+    async with asyncio.timeout(30), tx:
+        assert tx._client is not None
+        paho = tx._client._client
+        # In one loop iteration a packet is queued (paho asks for a write callback,
+        # added on the next iteration) and the broker's EOF is read (paho closes the
+        # socket): a broker that dies while the device publishes.
+        paho.publish("delgrad/v1/dev1/labels", b"x", qos=1)
+        paho.socket().shutdown(socket.SHUT_RDWR)
+        paho.loop_read()
+        await _until(lambda: not tx.connected, 10)
+        await tx.wait_connected(timeout=10)
+    gc.collect()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
