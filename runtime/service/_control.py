@@ -49,8 +49,10 @@ class Control:
         wake: Callable[[], None],
         uptime_s: Callable[[], float],
         health: HealthCheck | None = None,
+        heartbeat_period_s: float = 5.0,
     ) -> None:
         self._driver_name = driver_name
+        self._heartbeat_period_s = float(heartbeat_period_s)
         self._health = health  # warnings listed in the status
         self._online = online
         self._state = state
@@ -120,8 +122,8 @@ class Control:
 
     def status_detail(self) -> str:
         """The JSON detail of a status message (at most 256 characters): network,
-        delay kind, driver, mode, paused, update number, heartbeat counter and the
-        number of rejected learning steps."""
+        delay kind, driver, mode, paused, update number, heartbeat counter and period
+        (a monitor judges silence by it) and the number of rejected learning steps."""
         summary = self._online.network_summary()
         detail: dict[str, Any] = {
             "network": "-".join(str(n) for n in summary.layer_sizes),
@@ -131,6 +133,7 @@ class Control:
             "paused": self._state.paused,
             "param_seq": self._params.seq,
             "heartbeat": self._heartbeats,
+            "heartbeat_period_s": self._heartbeat_period_s,
             "rejected_steps": self._online.rejected,
         }
         if self._health is not None and self._health.active:
@@ -141,8 +144,9 @@ class Control:
                 detail["network"] = detail["network"][:-16]
             elif detail.get("health"):
                 detail["health"] = detail["health"][:-1]
-            else:  # never loops: these four always fit
-                detail = {k: detail[k] for k in ("mode", "paused", "param_seq", "heartbeat")}
+            else:  # never loops: these five always fit
+                keep = ("mode", "paused", "param_seq", "heartbeat", "heartbeat_period_s")
+                detail = {k: detail[k] for k in keep}
             text = json.dumps(detail, separators=(",", ":"))
         return text
 

@@ -179,6 +179,7 @@ class Service:
             wake=self._inference.wake,
             uptime_s=lambda: clock() - self._started_s,
             health=self._metrics.health,
+            heartbeat_period_s=config.publish.heartbeat_period_s,
         )
         self._commands = Commands(
             self._control, outbox, counters, max_age_s=config.commands.max_age_s

@@ -348,6 +348,11 @@ async def test_case8_alive_heartbeat_with_a_counter_on_its_period():
     beats = [json.loads(s.detail)["heartbeat"] for s in client.of(Status) if s.state == "alive"]
     assert beats[:3] == [1, 2, 3]
     assert all(len(s.detail) <= 256 for s in client.of(Status))
+    # the monitor judges silence by the device's own period, not an assumed 5 s
+    periods = {
+        json.loads(s.detail)["heartbeat_period_s"] for s in client.of(Status) if s.state != "dead"
+    }
+    assert periods == {0.1}
 
 
 async def test_supervision_dead_status_goes_out_even_when_metrics_fail_for_good():
