@@ -65,22 +65,31 @@ async def test_replay_is_bounded_learned_from_and_kept_in_checkpoints(tmp_path):
         np.testing.assert_array_equal(value, held[key])
 
 
-async def test_the_degradation_alarm_fires_boosts_the_learning_rate_and_clears():
-    config = make_config(
-        None,
+def _boosting(tmp_path=None):
+    """Short windows and the learning-rate boost, for a fall within seconds."""
+    return make_config(
+        tmp_path,
         degradation={"window": 500, "reference": 2000},
         learning={"lr_policy": "boost", "lr_boost": 3.0},
     )
+
+
+async def _learn_then_fall(client, service):
+    """6,000 trials learned, then 1,000 with shifted labels: until the alarm fires."""
+    await _stream(client, YinYangSource("train", seed=1), 6000)
+    await client.wait_for(lambda: service.counters["trials.processed"] >= 6000)
+    assert service.metrics()["health.degraded"] == 0.0
+    assert service.online.lr_scale == 1.0
+    await _stream(client, WrongLabels(first_trial_id=6000), 1000)
+    await client.wait_for(lambda: service.counters["trials.processed"] >= 7000)
+    await client.wait_for(lambda: any(a.active for a in client.of(Alarm)), 10)
+
+
+async def test_the_degradation_alarm_fires_boosts_the_learning_rate_and_clears():
     bus = InProcessBus()
     async with Client(bus) as client:
-        service, transport, task = await start_service(bus, config)
-        await _stream(client, YinYangSource("train", seed=1), 6000)
-        await client.wait_for(lambda: service.counters["trials.processed"] >= 6000)
-        assert service.metrics()["health.degraded"] == 0.0
-        assert service.online.lr_scale == 1.0
-        await _stream(client, WrongLabels(first_trial_id=6000), 1000)
-        await client.wait_for(lambda: service.counters["trials.processed"] >= 7000)
-        await client.wait_for(lambda: any(a.active for a in client.of(Alarm)), 10)
+        service, transport, task = await start_service(bus, _boosting())
+        await _learn_then_fall(client, service)
         await client.wait_for(lambda: service.metrics()["health.degraded"] == 1.0, 10)
         await client.wait_for(lambda: any("degraded" in s.detail for s in client.of(Status)), 10)
         boosted = service.online.lr_scale
@@ -279,17 +288,11 @@ async def test_checkpoints_load_with_and_without_a_replay_buffer(tmp_path):
 
 
 async def test_a_restart_while_degraded_keeps_the_alarm_and_the_boost(tmp_path):
-    config = make_config(
-        tmp_path,
-        degradation={"window": 500, "reference": 2000},
-        learning={"lr_policy": "boost", "lr_boost": 3.0},
-    )
+    config = _boosting(tmp_path)
     bus = InProcessBus()
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
-        await _stream(client, YinYangSource("train", seed=1), 6000)
-        await _stream(client, WrongLabels(first_trial_id=6000), 1000)
-        await client.wait_for(lambda: any(a.active for a in client.of(Alarm)), 20)
+        await _learn_then_fall(client, service)
         await stop_service(service, transport, task)  # the final checkpoint, degraded
         reference = service._learning.detector.last.reference
     async with Client(bus) as client:
