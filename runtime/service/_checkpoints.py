@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from delgrad.errors import DelgradError, ParameterError, StorageError
+from delgrad.runtime.service._continual import DegradationState
 from delgrad.runtime.service._limits import state_problem
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox
@@ -116,6 +117,8 @@ class Checkpoints:
         storage: the write path; a failed write is a ``storage`` warning, not a crash.
         replay: the replay buffer, saved beside the learner (``replay.*`` arrays) and
             restored if it fits; a checkpoint without one loads as before.
+        degradation: the degradation detector's history and the learning-rate
+            policy's factors (``degradation.*`` arrays), restored at start only.
     """
 
     def __init__(
@@ -130,9 +133,11 @@ class Checkpoints:
         keep: int = 3,
         storage: Storage | None = None,
         replay: ReplayBuffer | None = None,
+        degradation: DegradationState | None = None,
     ) -> None:
         self.folder = folder
         self._replay = replay
+        self._degradation = degradation
         self._storage = storage if storage is not None else Storage(counters)
         self.path = folder / CHECKPOINT_NAME
         self.keep = max(1, int(keep))
@@ -172,6 +177,8 @@ class Checkpoints:
             raise ParameterError(f"checkpoint refused: {problem}")
         if self._replay is not None:
             arrays.update(self._replay.state_arrays())
+        if self._degradation is not None:
+            arrays.update(self._degradation.state_arrays())
         state = self._service_state()
         arrays["service"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         try:
@@ -219,9 +226,12 @@ class Checkpoints:
             try:
                 arrays, state = read_checkpoint(path)
                 replayed = {k: arrays.pop(k) for k in list(arrays) if k.startswith("replay.")}
+                judged = {k: arrays.pop(k) for k in list(arrays) if k.startswith("degradation.")}
                 self._online.restore(arrays, steps=state["steps"], bumps=state["bumps"])
                 if self._replay is not None and replayed and not self._replay.restore(replayed):
                     log.warning("the checkpoint's replay buffer does not fit this one: not kept")
+                if counters and self._degradation is not None:  # at start, not on a reset
+                    self._degradation.restore(judged)
             except (DelgradError, ValueError, KeyError, TypeError) as exc:
                 self._online.restore(before, steps=self._online.steps, bumps=self._online.bumps)
                 self._counters.inc("checkpoints.skipped")

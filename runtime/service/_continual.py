@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from delgrad.errors import ConfigError
 from delgrad.runtime.service._degradation import DegradationDetector
 from delgrad.runtime.service._limits import LR_SCALE_MAX
@@ -14,7 +16,7 @@ from delgrad.runtime.service._run_config import DegradationSection, LearningSect
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LrPolicy", "degradation_detector", "replay_buffer"]
+__all__ = ["DegradationState", "LrPolicy", "degradation_detector", "replay_buffer"]
 
 
 def replay_buffer(config: RunConfig, online: OnlineLearner) -> ReplayBuffer | None:
@@ -96,3 +98,58 @@ class LrPolicy:
             if self._online.lr_scale == self._boosted:  # nobody changed it meanwhile
                 self._online.set_lr_scale(self._base)
             self._base = self._boosted = None
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """``degradation.lr_factors``: (factor before the boost, boosted factor) while
+        boosted, else zeros (a factor is always > 0)."""
+        if self._base is None or self._boosted is None:
+            return {"degradation.lr_factors": np.zeros(2)}
+        return {"degradation.lr_factors": np.array([self._base, self._boosted])}
+
+    def restore(self, arrays: dict[str, np.ndarray], *, degraded: bool) -> None:
+        """Resume from a checkpoint whose learner state is already restored: a boost
+        that was on goes on while ``degraded`` (the restored alarm holds), and is taken
+        back now otherwise (the alarm is judged afresh, or the policy changed), unless
+        an ``lr`` command had changed the factor."""
+        factors = np.asarray(arrays.get("degradation.lr_factors", np.zeros(2)), dtype=float)
+        if factors.shape != (2,) or not factors[0] > 0:
+            return
+        base, boosted = float(factors[0]), float(factors[1])
+        if self._online.lr_scale != boosted:
+            return
+        if degraded and self._boost != 1.0:
+            self._base, self._boosted = base, boosted
+        else:
+            self._online.set_lr_scale(base)
+            log.info("learning rate back to x%.3g: the boost ended with the last run", base)
+
+
+class DegradationState:
+    """What a checkpoint keeps of the degradation alarm (``degradation.*`` arrays): the
+    detector's history and the learning-rate policy's factors. Restored at start only
+    (a ``reset`` restores the learner, not the history of the stream).
+
+    Args:
+        detector: the detector, or None when disabled.
+        policy: the learning-rate policy.
+    """
+
+    def __init__(self, detector: DegradationDetector | None, policy: LrPolicy) -> None:
+        self.detector = detector
+        self.policy = policy
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save."""
+        arrays = self.policy.state_arrays()
+        if self.detector is not None:
+            arrays.update(self.detector.state_arrays())
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> bool:
+        """Take them back (after the learner); returns whether the detector's history
+        was (else it judges afresh: none kept, or other windows)."""
+        restored = self.detector is not None and self.detector.restore(arrays)
+        self.policy.restore(
+            arrays, degraded=restored and bool(self.detector and self.detector.degraded)
+        )
+        return restored

@@ -19,11 +19,15 @@ also moves its accuracy by itself (a few points over thousands of trials, measur
 with ``delgrad bench drift``: with a 1,000-trial window and a 5-point drop the
 learning arm raised alarms before any drift). A stationary stream judged every 100
 trials raises no alarm in 1 M trials (tested), and a fall of 15 points is seen
-within about 1,000 trials of it.
+within about 1,000 trials of it, a fall of 10 points within 2,000 (one window).
+
+Its history is kept in checkpoints (:meth:`DegradationDetector.state_arrays`), so a
+restart goes on judging against the level before it, an episode included.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -98,12 +102,22 @@ class DegradationDetector:
         self._open = [0, 0, 0]  # trials, correct, silent of the block being filled
         self.degraded = False
         self.last = Judgement(False, False, None, None, None, None)
+        # the event loop adds, the worker thread saves checkpoints
+        self._lock = threading.Lock()
 
-    def add(self, correct: np.ndarray, silent: np.ndarray) -> Judgement:
-        """Account scored labelled trials: ``correct`` and ``silent`` (n,) booleans."""
-        correct = np.asarray(correct, dtype=bool)
-        silent = np.asarray(silent, dtype=bool)
-        changed = False
+    def add(self, correct: np.ndarray, silent: np.ndarray) -> list[Judgement]:
+        """Account scored labelled trials: ``correct`` and ``silent`` (n,) booleans.
+
+        Returns:
+            Each change among them, in order (the alarm fired or cleared; ``changed``
+            true), judged at the block where it happened: a batch may hold several
+            blocks, even a whole short episode. :attr:`last` is the view after them.
+        """
+        with self._lock:
+            return self._add(np.asarray(correct, dtype=bool), np.asarray(silent, dtype=bool))
+
+    def _add(self, correct: np.ndarray, silent: np.ndarray) -> list[Judgement]:
+        changes = []
         at = 0
         while at < len(correct):
             take = min(self.block - self._open[0], len(correct) - at)
@@ -111,12 +125,62 @@ class DegradationDetector:
             self._open[1] += int(correct[at : at + take].sum())
             self._open[2] += int(silent[at : at + take].sum())
             at += take
-            if self._open[0] == self.block:
-                changed |= self._close_block()
-        self.last = self._judge(changed)
-        return self.last
+            if self._open[0] == self.block and (change := self._close_block()) is not None:
+                changes.append(change)
+        self.last = self._judge(False)
+        return changes
 
-    def _close_block(self) -> bool:
+    def _shape(self) -> np.ndarray:
+        return np.array(
+            [self.block, self._recent.maxlen or 0, self._reference.maxlen or 0], dtype=np.int64
+        )
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The detector's history for a checkpoint (``degradation.*`` int64 arrays)."""
+        with self._lock:
+            return {
+                "degradation.shape": self._shape(),
+                "degradation.recent": np.array(self._recent, dtype=np.int64).reshape(-1, 2),
+                "degradation.reference": np.array(self._reference, dtype=np.int64).reshape(-1, 2),
+                "degradation.open": np.array([*self._open, self.degraded], dtype=np.int64),
+            }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> bool:
+        """Take a checkpoint's history back if it was kept with the same block and
+        windows; returns whether (else the detector starts afresh)."""
+        try:
+            shape = np.asarray(arrays["degradation.shape"], dtype=np.int64)
+            recent = np.asarray(arrays["degradation.recent"], dtype=np.int64)
+            reference = np.asarray(arrays["degradation.reference"], dtype=np.int64)
+            state = np.asarray(arrays["degradation.open"], dtype=np.int64)
+        except KeyError:
+            return False
+        fits = (
+            np.array_equal(shape, self._shape())
+            and recent.ndim == reference.ndim == 2
+            and recent.shape[1] == reference.shape[1] == 2
+            and len(recent) <= shape[1]
+            and len(reference) <= shape[2]
+            and state.shape == (4,)
+            and 0 <= state[0] < self.block
+            and state[1] <= state[0]
+            and state[2] <= state[0]
+            and bool(np.all(recent >= 0) and np.all(reference >= 0) and np.all(state >= 0))
+            and bool(np.all(recent <= self.block) and np.all(reference <= self.block))
+        )
+        if not fits:
+            return False
+        with self._lock:
+            self._recent.clear()
+            self._recent.extend((int(a), int(b)) for a, b in recent)
+            self._reference.clear()
+            self._reference.extend((int(a), int(b)) for a, b in reference)
+            self._open = [int(v) for v in state[:3]]
+            self.degraded = bool(state[3])
+            self.last = self._judge(False)
+        return True
+
+    def _close_block(self) -> Judgement | None:
         _, right, quiet = self._open
         self._open = [0, 0, 0]
         if len(self._recent) == self._recent.maxlen:
@@ -126,19 +190,17 @@ class DegradationDetector:
         self._recent.append((right, quiet))
         judged = self._judge(False)
         if judged.accuracy is None or judged.reference is None:
-            return False
+            return None
         assert judged.silent is not None and judged.silent_reference is not None
         fallen = judged.accuracy < judged.reference - self.drop
         silenced = judged.silent > judged.silent_reference + self.silent_rise
-        if not self.degraded and (fallen or silenced):
-            self.degraded = True
-            return True
         back = judged.accuracy >= judged.reference - self.drop / 2
         quiet_again = judged.silent <= judged.silent_reference + self.silent_rise / 2
-        if self.degraded and back and quiet_again:
-            self.degraded = False
-            return True
-        return False
+        flips = (back and quiet_again) if self.degraded else (fallen or silenced)
+        if not flips:
+            return None
+        self.degraded = not self.degraded
+        return self._judge(True)
 
     def _rates(self, blocks: deque[tuple[int, int]]) -> tuple[float | None, float | None]:
         if len(blocks) < (blocks.maxlen or 0):

@@ -5,7 +5,9 @@ step count) and raises a named warning while one of these holds over the last
 ``window_s`` seconds:
 
 * ``no_steps``: labelled trials were joined but no learning step happened (in
-  train mode, not paused);
+  train mode, not paused), and at least two steps' worth (``2 * step_every``) were
+  joined since the last step: a sparse or slow labelled stream, whose next step is
+  simply not due yet, is no failure;
 * ``bumps_without_steps``: weight bumps rose while no step happened (the
   network is too silent to learn: recipe, driver or inputs do not fit);
 * ``silent_output``: most trials ended with no output spike at all;
@@ -49,11 +51,16 @@ class HealthCheck:
     Args:
         window_s: the interval each condition is judged over (seconds).
         min_trials: trials before ``silent_inputs`` is judged.
+        step_every: labelled trials per learning step (``learning.step_every``).
     """
 
-    def __init__(self, *, window_s: float = 10.0, min_trials: int = 500) -> None:
+    def __init__(
+        self, *, window_s: float = 10.0, min_trials: int = 500, step_every: int = 1
+    ) -> None:
         self.window_s = float(window_s)
         self.min_trials = int(min_trials)
+        self.step_every = int(step_every)
+        self._last_step: tuple[float, float] | None = None  # (steps, joined) then
         self._history: deque[tuple[float, dict[str, float]]] = deque()
         self.active: dict[str, str] = {}
 
@@ -86,15 +93,20 @@ class HealthCheck:
         while len(self._history) > 2 and now_s - self._history[1][0] >= self.window_s:
             self._history.popleft()
         t0, old = self._history[0]
+        now_steps = values.get("learning.steps", 0.0)
+        if not training or self._last_step is None or self._last_step[0] != now_steps:
+            self._last_step = (now_steps, values.get("join.joined", 0.0))
+        unlearned = values.get("join.joined", 0.0) - self._last_step[1]
         found: dict[str, str] = {}
         if now_s - t0 >= self.window_s:
             span = now_s - t0
             steps = self._delta(values, old, "learning.steps")
             joined = self._delta(values, old, "join.joined")
             bumps = self._delta(values, old, "learning.bumps")
-            if training and joined > 0 and steps == 0:
+            if training and joined > 0 and steps == 0 and unlearned >= 2 * self.step_every:
                 found["no_steps"] = (
-                    f"no learning step for {span:.0f} s while {joined:.0f} labelled trials arrived"
+                    f"no learning step for {span:.0f} s while {joined:.0f} labelled trials "
+                    f"arrived ({unlearned:.0f} since the last step)"
                 )
             if training and bumps > 0 and steps == 0:
                 found["bumps_without_steps"] = (

@@ -135,9 +135,9 @@ class LearningPipeline:
             correct.append(np.asarray(loss.correct, dtype=bool))
         if self.detector is not None:
             silent = np.isinf(self._online.rows.output_times(rows)).all(axis=1)
-            judged = self.detector.add(np.concatenate(correct), silent)
-            if judged.changed and self.on_degradation is not None:
-                await self.on_degradation(judged)
+            for change in self.detector.add(np.concatenate(correct), silent):
+                if self.on_degradation is not None:
+                    await self.on_degradation(change)
         if not learning:
             return
         replayed = self._replayed(rows, labels) if self.replay is not None else None
@@ -161,6 +161,7 @@ class LearningPipeline:
         self.replay.add(rows[:, :inputs], labels)
         if not len(replay_labels):
             return None
+        self._counters.inc("replay.replayed_trials", len(replay_labels))
         return self._online.rows.unobserved(times), replay_labels, None
 
     def _learn_job(self, pieces: list[Scored]) -> _JobResult:

@@ -75,7 +75,7 @@ class MetricsReporter:
         self._started_s = started_s
         self._storage = storage
         self._last: dict[str, float] = {}
-        self._health = HealthCheck()
+        self._health = HealthCheck(step_every=online.step_every)
         self._health_detail = ""
 
     @property

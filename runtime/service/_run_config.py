@@ -133,8 +133,8 @@ class DegradationSection:
 
     Attributes:
         enabled: judge at all (default true; only labelled trials are judged).
-        window: labelled trials in the recent window (a multiple of 100, >= 100).
-        reference: labelled trials in the reference window (a multiple of 100, >= 100).
+        window: labelled trials in the recent window (a multiple of 100, 100 .. 10^6).
+        reference: labelled trials in the reference window (a multiple of 100, 100 .. 10^6).
         drop: accuracy drop that fires (0 .. 1; 0.05 = 5 points).
         silent_rise: rise of the silent-label rate that fires (0 .. 1).
     """
@@ -345,9 +345,9 @@ def _check_continual(config: RunConfig) -> None:
         )
     for name in ("window", "reference"):
         value = getattr(det, name)
-        if value < 100 or value % 100:
+        if not 100 <= value <= 1_000_000 or value % 100:
             raise ConfigError(
-                f"degradation.{name} must be a multiple of 100, >= 100, got {value!r}"
+                f"degradation.{name} must be a multiple of 100 in 100 .. 1,000,000, got {value!r}"
             )
     for name in ("drop", "silent_rise"):
         value = getattr(det, name)

@@ -31,6 +31,7 @@ from delgrad.protocols import (
 from delgrad.runtime.service._checkpoints import Checkpoints
 from delgrad.runtime.service._commands import Commands
 from delgrad.runtime.service._continual import (
+    DegradationState,
     LrPolicy,
     degradation_detector,
     replay_buffer,
@@ -125,6 +126,7 @@ class Service:
             replay_fraction=config.replay.fraction,
         )
         self._lr_policy = LrPolicy(config.learning, online)
+        self._degradation = DegradationState(learning.detector, self._lr_policy)
         self._inference = Inference(
             config.inference,
             predictions=config.publish.predictions,
@@ -166,6 +168,7 @@ class Service:
                 keep=config.checkpoint.keep,
                 storage=storage,
                 replay=self.replay,
+                degradation=self._degradation,
             )
         self._control = Control(
             config.driver.name,
@@ -242,6 +245,7 @@ class Service:
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))
         await self._control.announce("birth")
+        await self._announce_alarm()
         self.ready.set()
         start = self._supervisor.task
         inference = start("inference", lambda: self._inference.loop(self._stop))
@@ -294,14 +298,29 @@ class Service:
             raise ServiceFailed(self._supervisor.failure)
 
     async def _degradation_changed(self, judged: Judgement) -> None:
-        """The alarm fired or cleared: log once, steer the learning rate, publish the
-        retained alarm (``alarm`` topic; the health warning follows from the metrics)."""
-        text = judged.text()
+        """The alarm fired or cleared: count it, steer the learning rate, publish the
+        retained alarm (``alarm`` topic). The health warning, its log lines and the
+        status detail follow from the metrics (``_health``)."""
         if judged.degraded:
-            log.warning("degraded: %s", text)
-        else:
-            log.info("degradation cleared: %s", text)
+            self.counters.inc("degradation.alarms")
         self._lr_policy.degraded(judged.degraded)
+        await self._publish_alarm(judged)
+
+    async def _announce_alarm(self) -> None:
+        """At start, the alarm as this run starts: one retained from an earlier run is
+        stale (the detector's history comes from the checkpoint, if any)."""
+        detector = self._degradation.detector
+        if detector is None:
+            judged = Judgement(False, False, None, None, None, None)
+            await self._publish_alarm(judged, "started: the degradation detector is off")
+            return
+        judged = detector.last
+        state = "started degraded" if judged.degraded else "started"
+        await self._publish_alarm(judged, f"{state}: {judged.text()}")
+
+    async def _publish_alarm(self, judged: Judgement, text: str | None = None) -> None:
+        if text is None:
+            text = judged.text()
         alarm = Alarm(
             "degraded",
             judged.degraded,

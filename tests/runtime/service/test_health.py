@@ -121,3 +121,29 @@ async def test_a_hw_recipe_fed_four_channels_warns_in_metrics_and_status():
             )
         )
         await stop_service(service, transport, task)
+
+
+def test_a_sparse_labelled_stream_whose_step_is_not_due_is_no_failure():
+    # 100 trials/s, a tenth labelled, 150 per step: a step is due every 15 s, so a
+    # 10 s window often holds labelled trials and no step
+    def series(steps_at: set[int]) -> list[dict[str, float]]:
+        steps = 0
+        out = []
+        for i in range(40):  # every 5 s, 200 s
+            steps += i in steps_at
+            out.append({"learning.steps": steps, "join.joined": 50 * i})
+        return out
+
+    learning = series({3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39})
+    check = HealthCheck(step_every=150)
+    for i, values in enumerate(learning):
+        assert check.update(values, now_s=5.0 * i) == {}
+    # steps stop: the warning once two steps' worth (300) arrived since the last one
+    stuck = HealthCheck(step_every=150)
+    found = [stuck.update(values, now_s=5.0 * i) for i, values in enumerate(series({3, 6}))]
+    raised = [i for i, warnings in enumerate(found) if warnings]
+    assert raised[0] == 12  # last step at i = 6 (joined 300), 600 joined at i = 12
+    assert found[12]["no_steps"] == (
+        "no learning step for 10 s while 100 labelled trials arrived (300 since the last step)"
+    )
+    assert raised == list(range(12, 40))  # it holds while steps stay away

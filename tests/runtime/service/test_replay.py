@@ -75,3 +75,25 @@ def test_a_checkpoint_round_trip_and_a_buffer_that_does_not_fit():
 def replay_capacity_mb(trials: int, n_inputs: int) -> float:
     """The bound in MiB that holds exactly ``trials`` trials."""
     return trials * (8 * n_inputs + 8) / (1 << 20)
+
+
+def test_balanced_keeps_each_class_uniformly_and_samples_the_classes_evenly():
+    buf = ReplayBuffer(replay_capacity_mb(3000, 4), 4, 3, policy="balanced", seed=3)
+    rng = np.random.default_rng(7)
+    labels = rng.choice(3, size=60_000, p=[0.6, 0.3, 0.1])
+    ids = np.arange(60_000)
+    for chunk in np.split(ids, 60):
+        buf.add(_trials(chunk), labels[chunk])
+    held = buf.state_arrays()
+    kept_ids = held["replay.times"][:, 0].astype(int)
+    for c in range(3):
+        mine = kept_ids[held["replay.labels"] == c]
+        assert len(mine) == 1000
+        # within its class, every trial equally likely kept: the kept ones are spread
+        # like the class's trials (100 per tenth of them, binomial spread ~9.5)
+        rank = np.searchsorted(ids[labels == c], mine)
+        counts, _ = np.histogram(rank, bins=10, range=(0, int((labels == c).sum())))
+        assert counts.min() > 65 and counts.max() < 135, (c, counts)
+    _, drawn = buf.sample(30_000)
+    shares = np.bincount(drawn, minlength=3) / 30_000
+    assert np.all(np.abs(shares - 1 / 3) < 0.015), shares  # spread 0.0027
