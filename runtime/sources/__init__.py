@@ -39,18 +39,16 @@ from delgrad.runtime.sources._rosbag import (
 from delgrad.runtime.sources._shift import (
     MAX_NOISE_EVENTS,
     MAX_NOISE_PER_TRIAL,
-    SHIFT_KEYS,
-    Shift,
     ShiftRandom,
     TrialArrays,
     TrialLayout,
     choose_trials,
     cut_windows,
     expected_noise,
-    parse_shift,
     shift_events,
     shift_trials,
 )
+from delgrad.runtime.sources._shift_spec import SHIFT_KEYS, Shift, parse_shift
 from delgrad.runtime.sources._simulate import SaccadeSensor
 from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
 
