@@ -23,6 +23,7 @@ from delgrad.protocols import (
     subscription,
     topic,
 )
+from delgrad.runtime import yinyang_split
 from delgrad.runtime.sources import (
     SHIFT_KEYS,
     EventRecording,
@@ -93,12 +94,21 @@ def test_a_late_class_appears_only_after_the_point_and_a_prior_after_it():
     assert len(labels) == 7000
     assert 2 not in labels[:1000]
     later = np.bincount(labels[1000:], minlength=3)
-    # class 1 is kept a quarter as often as classes 0 and 2 (binomial bounds on its share)
-    n = later[0] + later[2]
-    share = 0.25 / 2.25
+    # each class as often as in the split times its weight (binomial bounds)
+    base = np.bincount(yinyang_split("train")[1]) * np.array([1.0, 0.25, 1.0])
+    share = base / base.sum()
     total = later.sum()
-    assert abs(later[1] - total * share) < 5 * np.sqrt(total * share * (1 - share))
-    assert abs(later[0] - later[2]) < 5 * np.sqrt(n / 2)
+    assert (np.abs(later - total * share) < 5 * np.sqrt(total * share * (1 - share))).all()
+    assert later[1] < 0.4 * later[0]
+
+
+def test_the_command_sets_a_yinyang_pass_point_at_the_split_size():
+    parser = argparse.ArgumentParser()
+    register(parser)
+    args = parser.parse_args(["--shift", "rate=0.5", "--shift-after-pass", "2"])
+    _validate(args)
+    source = _source(args)
+    assert isinstance(source, ShiftedSource) and source.after_source_trials == 2 * 5000
 
 
 def test_noise_and_rate_on_the_yinyang_stream():
