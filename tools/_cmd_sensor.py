@@ -21,6 +21,8 @@ import signal
 import sys
 import uuid
 import zipfile
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,14 +34,7 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
-from delgrad.runtime.sources import (
-    EventRecording,
-    PixelMapping,
-    Shift,
-    parse_shift,
-    read_events,
-    shift_events,
-)
+from delgrad.runtime.sources import PixelMapping, Shift, parse_shift, read_events
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._sensor import (
@@ -49,7 +44,7 @@ from delgrad.tools._sensor import (
     YinYangSource,
     stream_trials,
 )
-from delgrad.tools._shifted_source import ShiftedSource
+from delgrad.tools._shifted_source import ShiftedRecording, ShiftedSource
 from delgrad.tools._stream import StreamPlan, StreamStats, plan_stream, stream_recording
 
 _FLUSH_TIMEOUT_S = 10.0
@@ -162,19 +157,30 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="send a message's labels N event messages later (default 0: right after)",
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
-    parser.add_argument(
+    shift = parser.add_argument_group("a world that shifts (every source; docs/sensors.md)")
+    shift.add_argument(
         "--shift",
         metavar="KEY=VALUE,...",
-        help="change the stream (a world that shifts): translate=DX[:DY], polarity=swap, "
-        "rate=R (keep each event with probability R), noise=N (events per channel or "
-        "pixel per tau_s), prior=W0:W1:..., late_class=C; docs/sensors.md",
+        help="change the stream from a point on: translate=DX[:DY] (pixels; Yin-Yang: "
+        "hundredths of its square), polarity=swap, rate=R (keep each event with "
+        "probability R, 0 < R <= 1), noise=HZ (background events per second per pixel "
+        "or channel), prior=W0:W1:... (class weights), late_class=C[:C...] (held back "
+        "before the point); seeded by --seed (default: no shift)",
     )
-    parser.add_argument(
-        "--shift-after",
+    point = shift.add_mutually_exclusive_group()
+    point.add_argument(
+        "--shift-after-trials",
         type=int,
-        default=0,
         metavar="N",
-        help="trials sent before the shift (trial streams; default 0: from the start)",
+        help="the shift starts after N trials sent (recordings: N device windows); "
+        "default 0, the stream's start",
+    )
+    point.add_argument(
+        "--shift-after-pass",
+        type=int,
+        metavar="P",
+        help="the shift starts with pass P (0 = the first) of the recording, the trial "
+        "file or the Yin-Yang split",
     )
     parser.add_argument(
         "--first-trial-id", type=int, default=0, metavar="ID", help="first trial id (default 0)"
@@ -217,13 +223,21 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _shift(args: argparse.Namespace) -> Shift | None:
-    if args.shift_after < 0:
-        raise ConfigError(f"--shift-after must be >= 0, got {args.shift_after}")
+    point = args.shift_after_trials if args.shift_after_pass is None else args.shift_after_pass
+    if point is not None and point < 0:
+        which = "trials" if args.shift_after_pass is None else "pass"
+        raise ConfigError(f"--shift-after-{which} must be >= 0, got {point}")
     if args.shift is None:
-        if args.shift_after:
-            raise ConfigError("--shift-after needs --shift")
+        if point is not None:
+            raise ConfigError("--shift-after-trials and --shift-after-pass need --shift")
         return None
-    return parse_shift(args.shift)
+    shift = parse_shift(args.shift)
+    if shift.late_classes and not point:
+        raise ConfigError(
+            "--shift late_class needs a later point (--shift-after-trials N or "
+            "--shift-after-pass P, > 0): it is held back only before the point"
+        )
+    return shift
 
 
 def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | None:
@@ -249,27 +263,15 @@ def _is_trial_file(path: str) -> bool:
         return False  # read_events says what is wrong with it
 
 
-def _plan(args: argparse.Namespace, shift: Shift | None) -> StreamPlan:
+class _Recording(NamedTuple):
+    """A recording to stream: the plan of its first pass, and of every pass (a shift)."""
+
+    plan: StreamPlan
+    plan_of_pass: Callable[[int], StreamPlan] | None = None
+
+
+def _plan(args: argparse.Namespace, shift: Shift | None) -> _Recording:
     rec = read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau)
-    if shift is not None:
-        if args.shift_after:
-            raise ConfigError(
-                "--shift-after: a recording shifts from its start; stream the part before "
-                "the shift without --shift, then run delgrad sensor again with --shift "
-                "and --offset-us"
-            )
-        t_us, x, y, pol = shift_events(
-            rec.t_us,
-            rec.x,
-            rec.y,
-            rec.p,
-            shift,
-            np.random.default_rng(np.random.SeedSequence([args.seed, 18])),
-            width=rec.width,
-            height=rec.height,
-            us_per_tau=args.us_per_tau,
-        )
-        rec = EventRecording(t_us, x, y, pol, rec.width, rec.height, rec.labels)
     roi = _ints(args.roi, (4,), "--roi")
     pool = _ints(args.pool, (1, 2), "--pool") or (1,)
     mapping = PixelMapping(
@@ -280,45 +282,74 @@ def _plan(args: argparse.Namespace, shift: Shift | None) -> StreamPlan:
         polarity=args.polarity,
         us_per_tau=args.us_per_tau,
     )
-    return plan_stream(
-        rec, mapping, window_length=args.window_length, window_period=args.window_period
+    if shift is None:
+        return _Recording(
+            plan_stream(
+                rec, mapping, window_length=args.window_length, window_period=args.window_period
+            )
+        )
+    shifted = ShiftedRecording(
+        rec,
+        mapping,
+        shift,
+        window_length=args.window_length,
+        window_period=args.window_period,
+        after_windows=args.shift_after_trials or 0,
+        after_pass=args.shift_after_pass,
+        seed=args.seed,
+    )
+    if args.shift_after_pass is not None and args.shift_after_pass >= args.passes:
+        raise ConfigError(
+            f"--shift-after-pass {args.shift_after_pass} with --passes {args.passes}: "
+            "nothing would be shifted"
+        )
+    if (args.shift_after_trials or 0) >= shifted.windows_before(args.passes):
+        raise ConfigError(
+            f"--shift-after-trials {args.shift_after_trials}: the stream sends "
+            f"{shifted.windows_before(args.passes)} windows before the point in "
+            f"--passes {args.passes}; nothing would be shifted"
+        )
+    return _Recording(shifted.plan(0), shifted.plan)
+
+
+def _shifted_trials(
+    args: argparse.Namespace, inner: YinYangSource | FileSource, shift: Shift, what: str
+) -> ShiftedSource:
+    if args.count is not None and (args.shift_after_trials or 0) >= args.count:
+        raise ConfigError(
+            f"--shift-after-trials {args.shift_after_trials} with --count {args.count}: "
+            "nothing would be shifted"
+        )
+    source_trials = None
+    if args.shift_after_pass is not None:
+        source_trials = args.shift_after_pass * inner.size
+    return ShiftedSource(
+        inner,
+        shift,
+        inner.layout(args.us_per_tau),
+        after_trials=args.shift_after_trials or 0,
+        after_source_trials=source_trials,
+        n_classes=inner.n_classes,
+        seed=args.seed,
+        what=what,
     )
 
 
-def _source(args: argparse.Namespace) -> TrialSource | StreamPlan:
+def _source(args: argparse.Namespace) -> TrialSource | _Recording:
     shift = _shift(args)
     if args.source == "yinyang":
         yy = YinYangSource(
             args.split, args.input_repeat, args.seed, first_trial_id=args.first_trial_id
         )
-        if shift is None:
-            return yy
-        return ShiftedSource(
-            yy,
-            shift,
-            after=args.shift_after,
-            n_channels=4 * args.input_repeat,
-            span=2.0,  # the encoding's times lie in [0.15, 2] tau_s
-            complement=2 * args.input_repeat,
-            seed=args.seed,
-        )
+        return yy if shift is None else _shifted_trials(args, yy, shift, "the Yin-Yang stream")
     if _is_trial_file(args.source):
         trials = FileSource(args.source, first_trial_id=args.first_trial_id)
-        if shift is None:
-            return trials
-        return ShiftedSource(
-            trials,
-            shift,
-            after=args.shift_after,
-            n_channels=trials.n_channels,
-            span=trials.span,
-            seed=args.seed,
-        )
+        return trials if shift is None else _shifted_trials(args, trials, shift, args.source)
     return _plan(args, shift)
 
 
 async def _main(
-    args: argparse.Namespace, source: TrialSource | StreamPlan
+    args: argparse.Namespace, source: TrialSource | _Recording
 ) -> tuple[SensorStats | StreamStats, int]:
     # A fresh sender per run: a restarted sensor starts its sequence numbers again at
     # 0, which receivers would take as stale duplicates of the old run's messages.
@@ -332,12 +363,13 @@ async def _main(
     await transport.connect()
     stats: SensorStats | StreamStats
     try:
-        if isinstance(source, StreamPlan):
+        if isinstance(source, _Recording):
+            plan = source.plan
             print(
                 f"sensor: streaming {args.source} to device {args.device} at "
-                f"{transport.host}:{transport.port}: {source.t_us.size} events on "
-                f"{source.n_channels} channels ({source.dropped} outside the mapping), "
-                f"{source.window_ids.size} labelled windows, speed {args.speed:g} "
+                f"{transport.host}:{transport.port}: {plan.t_us.size} events on "
+                f"{plan.n_channels} channels ({plan.dropped} outside the mapping), "
+                f"{plan.window_ids.size} labelled windows, speed {args.speed:g} "
                 "(Ctrl-C to stop)",
                 file=sys.stderr,
                 flush=True,
@@ -345,11 +377,12 @@ async def _main(
             stats = await stream_recording(
                 Publisher(transport, sender),
                 args.device,
-                source,
+                plan,
                 speed=args.speed,
                 chunk_us=args.chunk_ms * 1000.0,
                 passes=args.passes,
                 offset_us=args.offset_us,
+                plan_of_pass=source.plan_of_pass,
                 stop=stop,
             )
             try:

@@ -30,6 +30,7 @@ import numpy as np
 from delgrad.errors import ConfigError
 from delgrad.protocols import TIME_UNITS, Labels, Publisher, SpikeBatch, TopicKind, topic
 from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
+from delgrad.runtime.sources import TrialLayout
 
 __all__ = [
     "MAX_BURST_BATCHES",
@@ -41,6 +42,7 @@ __all__ = [
     "TrialSource",
     "YinYangSource",
     "convert_times",
+    "gather_trials",
     "stream_trials",
 ]
 
@@ -83,7 +85,7 @@ class TrialSource(Protocol):
         ...
 
 
-def _gather(
+def gather_trials(
     offsets: np.ndarray, channels: np.ndarray, times: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR subset of ``rows`` (in that order): new offsets, channels, times."""
@@ -110,6 +112,11 @@ class _Cycler:
         self._order = np.arange(size)
         self._pos = size  # start a new pass on the first take
         self.passes = 0
+
+    @property
+    def size(self) -> int:
+        """Trials in one pass."""
+        return self._size
 
     def _new_pass(self) -> np.ndarray:
         return np.arange(self._size)
@@ -167,10 +174,24 @@ class YinYangSource(_Cycler):
         # (N, 4 * repeat): column k holds feature k // repeat.
         self._times = np.repeat(encode_yinyang(features), input_repeat, axis=1)
         self._labels = np.asarray(labels, dtype=np.int64)
+        #: classes of the split
+        self.n_classes: int | None = int(self._labels.max()) + 1
         self._rng = np.random.default_rng(seed)
 
     def _new_pass(self) -> np.ndarray:
         return self._rng.permutation(self._size)
+
+    def layout(self, us_per_tau: float) -> TrialLayout:
+        """The channels as coordinates, for ``delgrad sensor --shift`` (a trial lasts
+        until the latest encoded time; ``us_per_tau`` makes it seconds)."""
+        t_early, t_late = (float(v) for v in encode_yinyang(np.array([0.0, 1.0])))
+        return TrialLayout(
+            self.n_channels,
+            span=t_late,
+            span_s=t_late * us_per_tau / 1e6,
+            coordinate=tuple(np.repeat(np.arange(4), self.input_repeat).tolist()),
+            t_range=(t_early, t_late),
+        )
 
     def take(self, n: int) -> TrialBatch:
         """Return the next ``n`` trials."""
@@ -216,9 +237,13 @@ class FileSource(_Cycler):
         self.time_unit = unit
         self._offsets, self._channels, self._times, self._labels = offsets, channels, times, labels
         self.n_channels = int(channels.max()) + 1 if channels.size else 0
+        #: classes of the labels (None: no labels)
+        self.n_classes: int | None = None
+        if labels is not None and (labels >= 0).any():
+            self.n_classes = int(labels.max()) + 1
         finite = times[np.isfinite(times)]
         #: the latest event time of any trial (the span noise events fall in)
-        self.span = float(finite.max()) if finite.size else 1.0
+        self.span = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
     def _fail(self, why: str) -> ConfigError:
         return ConfigError(f"{self.path}: {why}")
@@ -277,10 +302,16 @@ class FileSource(_Cycler):
             unit = str(u.item())
         return off, channels, times, labels, unit
 
+    def layout(self, us_per_tau: float) -> TrialLayout:
+        """Plain channels, for ``delgrad sensor --shift`` (a trial lasts until the
+        latest event of the file; ``us_per_tau`` makes times in tau_s seconds)."""
+        seconds = self.span / 1e6 * (us_per_tau if self.time_unit == "tau_s" else 1.0)
+        return TrialLayout(max(self.n_channels, 1), span=self.span, span_s=seconds)
+
     def take(self, n: int) -> TrialBatch:
         """Return the next ``n`` trials (wrapping to the file's start)."""
         ids, rows = self.rows(n)
-        off, ch, t = _gather(self._offsets, self._channels, self._times, rows)
+        off, ch, t = gather_trials(self._offsets, self._channels, self._times, rows)
         labels = None if self._labels is None else self._labels[rows]
         return TrialBatch(ids, off, ch, t, labels)
 

@@ -25,9 +25,17 @@ import numpy as np
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import Labels, Publisher, SensorEvents, TopicKind, topic
-from delgrad.runtime.sources import EventRecording, PixelMapping
+from delgrad.runtime.sources import EventRecording, PixelMapping, cut_windows
 
-__all__ = ["StreamPlan", "StreamStats", "plan_stream", "stream_recording"]
+__all__ = [
+    "StreamPlan",
+    "StreamStats",
+    "WindowGrid",
+    "plan_on_grid",
+    "plan_stream",
+    "stream_recording",
+    "window_grid",
+]
 
 #: Most events in one SensorEvents message (the codec accepts 2**22 elements).
 MAX_EVENTS_PER_MESSAGE = 1 << 20
@@ -60,6 +68,63 @@ class StreamPlan:
     dropped: int
 
 
+@dataclass(frozen=True)
+class WindowGrid:
+    """The device's windows over a recording: window ``k`` is ``[origin_us + k *
+    period_us, ... + length_us)`` on the recording's clock.
+
+    Attributes:
+        origin_us: start of window 0 (the first event or label span, whichever is
+            earlier, in whole microseconds).
+        period_us: window period, microseconds.
+        length_us: window length, microseconds.
+        labels: (n_windows,) int64 the label of each window (that of the span under
+            its middle), -1 for none.
+        spans: (n_windows,) int64 the index of that span, -1 for none.
+    """
+
+    origin_us: float
+    period_us: float
+    length_us: float
+    labels: np.ndarray
+    spans: np.ndarray
+
+    @property
+    def n_windows(self) -> int:
+        """Windows of one pass."""
+        return int(self.labels.size)
+
+
+def window_grid(
+    rec: EventRecording, us_per_tau: float, *, window_length: float, window_period: float = 0.0
+) -> WindowGrid:
+    """The device's windows over ``rec`` (``[ingest]`` settings in tau_s).
+
+    Raises:
+        ConfigError: On a bad window setting or an empty recording.
+    """
+    if not (window_length > 0 and math.isfinite(window_length)) or not window_period >= 0:
+        raise ConfigError("window length must be > 0 and the period >= 0 (tau_s)")
+    if len(rec) == 0:
+        raise ConfigError("the recording holds no events")
+    origin = float(rec.t_us[0])
+    end = float(rec.t_us[-1])
+    if rec.labels is not None and len(rec.labels):
+        origin = min(origin, float(rec.labels.start_us.min()))
+        end = max(end, float(rec.labels.end_us.max()))
+    origin = math.floor(origin)
+    period_us = (window_period or window_length) * us_per_tau
+    length_us = window_length * us_per_tau
+    n_windows = max(1, math.ceil((end - origin) / period_us))
+    middles = np.arange(n_windows) * period_us + length_us / 2 + origin
+    spans = np.full(n_windows, -1, dtype=np.int64)
+    labels = spans.copy()
+    if rec.labels is not None:
+        spans = rec.labels.index_at(middles)
+        labels = rec.labels.at(middles)
+    return WindowGrid(origin, period_us, length_us, labels, spans)
+
+
 def plan_stream(
     rec: EventRecording,
     mapping: PixelMapping,
@@ -78,37 +143,52 @@ def plan_stream(
     Raises:
         ConfigError: On a bad window setting or an empty recording.
     """
-    if not (window_length > 0 and math.isfinite(window_length)) or not window_period >= 0:
-        raise ConfigError("window length must be > 0 and the period >= 0 (tau_s)")
-    if len(rec) == 0:
-        raise ConfigError("the recording holds no events")
+    grid = window_grid(
+        rec, mapping.us_per_tau, window_length=window_length, window_period=window_period
+    )
+    return plan_on_grid(rec, mapping, grid)
+
+
+def plan_on_grid(
+    rec: EventRecording,
+    mapping: PixelMapping,
+    grid: WindowGrid,
+    *,
+    cut: np.ndarray | None = None,
+) -> StreamPlan:
+    """Map ``rec`` to channels on the windows of ``grid`` (made from this recording
+    or from the one it was shifted from), leaving out the windows ``cut``.
+
+    Args:
+        rec: The events (their labels are not read: the grid holds them).
+        mapping: Pixels to channels.
+        grid: The windows.
+        cut: (grid.n_windows,) bool, windows to leave out of the time line
+            (:func:`~delgrad.runtime.sources.cut_windows`), or None.
+
+    Raises:
+        ConfigError: If every window is cut.
+    """
     mapped = mapping.map(rec)
-    origin = float(rec.t_us[0])
-    if rec.labels is not None and len(rec.labels):
-        origin = min(origin, float(rec.labels.start_us.min()))
-    origin = math.floor(origin)
-    t = mapped.t_us - origin
-    upt = mapping.us_per_tau
-    period_us = (window_period or window_length) * upt
-    length_us = window_length * upt
-    end = float(rec.t_us[-1]) - origin
-    if rec.labels is not None and len(rec.labels):
-        end = max(end, float(rec.labels.end_us.max()) - origin)
-    n_windows = max(1, math.ceil(end / period_us))
-    ids = np.arange(n_windows, dtype=np.int64)
-    starts = ids * period_us
-    labels = np.full(n_windows, -1, dtype=np.int64)
-    if rec.labels is not None:
-        labels = rec.labels.at(starts + length_us / 2 + origin)
-    keep = labels >= 0
+    t = mapped.t_us - grid.origin_us
+    channels = mapped.channels
+    labels = grid.labels
+    if cut is not None and cut.any():
+        if cut.all():
+            raise ConfigError("the shift leaves out every window of the recording")
+        keep, t = cut_windows(t, cut, period_us=grid.period_us)
+        channels = channels[keep]
+        labels = labels[~cut]
+    ids = np.arange(labels.size, dtype=np.int64)
+    labelled = labels >= 0
     return StreamPlan(
-        channels=mapped.channels,
+        channels=channels,
         t_us=t,
-        window_ids=ids[keep],
-        window_labels=labels[keep],
-        window_end_us=starts[keep] + length_us,
-        span_us=n_windows * period_us,
-        period_us=period_us,
+        window_ids=ids[labelled],
+        window_labels=labels[labelled],
+        window_end_us=ids[labelled] * grid.period_us + grid.length_us,
+        span_us=labels.size * grid.period_us,
+        period_us=grid.period_us,
         n_channels=mapping.n_channels,
         dropped=mapped.dropped,
     )
@@ -155,6 +235,7 @@ async def stream_recording(
     chunk_us: float = 10_000.0,
     passes: int = 1,
     offset_us: float = 0.0,
+    plan_of_pass: Callable[[int], StreamPlan] | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> StreamStats:
@@ -166,10 +247,12 @@ async def stream_recording(
         plan: From :func:`plan_stream`.
         speed: Recording seconds per wall-clock second (``inf``: unpaced).
         chunk_us: Recording time per message.
-        passes: Times the recording is sent; pass ``p`` is shifted by ``p * span_us``
-            (whole window periods, so window ids continue).
+        passes: Times the recording is sent; each pass starts where the one before
+            ended (whole window periods, so window ids continue).
         offset_us: Added to every time (window ids grow by ``offset_us / period``,
             which must be a whole number of periods).
+        plan_of_pass: The plan of pass ``p`` >= 1 (a world that shifts; called once per
+            pass, in order, with the period of ``plan``), or None: ``plan`` every pass.
         stop: Set to end early.
         clock: Monotonic seconds (tests may replace it).
 
@@ -186,13 +269,13 @@ async def stream_recording(
     stop = asyncio.Event() if stop is None else stop
     ev_topic = topic(device, TopicKind.EVENTS_IN)
     lab_topic = topic(device, TopicKind.LABELS)
-    windows_per_pass = round(plan.span_us / plan.period_us)
     stats = StreamStats()
     start = clock()
+    base_us, id_shift = offset_us, round(first_window)  # where the pass starts
     try:
         for p in range(passes):
-            shift = offset_us + p * plan.span_us
-            id_shift = round(first_window) + p * windows_per_pass
+            if p and plan_of_pass is not None:
+                plan = plan_of_pass(p)
             n_chunks = max(1, math.ceil(plan.span_us / chunk_us))
             bounds = np.searchsorted(plan.t_us, np.arange(1, n_chunks + 1) * chunk_us)
             lab_bounds = np.searchsorted(
@@ -205,11 +288,11 @@ async def stream_recording(
                 b, lb = int(bounds[c]), int(lab_bounds[c])
                 if c == n_chunks - 1:
                     b, lb = plan.t_us.size, plan.window_ids.size
-                due = ((c + 1) * chunk_us + p * plan.span_us) / 1e6 / speed
+                due = ((c + 1) * chunk_us + base_us - offset_us) / 1e6 / speed
                 await _sleep_until(stop, start + due - clock() if math.isfinite(speed) else 0.0)
                 for s in range(a, b, MAX_EVENTS_PER_MESSAGE):
                     e = min(b, s + MAX_EVENTS_PER_MESSAGE)
-                    msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + shift, "us")
+                    msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + base_us, "us")
                     await publisher.publish(ev_topic, msg)
                     stats.event_messages += 1
                     stats.events += e - s
@@ -220,7 +303,9 @@ async def stream_recording(
                     stats.labels += lb - la
                 a, la = b, lb
             stats.passes += 1
-            stats.end_us = shift + plan.span_us
+            base_us += plan.span_us
+            id_shift += round(plan.span_us / plan.period_us)
+            stats.end_us = base_us
             if stop.is_set():
                 break
         stats.stopped = stop.is_set()

@@ -15,6 +15,9 @@ rosbags) are imported inside their reader only; a missing one raises
 | ``.raw`` | Prophesee EVT 2.0 / 3.0 | faery |
 | ``.mcap`` / ``.db3`` / bag dir | ROS 2 bags: dvs_msgs/EventArray, | rosbags |
 |  | event_camera_msgs/EventPacket (evt3) | |
+
+A world that shifts (:class:`Shift`, ``delgrad sensor --shift``): pure transforms of
+a stream's events and trials from a point on.
 """
 
 from delgrad.runtime.sources._arrays import read_csv, read_npy, read_npz
@@ -34,18 +37,27 @@ from delgrad.runtime.sources._rosbag import (
     read_rosbag,
 )
 from delgrad.runtime.sources._shift import (
-    Shift,
+    MAX_NOISE_EVENTS,
+    MAX_NOISE_PER_TRIAL,
+    ShiftRandom,
     TrialArrays,
-    parse_shift,
+    TrialLayout,
+    choose_trials,
+    cut_windows,
+    expected_noise,
     shift_events,
     shift_trials,
 )
+from delgrad.runtime.sources._shift_spec import SHIFT_KEYS, Shift, parse_shift
 from delgrad.runtime.sources._simulate import SaccadeSensor
 from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
 
 __all__ = [
     "EVENT_MSG_TYPES",
+    "MAX_NOISE_EVENTS",
+    "MAX_NOISE_PER_TRIAL",
     "MSG_DEFINITIONS",
+    "SHIFT_KEYS",
     "SOURCE_FORMATS",
     "EventRecording",
     "LabelSpans",
@@ -53,8 +65,13 @@ __all__ = [
     "PixelMapping",
     "SaccadeSensor",
     "Shift",
+    "ShiftRandom",
     "TrialArrays",
+    "TrialLayout",
+    "choose_trials",
+    "cut_windows",
     "event_typestore",
+    "expected_noise",
     "parse_shift",
     "read_aedat4",
     "read_csv",

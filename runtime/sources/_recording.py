@@ -67,17 +67,27 @@ class LabelSpans:
     def __len__(self) -> int:
         return int(self.label.size)
 
-    def at(self, t_us: ArrayLike) -> NDArray[np.int64]:
-        """Label of the span holding each time (the last span that starts at or before
+    def index_at(self, t_us: ArrayLike) -> NDArray[np.int64]:
+        """Index of the span holding each time (the last span that starts at or before
         it and ends after it), -1 where no span does. Same shape as ``t_us``."""
         t = np.asarray(t_us, dtype=np.float64)
+        if not len(self):
+            return np.full(t.shape, -1, dtype=np.int64)
         order = np.argsort(self.start_us, kind="stable")
         starts = self.start_us[order]
         i = np.searchsorted(starts, t, side="right") - 1
         ok = i >= 0
         j = order[np.where(ok, i, 0)]
         ok &= self.end_us[j] > t
-        return np.where(ok, self.label[j], -1).astype(np.int64)
+        return np.where(ok, j, -1).astype(np.int64)
+
+    def at(self, t_us: ArrayLike) -> NDArray[np.int64]:
+        """Label of the span holding each time (see :meth:`index_at`), -1 where no span
+        does. Same shape as ``t_us``."""
+        i = self.index_at(t_us)
+        if not len(self):
+            return i
+        return np.where(i >= 0, self.label[np.maximum(i, 0)], -1).astype(np.int64)
 
     def shifted(self, offset_us: float) -> LabelSpans:
         """The same spans ``offset_us`` later."""
