@@ -326,7 +326,11 @@ def _soak(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    log = (lambda line: print(line, file=sys.stderr, flush=True)) if not args.json else print
+
+    # the event log goes to stderr in both modes (stdout: the table or the JSON line)
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
         report = asyncio.run(
             run_soak(
@@ -335,7 +339,7 @@ def _soak(args: argparse.Namespace) -> int:
                 disk_mb=args.disk_mb,
                 warm_up_s=args.warm_up_s,
                 folder=args.out,
-                log=log if not args.json else (lambda line: None),
+                log=log,
             )
         )
     except PermissionError as exc:

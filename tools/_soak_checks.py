@@ -167,14 +167,16 @@ class SoakLedger:
             warning = name.removeprefix("health.")
             if value >= 1.0 and warning not in self._active:
                 self._active[warning] = now_s
-                self.warnings.append({"warning": warning, "raised_s": now_s, "cleared_s": None})
+                self.warnings.append(
+                    {"warning": warning, "raised_s": round(now_s, 1), "cleared_s": None}
+                )
                 changes.append(f"warning {warning} raised")
             elif value < 1.0 and warning in self._active:
                 del self._active[warning]
                 changes.append(f"warning {warning} cleared")
                 for item in reversed(self.warnings):
                     if item["warning"] == warning and item["cleared_s"] is None:
-                        item["cleared_s"] = now_s
+                        item["cleared_s"] = round(now_s, 1)
                         break
         return changes
 
