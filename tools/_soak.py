@@ -11,11 +11,20 @@ schedule of faults spread over ``duration_s``:
 * the checkpoint folder made read-only once (``read_only_s``; a read-only bind mount,
   since root ignores permission bits).
 
+A fault with a hold runs beside the rest (samples go on while the disk is full);
+faults on the same thing (the broker; the checkpoint filesystem) wait for each
+other, so a SIGKILL may land while the disk is full, as it would on a device.
+
 A subscriber watches every message of the device; :class:`~._soak_checks.SoakLedger`
 judges counters, update and envelope numbers, RSS per boot, checkpoints and health
-warnings. With a short ``duration_s`` the schedule shrinks in proportion (each fault
-at least once; SIGKILLs at least two), so ``--duration 240`` tries it out. Needs root
-(mounts) and Mosquitto. ``delgrad bench soak``; figures in docs/security.md, "Soak".
+warnings. Every ``sample_every_s`` a sample records RSS (/proc), the newest checkpoint
+that loads, the files in the folder, disk use, accuracy and every ``health.*``,
+``storage.*``, ``broker.*`` and ``transport.*`` metric. A service that exits by itself
+(not a scheduled SIGKILL) is reported (``service_exits``) and started again, as a
+process supervisor would. With a short ``duration_s`` the schedule shrinks in
+proportion (each fault at least once; SIGKILLs at least two), so
+``--duration-s 240`` tries it out. Needs root (mounts) and Mosquitto.
+``delgrad bench soak``; figures in docs/security.md, "Soak".
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +98,38 @@ class SoakReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
+    #: Exits of the service that were not a scheduled SIGKILL: time (s) and exit code.
+    service_exits: list[dict[str, Any]] = field(default_factory=list)
+
+    def acceptance(self) -> dict[str, Any]:
+        """The figures issue 23 accepts a soak by (units in the keys)."""
+        ledger = self.ledger
+        return {
+            "rss_growth_after_warm_up_max_mb": round(max(ledger.rss_growth_mb, default=0.0), 2),
+            "counters_backwards_count": ledger.counters_backwards,
+            "numbers_backwards_count": ledger.numbers_backwards,
+            "checkpoints_lost_count": ledger.checkpoints_lost,
+            "warnings_not_cleared_at_end": ledger.active_warnings,
+            "service_exits_count": len(self.service_exits),
+        }
+
+    def passed(self, *, rss_bound_mb: float = 10.0) -> bool:
+        """Whether every acceptance figure holds (RSS growth below ``rss_bound_mb``)."""
+        a = self.acceptance()
+        return (
+            a["rss_growth_after_warm_up_max_mb"] < rss_bound_mb
+            and not self.ledger.violations
+            and not a["warnings_not_cleared_at_end"]
+            and not self.service_exits
+            and self.exit_code == 0
+        )
+
+    def timeline(self, rows: int = 25) -> list[dict[str, Any]]:
+        """About ``rows`` samples spread evenly over the run (the first and last included)."""
+        if len(self.samples) <= rows:
+            return list(self.samples)
+        step = (len(self.samples) - 1) / (rows - 1)
+        return [self.samples[round(i * step)] for i in range(rows)]
 
     def summary(self) -> dict[str, Any]:
         ledger = self.ledger
@@ -97,6 +138,7 @@ class SoakReport:
         disk = [s["disk_used_fraction"] for s in self.samples if "disk_used_fraction" in s]
         counts = [s["checkpoints_count"] for s in self.samples if "checkpoints_count" in s]
         return {
+            "acceptance": self.acceptance(),
             "duration_s": round(self.duration_s, 1),
             "rate_trials_per_s": self.rate,
             "faults": {k: sum(e["kind"] == k for e in self.events) for k in _KINDS},
@@ -105,21 +147,38 @@ class SoakReport:
             "violations_count": len(ledger.violations),
             "rss_growth_after_warm_up_max_mb": round(max(ledger.rss_growth_mb, default=0.0), 2),
             "rss_max_mb": round(max(rss, default=0.0), 1),
+            "rss_after_warm_up_first_last_mb": [
+                round(x, 1)
+                for x in ledger.rss_after_warm_up_mb[:1] + ledger.rss_after_warm_up_mb[-1:]
+            ],
             "checkpoints_lost_count": ledger.checkpoints_lost,
             "checkpoints_in_folder_min_max": [min(counts, default=0), max(counts, default=0)],
             "disk_used_max_fraction": round(max(disk, default=0.0), 3),
-            "accuracy_min_after_first_600_s_fraction": _min_after(self.samples, 600.0),
+            "accuracy_min_after_first_tenth_fraction": _min_after(
+                self.samples, self.duration_s / 10
+            ),
             "accuracy_last_fraction": accuracy[-1] if accuracy else None,
             "counts_lost_at_kills": {
                 k: int(v) for k, v in sorted(ledger.counts_lost_at_kills.items())
             },
             "warnings": ledger.warnings,
             "warnings_active_at_end": ledger.active_warnings,
+            "service_exits": self.service_exits,
             "service_exit_code": self.exit_code,
         }
 
 
 _KINDS = ("kill", "fill", "freeze", "broker_restart", "read_only")
+#: What each fault acts on: faults on one thing wait for each other.
+_RESOURCE = {
+    "kill": "service",
+    "fill": "disk",
+    "read_only": "disk",
+    "freeze": "broker",
+    "broker_restart": "broker",
+}
+#: Metric families every sample records in full.
+SAMPLED_PREFIXES = ("health.", "storage.", "broker.", "transport.")
 
 
 def _min_after(samples: list[dict[str, Any]], t_s: float) -> float | None:
@@ -172,6 +231,18 @@ class _Soak:
         self.epoch = -1
         self.restored: dict[str, int] | None = None
         self.last_metrics: dict[str, float] = {}
+        self.runtime_started_s = 0.0
+        self.events: list[dict[str, Any]] = []
+        self.service_exits: list[dict[str, Any]] = []
+        self.locks = {name: asyncio.Lock() for name in set(_RESOURCE.values())}
+
+    def event(self, kind: str, **more: Any) -> dict[str, Any]:
+        """Log and keep one event of the run (times in s since the start)."""
+        item = {"t_s": round(self.now(), 1), "kind": kind, **more}
+        self.events.append(item)
+        extra = " ".join(f"{k}={v}" for k, v in more.items())
+        self.log(f"{item['t_s']:8.1f} s  {kind} {extra}".rstrip())
+        return item
 
     def now(self) -> float:
         return time.monotonic() - self.started_s
@@ -198,6 +269,7 @@ class _Soak:
     def start_runtime(self) -> None:
         state = _newest_checkpoint(self.ckpt)
         self.restored = None if state is None else dict(state.get("counters", {}))
+        self.runtime_started_s = self.now()
         with open(self.work / "runtime.log", "ab") as out:
             self.runtime = subprocess.Popen(
                 [*DELGRAD, "run", "--config", str(self.config()), "--quiet"],
@@ -255,8 +327,13 @@ class _Soak:
                     if epoch > self.epoch:
                         self.epoch = epoch
                         self.ledger.new_boot(now, self.restored)
+                        steps = (
+                            None if self.restored is None else self.restored.get("learning.steps")
+                        )
+                        self.event("boot", epoch=epoch, restored_steps=steps)
                     values = dict(body.values)
-                    self.ledger.metrics(now, values)
+                    for change in self.ledger.metrics(now, values):
+                        self.event(change)
                     self.last_metrics = values
         finally:
             await transport.close()
@@ -265,7 +342,7 @@ class _Soak:
         pid = self.runtime.pid if self.runtime is not None else 0
         rss_mb = rss_bytes(pid) / 1e6
         now = self.now()
-        self.ledger.rss(now, rss_mb)
+        self.ledger.rss(now, rss_mb, started_s=self.runtime_started_s)
         state = await asyncio.to_thread(_newest_checkpoint, self.ckpt)
         self.ledger.checkpoints(now, None if state is None else int(state["steps"]))
         row: dict[str, Any] = {"t_s": round(now, 1), "rss_mb": round(rss_mb, 1)}
@@ -277,14 +354,27 @@ class _Soak:
         row["accuracy"] = m.get("accuracy")
         row["steps"] = m.get("learning.steps")
         row["warnings"] = [k[7:] for k, v in m.items() if k.startswith("health.") and v >= 1][:8]
+        row["metrics"] = {k: v for k, v in sorted(m.items()) if k.startswith(SAMPLED_PREFIXES)}
         return row
 
     async def fault(self, fault: Fault) -> None:
-        self.log(f"{self.now():8.1f} s  {fault.kind} (hold {fault.hold_s:.0f} s)")
+        """Apply ``fault``, hold it, undo it; waits for faults on the same thing."""
+        async with self.locks[_RESOURCE[fault.kind]]:
+            item = self.event(fault.kind, hold_s=fault.hold_s, scheduled_s=round(fault.at_s, 1))
+            try:
+                await self._apply(fault)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                item["error"] = str(exc)
+                self.log(f"{self.now():8.1f} s  {fault.kind} failed: {exc}")
+            item["end_s"] = round(self.now(), 1)
+            if fault.hold_s:
+                self.log(f"{self.now():8.1f} s  {fault.kind} over")
+
+    async def _apply(self, fault: Fault) -> None:
         if fault.kind == "kill":
-            assert self.runtime is not None
-            self.runtime.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(self.runtime.wait, 10)
+            if self.runtime is not None and not self._exited():
+                self.runtime.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(self.runtime.wait, 10)
             self.start_runtime()
         elif fault.kind == "broker_restart":
             self.broker.kill()
@@ -309,7 +399,24 @@ class _Soak:
                 await asyncio.sleep(fault.hold_s)
             finally:
                 subprocess.run(["umount", str(self.ckpt)], check=False)
-        self.log(f"{self.now():8.1f} s  {fault.kind} over")
+
+    def _exited(self) -> bool:
+        """Whether the service exited by itself (recorded as an event if so)."""
+        code = None if self.runtime is None else self.runtime.poll()
+        if code is None:
+            return False
+        self.runtime = None
+        self.service_exits.append({"t_s": round(self.now(), 1), "exit_code": code})
+        self.event("service_exit", exit_code=code)
+        return True
+
+    async def watch_service(self) -> None:
+        """Report a service that exited by itself and start it again."""
+        if self.locks["service"].locked():
+            return  # a scheduled kill is under way
+        async with self.locks["service"]:
+            if self._exited():
+                self.start_runtime()
 
 
 async def run_soak(
@@ -319,10 +426,21 @@ async def run_soak(
     disk_mb: int = 16,
     warm_up_s: float = 120.0,
     sample_every_s: float = 10.0,
+    faults: Sequence[Fault] | None = None,
     folder: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> SoakReport:
     """Run the soak (module doc) and return its report.
+
+    Args:
+        duration_s: length of the run (s); the schedule scales with it.
+        rate: trials/s the sensor offers (every trial labelled).
+        disk_mb: size of the checkpoint tmpfs (MiB).
+        warm_up_s: seconds of each boot before its RSS baseline (at most 1/20 of the run).
+        sample_every_s: seconds between samples.
+        faults: the faults to apply instead of :func:`schedule` ``(duration_s)``.
+        folder: keep the work folder (logs, samples.jsonl, events.jsonl) here.
+        log: where the event lines go.
 
     Raises:
         PermissionError: not root (the tmpfs and the read-only bind mount need it).
@@ -336,42 +454,51 @@ async def run_soak(
     soak.fs.mkdir(exist_ok=True)
     _mount("-t", "tmpfs", "-o", f"size={disk_mb}m", "tmpfs", str(soak.fs))
     report = SoakReport(duration_s, rate, soak.ledger)
-    tasks: list[asyncio.Task[Any]] = []
+    observer: asyncio.Task[None] | None = None
+    running: list[asyncio.Task[None]] = []
     try:
         soak.broker.start()
         soak.start_runtime()
-        tasks.append(asyncio.create_task(soak.observe()))
+        observer = asyncio.create_task(soak.observe())
         soak.start_sensor()
-        pending = schedule(duration_s)
+        pending = sorted(schedule(duration_s) if faults is None else faults, key=lambda f: f.at_s)
         next_sample = 0.0
         while soak.now() < duration_s:
-            if pending and soak.now() >= pending[0].at_s:
-                fault = pending.pop(0)
-                report.events.append({"t_s": round(soak.now(), 1), "kind": fault.kind})
-                await soak.fault(fault)
+            while pending and soak.now() >= pending[0].at_s:
+                running.append(asyncio.create_task(soak.fault(pending.pop(0))))
             if soak.now() >= next_sample:
                 report.samples.append(await soak.sample())
                 next_sample += sample_every_s
+            await soak.watch_service()
             if soak.sensor is not None and soak.sensor.poll() is not None:
                 soak.start_sensor()  # it gave up on a broker gone too long: as a user would
+            if observer.done():
+                soak.event("observer_restart", error=repr(observer.exception()))
+                observer = asyncio.create_task(soak.observe())
             await asyncio.sleep(0.2)
+        await asyncio.gather(*running)  # holds end (their undo runs) before the last look
         await asyncio.sleep(2.0)
+        await soak.watch_service()
         report.samples.append(await soak.sample())
     finally:
+        for task in running:
+            task.cancel()  # only on an error: each undoes its fault in a finally
+        await asyncio.gather(*running, return_exceptions=True)
         if soak.sensor is not None:
             stop_process(soak.sensor, signal.SIGINT)
         if soak.runtime is not None:
             report.exit_code = stop_process(soak.runtime, signal.SIGTERM, 60.0)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if observer is not None:
+            observer.cancel()
+            await asyncio.gather(observer, return_exceptions=True)
         soak.broker.stop()
         soak.ledger.finish(soak.now())
+        report.events = soak.events
+        report.service_exits = soak.service_exits
         subprocess.run(["umount", "-l", str(soak.fs)], check=False)
         with contextlib.suppress(OSError):
-            (work / "samples.jsonl").write_text(
-                "".join(json.dumps(s) + "\n" for s in report.samples)
-            )
+            for name, rows in (("samples", report.samples), ("events", report.events)):
+                (work / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         if own:
             shutil.rmtree(work, ignore_errors=True)
     return report
