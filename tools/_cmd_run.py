@@ -161,7 +161,13 @@ def checkpoint_mismatch(config: RunConfig) -> str | None:
     for path in files:
         try:
             with np.load(path, allow_pickle=False) as npz:
-                shapes = {k: npz[k].shape for k in npz.files if k != "service"}
+                # the service's own state (replay buffer, degradation detector) varies in
+                # shape and is checked when it is loaded: only the learner's must fit
+                shapes = {
+                    k: npz[k].shape
+                    for k in npz.files
+                    if k != "service" and not k.startswith(SERVICE_STATE_PREFIXES)
+                }
                 have = json.loads(bytes(npz["net.manifest"]).decode())
         except Exception:  # unreadable: the service skips it with a warning
             continue
@@ -187,6 +193,10 @@ def checkpoint_mismatch(config: RunConfig) -> str | None:
             )
         return None
     return None
+
+
+#: Checkpoint arrays of the service's own state, not the learner's.
+SERVICE_STATE_PREFIXES = ("replay.", "degradation.")
 
 
 def move_checkpoints_aside(folder: Path) -> Path | None:

@@ -91,7 +91,8 @@ def test_update_numbers_rss_checkpoints_and_warnings():
 @pytest.mark.skipif(os.geteuid() != 0, reason="the soak mounts a tmpfs: needs root")
 @pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs the mosquitto binary")
 def test_a_short_real_soak_reports_sane_figures(tmp_path):
-    """About 35 s of the real thing, one fault of each kind (not overlapping)."""
+    """About 60 s of the real thing, one fault of each kind (not overlapping); the
+    restart after the kill has 20 s to come up."""
     faults = [
         Fault(8.0, "fill", 5.0),
         Fault(14.0, "freeze", 3.0),
@@ -102,7 +103,7 @@ def test_a_short_real_soak_reports_sane_figures(tmp_path):
     lines: list[str] = []
     report = asyncio.run(
         run_soak(
-            duration_s=34.0,
+            duration_s=45.0,
             warm_up_s=5.0,
             sample_every_s=1.0,
             faults=faults,

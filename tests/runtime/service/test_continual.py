@@ -326,3 +326,21 @@ async def test_with_the_detector_off_a_start_still_replaces_a_retained_alarm():
     (alarm,) = client.of(Alarm)
     assert not alarm.active and alarm.detail == "started: the degradation detector is off"
     assert m["health.degraded"] == 0.0 and not any(k.startswith("degradation.") for k in m)
+
+
+async def test_a_checkpoint_with_replay_and_detector_state_fits_delgrad_run_at_restart(tmp_path):
+    """``delgrad run`` checks a checkpoint against the configuration before resuming: the
+    service's own state (replay buffer, detector windows) varies in shape and must not
+    make it refuse (it did: every SIGKILL restart ended with exit 2)."""
+    from delgrad.tools._cmd_run import checkpoint_mismatch
+
+    config = make_config(tmp_path, replay={"max_mb": 0.05})
+    bus = InProcessBus()
+    async with Client(bus) as client:
+        service, transport, task = await start_service(bus, config)
+        await _stream(client, YinYangSource("train", seed=1), 3000)
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 3000)
+        await stop_service(service, transport, task)  # the final checkpoint
+    assert checkpoint_mismatch(config) is None
+    other = make_config(tmp_path, model={"recipe": "yinyang_H30_WA"})
+    assert "does not fit" in (checkpoint_mismatch(other) or "")
