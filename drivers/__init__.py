@@ -3,7 +3,8 @@
 * :class:`Driver` – the contract: ``configure(network)``, ``run(t_in) -> Observation``,
   ``capabilities``, ``close()``.
 * :class:`EmulatorDriver` – ``"ideal"`` (the core's analytic model) or ``"bss2"``
-  (an emulated BrainScaleS-2 chip, :class:`BSS2Params`).
+  (an emulated BrainScaleS-2 chip, :class:`BSS2Params`; optionally drifting,
+  :class:`~delgrad.runtime.DriftSpec`, seen through :class:`DriftState`).
 * :class:`BrainScaleS2Driver` – a real chip through ``pynn_brainscales`` (imported
   lazily; importing this package never needs it).
 * :class:`RecordingDriver` – records calls and delegates (tests, wiring).
@@ -18,6 +19,7 @@ from delgrad.drivers._bss2_io import (
     translate_network,
 )
 from delgrad.drivers._chip_params import BSS2Params
+from delgrad.drivers._drift import DriftState
 from delgrad.drivers._emulator import EmulatorDriver, EmulatorMode
 from delgrad.drivers._factory import driver_from_config
 from delgrad.drivers._fake import RecordedCall, RecordingDriver
@@ -40,6 +42,7 @@ __all__ = [
     "Capabilities",
     "CapabilityError",
     "ChipConfig",
+    "DriftState",
     "Driver",
     "DriverError",
     "EmulatorDriver",

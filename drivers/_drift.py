@@ -1,12 +1,15 @@
-"""The drift of an emulated chip: factors that move with device time (trials run).
+"""The drift of an emulated chip: factors that move with device time (in trials).
 
 :class:`ChipDrift` follows :class:`~delgrad.runtime.DriftSpec`. Walk steps are drawn
 from streams keyed by (chip seed, drift seed, kind, step index), so the drifted
-parameters after ``n`` trials depend on ``n`` only, not on how the trials were batched,
-and a chip with the same seeds drifts the same way in every process.
+parameters after ``n`` trials of device time depend on ``n`` only, not on how the
+trials were batched, and a chip with the same seeds drifts the same way in every
+process. :class:`DriftState` is one moment of it, as tests and benchmarks read it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +20,40 @@ _NEURON, _GAIN, _DELAY, _THERMAL = 0, 1, 2, 3
 #: Kinds of the per-neuron walks, in the order of their rows.
 NEURON_KINDS = ("threshold", "tau_m", "tau_s")
 _MIN_FACTOR = 0.2  # drifted factors stay positive
+
+
+@dataclass(frozen=True)
+class DriftState:
+    """An emulated chip at one moment of device time: what the host never sees.
+
+    Per neuron circuit (layer neurons take circuits in order, as the fixed pattern):
+
+    Attributes:
+        device_trials: the device time of this state (trials, see ``DriftSpec.clock``).
+        threshold_factor, tau_m_factor, tau_s_factor: (n_circuits,) drift factors
+            (walk, thermal cycle and jumps; 1 = as calibrated).
+        threshold: (n_circuits,) the threshold each circuit compares with now, in the
+            units of ``BSS2Params.threshold`` (fixed pattern included; the membrane
+            reaches it as ``g_l * threshold``), trial noise excluded.
+        tau_m, tau_s: (n_circuits,) each circuit's time constants now (tau_s units;
+            the mismatch extension included).
+        gain_factor: one (n_pre, n_out) array of synapse-gain drift factors per layer
+            of the configured network (empty before ``configure``).
+        gain: the same layers' total synapse gains (mismatch times drift).
+        delay_offset: one (n_pre,) array per layer: the offset each axonal delay
+            element adds now (tau_s; zeros for layers without axonal delays).
+    """
+
+    device_trials: int
+    threshold_factor: np.ndarray
+    tau_m_factor: np.ndarray
+    tau_s_factor: np.ndarray
+    threshold: np.ndarray
+    tau_m: np.ndarray
+    tau_s: np.ndarray
+    gain_factor: tuple[np.ndarray, ...]
+    gain: tuple[np.ndarray, ...]
+    delay_offset: tuple[np.ndarray, ...]
 
 
 class ChipDrift:
@@ -82,11 +119,19 @@ class ChipDrift:
         phase = 2 * np.pi * self._moving() / spec.thermal_period_trials
         return spec.thermal_amplitude * self._sensitivity * np.sin(phase)
 
-    def _jump(self) -> float:
+    def _jumps(self, kind: str) -> list[float]:
+        """The changes of ``jump_KIND`` that have happened by now (device time)."""
+        changes: list[float] = getattr(self.spec, f"jump_{kind}")
+        if not changes:
+            return []
+        pairs = zip(self.spec.jump_trials, changes, strict=True)
+        return [change for at, change in pairs if self.trials >= at]
+
+    def _jump(self, kind: str) -> float:
+        """Product of ``1 + jump`` over the relative jumps of ``kind`` so far."""
         factor = 1.0
-        for at, change in zip(self.spec.jump_trials, self.spec.jump_threshold, strict=True):
-            if self.trials >= at:
-                factor *= 1.0 + change
+        for change in self._jumps(kind):
+            factor *= 1.0 + change
         return factor
 
     def neuron_factors(self) -> dict[str, np.ndarray]:
@@ -97,20 +142,20 @@ class ChipDrift:
             factor = 1.0 + self._neuron[row]
             if kind != "tau_s":
                 factor = factor * (1.0 + thermal)
-            if kind == "threshold":
-                factor = factor * self._jump()
-            out[kind] = np.maximum(factor, _MIN_FACTOR)
+            out[kind] = np.maximum(factor * self._jump(kind), _MIN_FACTOR)
         return out
 
     def gain_factors(self, layer: int, shape: tuple[int, int]) -> np.ndarray:
         """(n_pre, n_out) synapse gain factors of ``layer`` at the current time."""
+        jump = self._jump("gain")
         if self.spec.gain == 0:
-            return np.ones(shape)
+            return np.full(shape, jump)
         walk = self._walk(self._gains, _GAIN, layer, shape)
-        return np.maximum(1.0 + self.spec.gain * walk, 0.0)
+        return np.maximum((1.0 + self.spec.gain * walk) * jump, 0.0)
 
     def delay_offsets(self, layer: int, n: int) -> np.ndarray:
         """(n,) offsets of ``layer``'s delay elements at the current time (tau_s)."""
+        jump = float(sum(self._jumps("delay")))
         if self.spec.delay == 0:
-            return np.zeros(n)
-        return self.spec.delay * self._walk(self._delays, _DELAY, layer, (n,))
+            return np.full(n, jump)
+        return self.spec.delay * self._walk(self._delays, _DELAY, layer, (n,)) + jump

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 
 from delgrad.drivers._chip_params import BSS2Params
-from delgrad.drivers._drift import ChipDrift
+from delgrad.drivers._drift import NEURON_KINDS, ChipDrift, DriftState
 from delgrad.drivers._kernels import membrane_layer, membrane_layer_taus
 from delgrad.drivers._units import (
     code_to_weight,
@@ -58,17 +60,22 @@ class EmulatorDriver(Driver):
     from a generator seeded with (``chip_seed``, run counter): a session of runs
     is reproducible, and no two runs share noise.
 
-    Drift (``drift``, ``"bss2"`` only, off by default): thresholds, time constants,
-    synapse gains and delay elements move with device time, the trials this driver has
-    run (:class:`~delgrad.runtime.DriftSpec`, :class:`~._drift.ChipDrift`); a batch runs
-    with the drift as of its first trial. Device time starts at 0 with the driver (a
-    restarted process restarts its emulated chip's clock).
+    Drift (``drift``, ``"bss2"`` only, off by default; :class:`~delgrad.runtime.DriftSpec`,
+    :class:`~._drift.ChipDrift`): thresholds, time constants, synapse gains and delay
+    elements move with device time, the trials this driver has run, the stream trials
+    it has run, or wall-clock seconds times a rate (``DriftSpec.clock``).
+    The drift is brought up to date at the start of each batch, and the whole batch
+    runs with the drift as of its first trial; :meth:`drift_state` shows it. The
+    trial clocks start at 0 with the driver (a restarted process restarts its emulated
+    chip's clock); the seconds clock with a fixed ``since_unix_s`` does not.
 
     Args:
         mode: ``"ideal"`` or ``"bss2"``.
         params: chip figures for ``"bss2"`` (default :class:`BSS2Params`).
         chip_seed: which emulated chip (integer >= 0).
         drift: how the chip drifts (``"bss2"`` only), or None.
+        wall_clock_s: the wall clock of the ``"seconds"`` drift clock (Unix time in s;
+            tests pass their own).
     """
 
     def __init__(
@@ -77,6 +84,8 @@ class EmulatorDriver(Driver):
         params: BSS2Params | None = None,
         chip_seed: int = 0,
         drift: DriftSpec | None = None,
+        *,
+        wall_clock_s: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         if mode not in ("ideal", "bss2"):
@@ -102,6 +111,11 @@ class EmulatorDriver(Driver):
             if drift is not None and drift.active
             else None
         )
+        self._wall_clock_s = wall_clock_s
+        self._origin_s = 0.0  # clock "seconds": when device time was 0 (Unix s)
+        self._seconds_trials = 0  # clock "seconds": device time so far (never goes back)
+        if self.drift is not None and self.drift.spec.clock == "seconds":
+            self._origin_s = self.drift.spec.since_unix_s or float(wall_clock_s())
         p = self.params
         fp_rng = np.random.default_rng(np.random.SeedSequence([self.chip_seed, _FP_STREAM]))
         self._fp = p.threshold_fp_mean + p.threshold_fp_std * fp_rng.standard_normal(
@@ -243,19 +257,55 @@ class EmulatorDriver(Driver):
 
     @property
     def device_trials(self) -> int:
-        """The drift's device time: trials run, or stream trials run (``DriftSpec.clock``)."""
-        if self.drift is not None and self.drift.spec.clock == "stream":
+        """The drift's device time in trials (``DriftSpec.clock``): trials run, stream
+        trials run, or ``floor(seconds since the origin * trials_per_s)``."""
+        spec = self.drift.spec if self.drift is not None else None
+        if spec is not None and spec.clock == "stream":
             return self.stream_trials_run
+        if spec is not None and spec.clock == "seconds":
+            elapsed_s = max(0.0, float(self._wall_clock_s()) - self._origin_s)
+            # a wall clock set back (NTP) does not make the chip younger
+            self._seconds_trials = max(self._seconds_trials, int(elapsed_s * spec.trials_per_s))
+            return self._seconds_trials
         return self.trials_run
 
-    def drift_state(self, first: int = 0, n: int | None = None) -> dict[str, np.ndarray]:
-        """The drifted factors now (for circuits ``first .. first + n - 1``; all by
-        default): ``threshold``, ``tau_m``, ``tau_s``; ones without drift."""
-        n = self.params.n_neuron_circuits - first if n is None else n
-        if self.drift is None:
-            return {k: np.ones(n) for k in ("threshold", "tau_m", "tau_s")}
-        self.drift.advance(self.device_trials)
-        return {k: v[first : first + n].copy() for k, v in self.drift.neuron_factors().items()}
+    def drift_state(self) -> DriftState:
+        """The chip now, at device time :attr:`device_trials`: the drift factors and what
+        each circuit, synapse and delay element realises (:class:`DriftState`; factors of
+        1 without drift). For tests and benchmarks; the host's parameters (``applied``,
+        ``capabilities``) never show the drift."""
+        n = self.params.n_neuron_circuits
+        drift = self.drift
+        if drift is not None:
+            drift.advance(self.device_trials)
+            factors = drift.neuron_factors()
+        else:
+            factors = {kind: np.ones(n) for kind in NEURON_KINDS}
+        tau_s, tau_m = self.time_constants(0, n)
+        gain_factor, gain, offsets = [], [], []
+        net = self._applied
+        for index, layer in enumerate(net.layers if net is not None else ()):
+            assert net is not None
+            shape = net.w[index].shape
+            g = drift.gain_factors(index, shape) if drift is not None else np.ones(shape)
+            gain_factor.append(g)
+            gain.append(self.synapse_gains(index, shape) * g)
+            if drift is not None and layer.delay == "axonal":
+                offsets.append(drift.delay_offsets(index, layer.n_pre))
+            else:
+                offsets.append(np.zeros(layer.n_pre))
+        return DriftState(
+            device_trials=drift.trials if drift is not None else self.device_trials,
+            threshold_factor=factors["threshold"],
+            tau_m_factor=factors["tau_m"],
+            tau_s_factor=factors["tau_s"],
+            threshold=(self.params.threshold + self._fp) * factors["threshold"],
+            tau_m=tau_m * factors["tau_m"],
+            tau_s=tau_s * factors["tau_s"],
+            gain_factor=tuple(gain_factor),
+            gain=tuple(gain),
+            delay_offset=tuple(offsets),
+        )
 
     def _run_bss2(self, net: Network, t_in: np.ndarray) -> Observation:
         p = self.params

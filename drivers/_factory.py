@@ -13,13 +13,16 @@ from delgrad.drivers._chip_params import BSS2Params
 from delgrad.drivers._emulator import EmulatorDriver
 from delgrad.drivers._fake import RecordingDriver
 from delgrad.errors import ConfigError, ParameterError
-from delgrad.runtime import DRIVER_NAMES, Driver
+from delgrad.runtime import DRIVER_NAMES, DriftSpec, Driver
 
 
 def _chip_params(options: dict[str, object]) -> None:
     params = options.get("params")
     if isinstance(params, dict):
         options["params"] = BSS2Params(**params)
+    drift = options.get("drift")
+    if isinstance(drift, dict):  # a [driver.drift] table
+        options["drift"] = DriftSpec(**drift)
 
 
 def _emulator(mode: str) -> Callable[..., Driver]:
@@ -56,7 +59,8 @@ def driver_from_config(name: str, **options: object) -> Driver:
     """A new driver by name with keyword options.
 
     Names: ``"emulator-ideal"``, ``"emulator-bss2"`` (options ``params`` as
-    :class:`BSS2Params` or dict, ``chip_seed``), ``"recording"`` (``inner``: a
+    :class:`BSS2Params` or dict, ``chip_seed``, ``drift`` as
+    :class:`~delgrad.runtime.DriftSpec` or dict), ``"recording"`` (``inner``: a
     driver or a name), ``"brainscales2"`` (see :class:`BrainScaleS2Driver`).
 
     Raises:

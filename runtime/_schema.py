@@ -107,7 +107,7 @@ def build_dataclass(
         label = key if where == "top level" else f"{where}.{key}"
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = build_dataclass(
-                tp, value, key, positive=positive, non_negative=non_negative
+                tp, value, label, positive=positive, non_negative=non_negative
             )
             continue
         if isinstance(tp, types.UnionType):  # pragma: no cover - not used by the schema

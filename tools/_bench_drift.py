@@ -100,7 +100,11 @@ def drift_table(scenario: Scenario, seed: int) -> dict[str, Any]:
     if "jump_threshold" in drift:
         drift["jump_trials"] = [scenario.pre]
     else:
-        drift.update(start_trials=scenario.pre, horizon_trials=scenario.trials - scenario.pre)
+        horizon = scenario.trials - scenario.pre
+        # a shortened run (--trials) keeps at least one walk step before its horizon
+        drift.update(
+            start_trials=scenario.pre, horizon_trials=horizon, step_trials=min(1000, horizon)
+        )
     return drift
 
 

@@ -15,6 +15,7 @@ EXPECTED = {
     "CapabilityError",
     "ChipConfig",
     "DRIVER_NAMES",
+    "DriftState",
     "Driver",
     "DriverError",
     "EmulatorDriver",

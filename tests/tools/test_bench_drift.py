@@ -4,6 +4,7 @@ the figures read from constructed traces (the runs themselves are benchmarks).""
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 
 from delgrad.runtime.service import run_config_from_dict
 from delgrad.tools._bench_drift import SCENARIOS, ArmTrace, drift_table, figures, write_config
@@ -30,6 +31,11 @@ def test_every_scenario_writes_a_config_the_service_accepts(tmp_path):
     ).driver.drift
     assert walk.start_trials == 20_000 and walk.horizon_trials == 200_000
     assert (walk.threshold, walk.tau_m, walk.tau_s, walk.gain) == (0.1, 0.1, 0.1, 0.1)
+    short = replace(SCENARIOS["drift-W"], pre=90, trials=1000)  # bench drift --trials 1000
+    spec = run_config_from_dict(
+        {"driver": {"name": "emulator-bss2", "drift": drift_table(short, 0)}}
+    ).driver.drift
+    assert (spec.horizon_trials, spec.step_trials) == (910, 910)
     jump = drift_table(SCENARIOS["jump-W"], 0)
     assert jump["jump_trials"] == [30_000] and jump["jump_threshold"] == [0.08]
 
