@@ -22,7 +22,7 @@ import sys
 import uuid
 import zipfile
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from delgrad.tools._shifted_source import ShiftedRecording, ShiftedSource
 from delgrad.tools._stream import StreamPlan, StreamStats, plan_stream, stream_recording
 
 _FLUSH_TIMEOUT_S = 10.0
+#: Seconds of the stream the sensor keeps to send while the broker is away: covers a
+#: broker restart (the link is back within 1-2 s, docs/security.md) with room to spare.
+DEFAULT_BACKLOG_S = 5.0
 _UNDELIVERED = "the broker did not take everything in time; the rest was not delivered"
 
 
@@ -185,6 +188,35 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--first-trial-id", type=int, default=0, metavar="ID", help="first trial id (default 0)"
     )
+    parser.add_argument(
+        "--backlog-s",
+        type=float,
+        default=DEFAULT_BACKLOG_S,
+        metavar="S",
+        help=f"seconds of the stream kept while the broker is away (default "
+        f"{DEFAULT_BACKLOG_S:g}); older messages are dropped and counted",
+    )
+
+
+def backlog_messages(backlog_s: float, messages_per_s: float) -> int | None:
+    """Messages of each kind (events, labels) kept while the broker is away.
+
+    A live stream's old events are worth nothing to a device that has moved on (it
+    would drop them as overload after a long outage, and the burst costs it memory),
+    so the sensor keeps ``backlog_s`` seconds of them, at least one message; ``None``
+    for an unpaced stream (``messages_per_s`` infinite), which keeps the transport's
+    own bounds.
+    """
+    if not math.isfinite(messages_per_s):
+        return None
+    return max(1, math.ceil(backlog_s * messages_per_s))
+
+
+def _messages_per_s(args: argparse.Namespace, source: object) -> float:
+    """Event messages per second of the stream (as many label messages at most)."""
+    if isinstance(source, _Recording):
+        return float(args.speed) * 1000.0 / float(args.chunk_ms)
+    return float(args.rate) / float(args.batch)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -220,6 +252,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if args.first_trial_id < 0:
         raise ConfigError(f"--first-trial-id must be >= 0, got {args.first_trial_id}")
+    if not (args.backlog_s >= 0 and math.isfinite(args.backlog_s)):
+        raise ConfigError(f"--backlog-s must be finite and >= 0 s, got {args.backlog_s}")
 
 
 def _shift(args: argparse.Namespace) -> Shift | None:
@@ -354,7 +388,11 @@ async def _main(
     # A fresh sender per run: a restarted sensor starts its sequence numbers again at
     # 0, which receivers would take as stale duplicates of the old run's messages.
     sender = f"sensor-{uuid.uuid4().hex[:8]}"
-    transport = transport_from_url(args.broker, client_id=sender)
+    backlog = backlog_messages(args.backlog_s, _messages_per_s(args, source))
+    queues: dict[str, Any] = {} if backlog is None else {
+        "outbox_lossy_capacity": backlog, "outbox_reliable_capacity": backlog
+    }  # fmt: skip
+    transport = transport_from_url(args.broker, client_id=sender, **queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

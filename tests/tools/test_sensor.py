@@ -26,6 +26,7 @@ from delgrad.protocols import (
 from delgrad.runtime import encode_yinyang, yinyang_split
 from delgrad.tools import Mosquitto
 from delgrad.tools._cli import main
+from delgrad.tools._cmd_sensor import backlog_messages
 from delgrad.tools._sensor import FileSource, Pacer, YinYangSource, stream_trials
 
 EV = topic("dev1", "events/in")
@@ -364,12 +365,24 @@ async def test_bad_stream_arguments() -> None:
         (["--us-per-tau", "0"], "--us-per-tau"),
         (["--source", "missing.npz"], "no such file"),
         (["--source", "x.npz", "--input-repeat", "2"], "yinyang"),
+        (["--backlog-s", "-1"], "--backlog-s"),
+        (["--backlog-s", "inf"], "--backlog-s"),
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, match, capsys) -> None:
     assert main(["sensor", *argv]) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_backlog_is_seconds_of_the_stream() -> None:
+    # 2,000 trials/s in messages of 100 trials: 20 messages/s of each kind
+    assert backlog_messages(5.0, 2000.0 / 100) == 100
+    # a recording at 5x real time in 100 ms chunks: 50 messages/s
+    assert backlog_messages(5.0, 5 * 1000.0 / 100.0) == 250
+    assert backlog_messages(0.0, 20.0) == 1  # at least the newest message
+    assert backlog_messages(0.01, 20.0) == 1  # rounded up, never 0
+    assert backlog_messages(5.0, float("inf")) is None  # unpaced: the transport's bounds
 
 
 @pytest.mark.broker
