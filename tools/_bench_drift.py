@@ -143,6 +143,9 @@ class ArmTrace:
     """What one arm's metrics said: (stream trials, accuracy, degraded, steps)."""
 
     points: list[tuple[float, float, float, float]] = field(default_factory=list)
+    #: trials the device dropped as overload (its last metrics): a schedule that
+    #: cannot keep up at the bench's rate shows here
+    dropped_overload: float = 0.0
 
     def at(self, trials: float) -> tuple[float, float, float, float] | None:
         """The first sample at or after ``trials`` processed trials."""
@@ -250,6 +253,7 @@ async def run_arms(
                 arm = msg.topic.split("/")[2]
                 v = body.values
                 processed = v.get("trials.processed", 0.0)
+                traces[arm].dropped_overload = v.get("dropped.overload", 0.0)
                 if "accuracy" in v:
                     traces[arm].points.append(
                         (
@@ -294,6 +298,7 @@ def figures(scenario: Scenario, traces: dict[str, ArmTrace]) -> dict[str, Any]:
         )
         early = [p for p in trace.points if p[2] >= 1.0 and p[0] <= scenario.pre]
         out[f"{arm}_alarms_before_start_count"] = len(early)
+        out[f"{arm}_dropped_overload_count"] = round(trace.dropped_overload)
     online = traces["online"]
     level = online.before(scenario.pre, span)
     if "jump_threshold" in scenario.drift and level is not None:
