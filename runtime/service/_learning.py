@@ -130,7 +130,7 @@ class LearningPipeline:
         correct = []
         for cut in cuts:
             loss = self._online.score(rows[cut], labels[cut])
-            self.accuracy.add(loss.correct, loss.loss)
+            self.accuracy.add(loss.correct, loss.loss, labels[cut])
             pieces.append((rows[cut], labels[cut], loss))
             correct.append(np.asarray(loss.correct, dtype=bool))
         if self.detector is not None:

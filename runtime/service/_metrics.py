@@ -103,6 +103,10 @@ class MetricsReporter:
             "mode_train": float(self._state.mode == "train"),
             "paused": float(self._state.paused),
         }
+        # per class: a class that appears late, or a shift that hurts one class, shows
+        # here while the overall accuracy hides it (None: no trial of it in the window)
+        for k, value in enumerate(accuracy.per_class(self._online.n_outputs)):
+            values[f"accuracy.class{k}"] = value
         for index, value in enumerate(inference.silent):
             values[f"silent.layer{index}"] = float(value)
         for key, latency in inference.latency.percentiles().items():

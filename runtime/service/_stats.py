@@ -112,22 +112,39 @@ class SlidingAccuracy:
     def __init__(self, capacity: int) -> None:
         self._correct = RingBuffer(capacity, dtype=np.bool_)
         self._loss = RingBuffer(capacity, dtype=np.float64)
+        self._label = RingBuffer(capacity, dtype=np.int64)  # -1: not given
 
     @property
     def capacity(self) -> int:
         """Number of trials in the window."""
         return self._correct.capacity
 
-    def add(self, correct: ArrayLike, loss: ArrayLike) -> None:
-        """Add ``K`` trials: ``correct (K,)`` bool, ``loss (K,)`` float."""
+    def add(self, correct: ArrayLike, loss: ArrayLike, labels: ArrayLike | None = None) -> None:
+        """Add ``K`` trials: ``correct (K,)`` bool, ``loss (K,)`` float and, for the
+        accuracy per class, their ``labels (K,)`` int."""
         c = np.asarray(correct).reshape(-1)
         lo = np.asarray(loss, dtype=np.float64).reshape(-1)
+        lab = np.full(c.size, -1) if labels is None else np.asarray(labels).reshape(-1)
         if c.dtype != np.bool_:
             raise ParameterError(f"correct must be bool, got {c.dtype}")
-        if c.size != lo.size:
-            raise ParameterError(f"correct ({c.size}) and loss ({lo.size}) differ in length")
+        if c.size != lo.size or c.size != lab.size:
+            raise ParameterError(
+                f"correct ({c.size}), loss ({lo.size}) and labels ({lab.size}) differ in length"
+            )
         self._correct.extend(c)
         self._loss.extend(lo)
+        self._label.extend(lab.astype(np.int64, copy=False))
+
+    def per_class(self, n_classes: int) -> list[float | None]:
+        """Fraction correct in the window among the trials of each class
+        ``0 .. n_classes - 1`` (``None`` for a class with no trial in the window)."""
+        labels = self._label.values()
+        correct = self._correct.values()
+        out: list[float | None] = []
+        for k in range(n_classes):
+            mine = correct[labels == k]
+            out.append(float(mine.mean()) if mine.size else None)
+        return out
 
     @property
     def count(self) -> int:

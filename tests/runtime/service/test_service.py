@@ -142,6 +142,11 @@ async def test_online_learning_predictions_and_parameter_stream():
     assert m["join.joined"] == 6000 and m.get("join.missing_labels", 0) == 0
     # prequential accuracy over the last window is well above chance after 6000 trials
     assert m["accuracy"] > 0.7
+    # per class: the three Yin-Yang classes all appear, and the overall accuracy is
+    # their mean weighted by how often each is in the window
+    per_class = [m[f"accuracy.class{k}"] for k in range(3)]
+    assert "accuracy.class3" not in m and min(per_class) > 0.3
+    assert min(per_class) <= m["accuracy"] <= max(per_class)
     # the published parameter stream reproduces the learner's parameters
     replica = ParameterReplica()
     for _t, msg in client.messages:

@@ -96,6 +96,29 @@ def test_sliding_accuracy_matches_tail(capacity, n, seed):
     assert acc.count == min(n, capacity)
 
 
+@settings(max_examples=50, deadline=None)
+@given(capacity=st.integers(1, 30), n=st.integers(0, 120), seed=st.integers(0, 2**32 - 1))
+def test_accuracy_per_class_is_the_windows_tail_per_class(capacity, n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    correct = rng.random(n) < np.array([0.9, 0.5, 0.1])[labels]
+    acc = SlidingAccuracy(capacity)
+    for a in range(0, n, 7):
+        acc.add(correct[a : a + 7], np.zeros(len(correct[a : a + 7])), labels[a : a + 7])
+    tail_labels, tail_correct = labels[-capacity:] if n else labels, correct[-capacity:]
+    for k, value in enumerate(acc.per_class(4)):
+        mine = tail_correct[tail_labels == k] if n else tail_correct[:0]
+        assert value == (pytest.approx(mine.mean()) if mine.size else None)
+
+
+def test_accuracy_per_class_without_labels_and_bad_lengths():
+    acc = SlidingAccuracy(4)
+    acc.add(np.array([True, False]), np.zeros(2))  # no labels: in no class
+    assert acc.per_class(2) == [None, None] and acc.accuracy == 0.5
+    with pytest.raises(ParameterError, match="labels"):
+        acc.add(np.array([True]), np.zeros(1), np.array([0, 1]))
+
+
 # ------------------------------------------------------------- LatencyTracker
 
 
