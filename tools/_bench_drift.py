@@ -54,6 +54,7 @@ class Scenario:
         window: labelled trials of the sliding accuracy.
         label_fraction: share of labelled trials.
         detail: one line for the table.
+        shift: ``delgrad sensor --shift`` from ``pre`` on (e.g. ``late_class=2``).
     """
 
     recipe: str
@@ -64,6 +65,7 @@ class Scenario:
     window: int = 2000
     label_fraction: float = 1.0
     detail: str = ""
+    shift: str = ""
 
 
 _WALK = {"threshold": 0.1, "tau_m": 0.1, "tau_s": 0.1, "gain": 0.1}
@@ -83,6 +85,11 @@ SCENARIOS: dict[str, Scenario] = {
     "jump-W": Scenario(
         "yinyang_hw_W", {"jump_threshold": [0.08]}, 30_000, 50_000, 500, window=500,
         detail="every threshold +8 % at once (a recalibration jump)",
+    ),
+    "late-class-W": Scenario(
+        "yinyang_hw_W", {}, 60_000, 200_000, 20_000, shift="late_class=2",
+        detail="class 2 held back for the first 60,000 trials, then streamed as often "
+        "as the others",
     ),
     "stationary-W": Scenario(
         "yinyang_hw_W", {}, 0, 1_000_000, 50_000,
@@ -110,10 +117,14 @@ def drift_table(scenario: Scenario, seed: int) -> dict[str, Any]:
 
 def sensor_args(scenario: Scenario, seed: int, rate: float) -> list[str]:
     """``delgrad sensor`` options of an arm: rate, batch, the hardware input repeat,
-    the stream seed, the trial count and the labelled share."""
+    the stream seed, the trial count, the labelled share and the world's shift."""
+    shift = ["--shift", scenario.shift, "--shift-after-trials", str(scenario.pre)]
+    if not scenario.shift:
+        shift = []
     return [
         *("--rate", str(rate), "--batch", "200", "--input-repeat", "5", "--seed", str(seed)),
         *("--count", str(scenario.trials), "--label-fraction", str(scenario.label_fraction)),
+        *shift,
         "--quiet",
     ]
 
@@ -146,6 +157,19 @@ class ArmTrace:
     #: trials the device dropped as overload (its last metrics): a schedule that
     #: cannot keep up at the bench's rate shows here
     dropped_overload: float = 0.0
+    #: (stream trials, accuracy per class) of every sample (NaN: none in the window)
+    per_class: list[tuple[float, list[float]]] = field(default_factory=list)
+
+    def classes_before(self, trials: float, span: float, classes: list[int]) -> float | None:
+        """Mean over the samples in (``trials - span``, ``trials``] of the mean
+        accuracy of ``classes``."""
+        values = [
+            float(np.mean([acc[k] for k in classes]))
+            for t, acc in self.per_class
+            if trials - span < t <= trials and all(k < len(acc) for k in classes)
+        ]
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.mean(values)) if values else None
 
     def at(self, trials: float) -> tuple[float, float, float, float] | None:
         """The first sample at or after ``trials`` processed trials."""
@@ -254,6 +278,14 @@ async def run_arms(
                 v = body.values
                 processed = v.get("trials.processed", 0.0)
                 traces[arm].dropped_overload = v.get("dropped.overload", 0.0)
+                classes = sorted(int(k[14:]) for k in v if k.startswith("accuracy.class"))
+                if classes:
+                    traces[arm].per_class.append(
+                        (
+                            processed,
+                            [v.get(f"accuracy.class{k}", np.nan) for k in range(classes[-1] + 1)],
+                        )
+                    )
                 if "accuracy" in v:
                     traces[arm].points.append(
                         (
@@ -299,6 +331,8 @@ def figures(scenario: Scenario, traces: dict[str, ArmTrace]) -> dict[str, Any]:
         early = [p for p in trace.points if p[2] >= 1.0 and p[0] <= scenario.pre]
         out[f"{arm}_alarms_before_start_count"] = len(early)
         out[f"{arm}_dropped_overload_count"] = round(trace.dropped_overload)
+    if "late_class=" in scenario.shift:
+        out.update(_late_class_figures(scenario, traces, span))
     online = traces["online"]
     level = online.before(scenario.pre, span)
     if "jump_threshold" in scenario.drift and level is not None:
@@ -311,6 +345,27 @@ def figures(scenario: Scenario, traces: dict[str, ArmTrace]) -> dict[str, Any]:
             out["online_alarm_cleared_trials_after_start"] = (
                 round(cleared[0][0] - scenario.pre) if cleared else None
             )
+    return out
+
+
+def _late_class_figures(
+    scenario: Scenario, traces: dict[str, ArmTrace], span: float
+) -> dict[str, Any]:
+    """Accuracy on the old classes just before the late one appears and at the end
+    (after it is learned), and on the late one at the end."""
+    late = [int(c) for c in scenario.shift.split("late_class=")[1].split(",")[0].split(":")]
+    old = [k for k in range(3) if k not in late]  # the Yin-Yang stream's three classes
+    out: dict[str, Any] = {}
+    for arm in ARMS:
+        trace = traces[arm]
+        before = trace.classes_before(scenario.pre, span, old)
+        after = trace.classes_before(scenario.trials, span, old)
+        new = trace.classes_before(scenario.trials, span, late)
+        out[f"{arm}_old_classes_before_fraction"] = None if before is None else round(before, 4)
+        out[f"{arm}_old_classes_end_fraction"] = None if after is None else round(after, 4)
+        out[f"{arm}_new_class_end_fraction"] = None if new is None else round(new, 4)
+        if before is not None and after is not None:
+            out[f"{arm}_old_classes_drop_points"] = round(100 * (before - after), 2)
     return out
 
 
@@ -352,6 +407,9 @@ def plot_drift(path: Path, name: str, scenario: Scenario, runs: list[dict[str, A
     if "jump_threshold" in scenario.drift:
         ax.axvline(scenario.pre / 1000, color="k", ls="--", lw=1)
         ax.text(scenario.pre / 1000, ax.get_ylim()[1], " thresholds +8 %", va="top")
+    elif scenario.shift:
+        ax.axvline(scenario.pre / 1000, color="k", ls="--", lw=1)
+        ax.text(scenario.pre / 1000, ax.get_ylim()[1], f" --shift {scenario.shift}", va="top")
     elif scenario.drift:
         ax.axvspan(scenario.pre / 1000, scenario.trials / 1000, color="0.9", zorder=0)
         ax.text(scenario.pre / 1000, ax.get_ylim()[1], " chip drifting to 10 % spread", va="top")

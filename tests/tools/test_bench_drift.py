@@ -6,8 +6,17 @@ from __future__ import annotations
 import tomllib
 from dataclasses import replace
 
+import numpy as np
+
 from delgrad.runtime.service import run_config_from_dict
-from delgrad.tools._bench_drift import SCENARIOS, ArmTrace, drift_table, figures, write_config
+from delgrad.tools._bench_drift import (
+    SCENARIOS,
+    ArmTrace,
+    drift_table,
+    figures,
+    sensor_args,
+    write_config,
+)
 
 
 def test_every_scenario_writes_a_config_the_service_accepts(tmp_path):
@@ -52,3 +61,28 @@ def test_figures_of_a_jump_and_its_recovery():
     assert out["frozen_pre_fraction"] == 0.92 and out["frozen_end_drop_points"] == 16.0
     assert out["online_end_drop_points"] == 0.0 and out["online_worst_drop_points"] == 14.0
     assert out["online_recovery_trials"] == 2500
+
+
+def test_late_class_figures_and_the_sensor_shift():
+    scenario = SCENARIOS["late-class-W"]  # class 2 held back for 60,000 of 200,000 trials
+    args = sensor_args(scenario, seed=3, rate=2000.0)
+    at = args.index("--shift")
+    assert args[at : at + 4] == ["--shift", "late_class=2", "--shift-after-trials", "60000"]
+    assert "--shift" not in sensor_args(SCENARIOS["drift-W"], seed=3, rate=2000.0)
+
+    def trace(old_after: float) -> ArmTrace:
+        t = ArmTrace()
+        for n in range(0, 200_001, 500):
+            before = n <= 60_000
+            # class 2 unseen before the point (NaN), learned to 0.8 after it
+            t.per_class.append(
+                (float(n), [0.95, 0.93 if before else old_after, np.nan if before else 0.8])
+            )
+        return t
+
+    out = figures(scenario, {"frozen": trace(0.93), "online": trace(0.85)})
+    assert out["frozen_old_classes_before_fraction"] == 0.94
+    assert out["frozen_old_classes_drop_points"] == 0.0
+    assert out["online_old_classes_end_fraction"] == 0.9  # (0.95 + 0.85) / 2
+    assert out["online_old_classes_drop_points"] == 4.0
+    assert out["online_new_class_end_fraction"] == 0.8
