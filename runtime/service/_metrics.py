@@ -92,6 +92,9 @@ class MetricsReporter:
             "accuracy": accuracy.accuracy,
             "loss": accuracy.loss,
             "labelled_in_window": float(accuracy.count),
+            # totals since boot: the accuracy over any span is the ratio of differences
+            "scored.trials": float(accuracy.total),
+            "scored.correct": float(accuracy.correct_total),
             "samples_per_s": inference.trial_rate.rate(now),
             "bytes_published_per_s": self._outbox.bytes_rate.rate(now),
             "spikes_per_trial": inference.spikes_per_trial,

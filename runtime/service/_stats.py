@@ -113,6 +113,7 @@ class SlidingAccuracy:
         self._correct = RingBuffer(capacity, dtype=np.bool_)
         self._loss = RingBuffer(capacity, dtype=np.float64)
         self._label = RingBuffer(capacity, dtype=np.int64)  # -1: not given
+        self.correct_total = 0  # correct trials ever added (with ``total``: any span's accuracy)
 
     @property
     def capacity(self) -> int:
@@ -132,6 +133,7 @@ class SlidingAccuracy:
                 f"correct ({c.size}), loss ({lo.size}) and labels ({lab.size}) differ in length"
             )
         self._correct.extend(c)
+        self.correct_total += int(c.sum())
         self._loss.extend(lo)
         self._label.extend(lab.astype(np.int64, copy=False))
 

@@ -86,3 +86,23 @@ def test_late_class_figures_and_the_sensor_shift():
     assert out["online_old_classes_end_fraction"] == 0.9  # (0.95 + 0.85) / 2
     assert out["online_old_classes_drop_points"] == 4.0
     assert out["online_new_class_end_fraction"] == 0.8
+
+
+def test_drift_figures_are_block_accuracies_from_the_totals():
+    scenario = SCENARIOS["drift-W"]  # blocks of 10,000 trials, drift from 20,000
+    assert scenario.block == scenario.eval_every == 10_000
+
+    def trace(rate_of) -> ArmTrace:
+        t, scored, correct = ArmTrace(), 0.0, 0.0
+        for n in range(0, 220_001, 500):
+            t.totals.append((float(n), scored, correct))
+            scored, correct = scored + 500, correct + 500 * rate_of(n)
+        return t
+
+    # 90 % correct, but 80 % over the 10,000 trials after 100,000 (one bad block)
+    online = trace(lambda n: 0.8 if 100_000 <= n < 110_000 else 0.9)
+    frozen = trace(lambda n: 0.9 if n < 20_000 else 0.6)
+    out = figures(scenario, {"frozen": frozen, "online": online})
+    assert out["online_pre_fraction"] == 0.9 and out["online_worst_drop_points"] == 10.0
+    assert out["online_end_drop_points"] == 0.0
+    assert out["frozen_worst_drop_points"] == 30.0

@@ -147,6 +147,7 @@ async def test_online_learning_predictions_and_parameter_stream():
     per_class = [m[f"accuracy.class{k}"] for k in range(3)]
     assert "accuracy.class3" not in m and min(per_class) > 0.3
     assert min(per_class) <= m["accuracy"] <= max(per_class)
+    assert m["scored.trials"] == 6000 and 0.5 * 6000 < m["scored.correct"] < 6000
     # the published parameter stream reproduces the learner's parameters
     replica = ParameterReplica()
     for _t, msg in client.messages:

@@ -74,6 +74,7 @@ def test_sliding_accuracy_window():
     assert acc.accuracy == 0.5 and acc.loss == 2.0 and acc.count == 2
     acc.add(np.array([True, True, True, True]), np.array([0.5, 0.5, np.inf, 0.5]))
     assert acc.accuracy == 1.0 and acc.count == 4 and acc.total == 6
+    assert acc.correct_total == 5  # every trial ever added, not only the window's
     assert acc.loss == 0.5  # the non-finite loss is left out of the mean
     with pytest.raises(ParameterError):
         acc.add(np.array([1, 0]), np.array([0.0, 0.0]))
