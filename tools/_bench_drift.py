@@ -36,6 +36,7 @@ from delgrad.protocols import Metrics, ProtocolError, decode, topic, transport_f
 from delgrad.runtime import atomic_write
 from delgrad.tools._bench_e2e import DELGRAD, stop_process
 from delgrad.tools._mosquitto import Mosquitto
+from delgrad.tools._toml import write_toml
 
 ARMS = ("frozen", "online")
 
@@ -135,26 +136,6 @@ def sensor_args(scenario: Scenario, seed: int, rate: float) -> list[str]:
     ]
 
 
-def _toml_value(value: Any) -> str:
-    return json.dumps(value)
-
-
-def write_config(path: Path, data: dict[str, Any]) -> Path:
-    """A run configuration as TOML: top-level keys, tables and one level of sub-tables."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for name, table in data.items():
-        if not isinstance(table, dict):
-            continue
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
-        for sub, inner in table.items():
-            if isinstance(inner, dict):
-                lines.append(f"[{name}.{sub}]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in inner.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @dataclass
 class ArmTrace:
     """What one arm's metrics said: (stream trials, accuracy, degraded, steps)."""
@@ -238,7 +219,7 @@ async def run_arms(
             drift = drift_table(scenario, seed)
             if drift:
                 data["driver"]["drift"] = drift
-            config = write_config(work / f"{arm}.toml", data)
+            config = write_toml(work / f"{arm}.toml", data)
             with open(work / f"{arm}.log", "ab") as out:
                 runtimes.append(
                     subprocess.Popen(

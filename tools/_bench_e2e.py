@@ -47,6 +47,7 @@ from delgrad.protocols import (
     transport_from_url,
 )
 from delgrad.tools._mosquitto import Mosquitto
+from delgrad.tools._toml import write_toml
 
 __all__ = ["BENCHMARKS", "latency", "memory", "parse_overrides", "throughput"]
 
@@ -137,18 +138,6 @@ class Setup:
         return proc
 
 
-def _toml(config: dict[str, Any]) -> str:
-    lines = []
-    for key, value in config.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {json.dumps(value)}")
-    for key, value in config.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n"
-
-
 @contextlib.contextmanager
 def running(
     config: dict[str, Any] | None = None,
@@ -175,7 +164,7 @@ def running(
                 data.setdefault(key, {}).update(value)
             else:
                 data[key] = value
-        (folder / "run.toml").write_text(_toml(data))
+        write_toml(folder / "run.toml", data)
         with open(folder / "runtime.log", "ab") as log:
             runtime = subprocess.Popen(
                 [*DELGRAD, "run", "--config", str(folder / "run.toml"), "--quiet"],

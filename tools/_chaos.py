@@ -69,6 +69,7 @@ from delgrad.protocols import (
 )
 from delgrad.runtime.service import checkpoint_paths, checkpoint_problem
 from delgrad.tools._mosquitto import Mosquitto
+from delgrad.tools._toml import write_toml
 
 DEVICE = "chaos"
 DELGRAD = [sys.executable, "-m", "delgrad.tools"]
@@ -214,28 +215,20 @@ class _Runtime:
 
     def __init__(self, folder: Path, broker_url: str) -> None:
         self.folder = folder
-        self.config = folder / "run.toml"
-        self.config.write_text(
-            "\n".join(
-                [
-                    f'device = "{DEVICE}"',
-                    "[broker]",
-                    f'url = "{broker_url}"',
-                    f"max_packet_bytes = {MAX_PACKET_BYTES}",
-                    "[learning]",
-                    "step_every = 50",
-                    "[publish]",
-                    "metrics_period_s = 0.5",
-                    "heartbeat_period_s = 1.0",
-                    "snapshot_every = 10",
-                    "[checkpoint]",
-                    f'dir = "{folder / "checkpoints"}"',
-                    "period_s = 3.0",
-                    "[commands]",
-                    "max_age_s = 60.0",
-                ]
-            )
-            + "\n"
+        self.config = write_toml(
+            folder / "run.toml",
+            {
+                "device": DEVICE,
+                "broker": {"url": broker_url, "max_packet_bytes": MAX_PACKET_BYTES},
+                "learning": {"step_every": 50},
+                "publish": {
+                    "metrics_period_s": 0.5,
+                    "heartbeat_period_s": 1.0,
+                    "snapshot_every": 10,
+                },
+                "checkpoint": {"dir": str(folder / "checkpoints"), "period_s": 3.0},
+                "commands": {"max_age_s": 60.0},
+            },
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -56,6 +56,7 @@ from delgrad.runtime.service import EPOCH_SHIFT, checkpoint_paths, read_checkpoi
 from delgrad.tools._bench_e2e import DELGRAD, rss_bytes, stop_process
 from delgrad.tools._mosquitto import Mosquitto
 from delgrad.tools._soak_checks import SoakLedger
+from delgrad.tools._toml import write_toml
 
 DEVICE = "soak"
 #: The full soak of issue 23 (s): two hours.
@@ -248,23 +249,15 @@ class _Soak:
         return time.monotonic() - self.started_s
 
     def config(self) -> Path:
-        path = self.work / "run.toml"
-        path.write_text(
-            "\n".join(
-                [
-                    f'device = "{DEVICE}"',
-                    "[broker]",
-                    f'url = "{self.broker.url}"',
-                    "[publish]",
-                    "metrics_period_s = 1.0",
-                    "[checkpoint]",
-                    f'dir = "{self.ckpt}"',
-                    "period_s = 10.0",
-                ]
-            )
-            + "\n"
+        return write_toml(
+            self.work / "run.toml",
+            {
+                "device": DEVICE,
+                "broker": {"url": self.broker.url},
+                "publish": {"metrics_period_s": 1.0},
+                "checkpoint": {"dir": str(self.ckpt), "period_s": 10.0},
+            },
         )
-        return path
 
     def start_runtime(self) -> None:
         state = _newest_checkpoint(self.ckpt)

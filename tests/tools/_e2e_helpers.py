@@ -50,6 +50,7 @@ from delgrad.runtime import (
     predict,
     yinyang_split,
 )
+from delgrad.tools._toml import write_toml
 
 #: The ``delgrad`` command as a module (works without the console script on PATH).
 DELGRAD = [sys.executable, "-m", "delgrad.tools"]
@@ -69,27 +70,6 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 # ---- processes ---------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> Path:
-    """Write a one-level-nested mapping (sections of scalars) as TOML."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 class Processes:

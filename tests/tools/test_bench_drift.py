@@ -15,7 +15,7 @@ from delgrad.tools._bench_drift import (
     drift_table,
     figures,
     sensor_args,
-    write_config,
+    write_toml,
 )
 
 
@@ -29,7 +29,7 @@ def test_every_scenario_writes_a_config_the_service_accepts(tmp_path):
         drift = drift_table(scenario, seed=2)
         if drift:
             data["driver"]["drift"] = drift
-        path = write_config(tmp_path / f"{name}.toml", data)
+        path = write_toml(tmp_path / f"{name}.toml", data)
         config = run_config_from_dict(tomllib.loads(path.read_text()))
         spec = config.driver.drift
         assert spec.active == bool(scenario.drift), name
