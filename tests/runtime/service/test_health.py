@@ -147,3 +147,22 @@ def test_a_sparse_labelled_stream_whose_step_is_not_due_is_no_failure():
         "no learning step for 10 s while 100 labelled trials arrived (300 since the last step)"
     )
     assert raised == list(range(12, 40))  # it holds while steps stay away
+
+
+def test_a_recording_sent_again_is_counted_late_and_logged_once_with_the_remedy(caplog):
+    counters = Counters()
+    ingest = Ingest(IngestSection(us_per_tau=6.0, window_length=2.5), 4, counters, lambda i: None)
+    t_us = np.arange(0.0, 301.0, 3.0)  # 0 .. 300 us: windows of 15 us complete up to 300 us
+    events = SensorEvents(np.arange(t_us.size) % 4, t_us, "us")
+    assert ingest.stream(events, 0.0)
+    assert counters["events.late"] == 0
+    with caplog.at_level(logging.WARNING):
+        ingest.stream(events, 1.0)  # the same recording again, without --offset-us
+        ingest.stream(events, 2.0)
+    late = int(np.count_nonzero(t_us < 300.0))  # the event at 300 us is in an open window
+    assert counters["events.late"] == 2 * late
+    assert caplog.text.count("older than every open window") == 1
+    assert "--offset-us 300" in caplog.text and "events.late" in caplog.text
+    # events before the stream's origin are in no window: counted apart
+    ingest.stream(SensorEvents(np.array([0]), np.array([-30.0]), "us"), 3.0)
+    assert counters["events.unwindowed"] == 1
