@@ -261,17 +261,21 @@ async def stream_recording(
     """
     if not speed > 0 or not chunk_us > 0 or passes < 1 or not offset_us >= 0:
         raise ConfigError("speed and chunk_us must be > 0, passes >= 1, offset_us >= 0")
-    first_window = offset_us / plan.period_us
-    if abs(first_window - round(first_window)) > 1e-9:
+    first_window = round(offset_us / plan.period_us)
+    # the sensor prints where a stream ended in whole microseconds, so that value must
+    # come back in for any period (e.g. 99,999.999999 us at us_per_tau 33,333.333333)
+    if abs(offset_us - first_window * plan.period_us) > min(0.5, 0.25 * plan.period_us):
         raise ConfigError(
-            f"offset_us must be a whole number of window periods ({plan.period_us:g} us)"
+            f"offset_us must be a whole number of window periods ({plan.period_us:g} us), "
+            f"e.g. {first_window * plan.period_us:.0f}"
         )
+    offset_us = first_window * plan.period_us  # exactly on the device's window grid
     stop = asyncio.Event() if stop is None else stop
     ev_topic = topic(device, TopicKind.EVENTS_IN)
     lab_topic = topic(device, TopicKind.LABELS)
     stats = StreamStats()
     start = clock()
-    base_us, id_shift = offset_us, round(first_window)  # where the pass starts
+    base_us, id_shift = offset_us, first_window  # where the pass starts
     try:
         for p in range(passes):
             if p and plan_of_pass is not None:

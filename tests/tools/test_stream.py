@@ -84,6 +84,39 @@ async def test_stream_sends_events_then_labels_and_continues_after_an_offset():
         await stream_recording(Publisher(pub_t, "s2"), "dev", plan, offset_us=7.0)
 
 
+async def test_the_printed_offset_comes_back_in_for_any_us_per_tau():
+    # three tau per 100 ms window at us_per_tau 33333.333333: a period of 99,999.999999 us,
+    # which the sensor prints rounded to whole microseconds
+    bus = InProcessBus()
+    sub = await _collect(bus, "dev")
+    pub_t = bus.transport("sensor")
+    await pub_t.connect()
+    rec = _recording()
+    rec = EventRecording(
+        rec.t_us * 1000.0, rec.x, rec.y, rec.p, 2, 1,
+        LabelSpans(rec.labels.start_us * 1000.0, rec.labels.end_us * 1000.0, rec.labels.label),
+    )  # fmt: skip
+    plan = plan_stream(rec, PixelMapping(2, 1, us_per_tau=33333.333333), window_length=3.0)
+    first = await stream_recording(Publisher(pub_t, "s"), "dev", plan, speed=float("inf"))
+    printed = float(f"{first.end_us:.0f}")
+    assert printed != first.end_us  # the value a user copies is not on the grid
+    second = await stream_recording(
+        Publisher(pub_t, "s"), "dev", plan, speed=float("inf"), offset_us=printed
+    )
+    labels = []
+    for _ in range(2 * (first.event_messages + first.label_messages)):
+        msg = decode((await sub.recv()).payload).message
+        if isinstance(msg, Labels):
+            labels.append(msg.trial_ids)
+    n = len(plan.window_ids)
+    ids = np.concatenate(labels)
+    windows = round(first.end_us / plan.period_us)
+    np.testing.assert_array_equal(ids, np.concatenate([plan.window_ids, plan.window_ids + windows]))
+    assert second.end_us == pytest.approx(2 * first.end_us, abs=1e-6) and n >= 1
+    with pytest.raises(ConfigError, match=r"e\.g\. 100000"):
+        await stream_recording(Publisher(pub_t, "s"), "dev", plan, offset_us=printed + 10.0)
+
+
 async def test_stream_is_paced_by_the_clock():
     bus = InProcessBus()
     pub_t = bus.transport("sensor")
