@@ -69,6 +69,7 @@ class Ingest:
         self._warned_channels = False
         self._seen = np.zeros(n_inputs, dtype=bool)  # input channels that had an event
         self._windower_seen = {"late_events": 0, "unwindowed_events": 0}
+        self._last_event_s = 0.0  # when the last sensor_events message came (monotonic s)
         self._warned_late = False
 
     @property
@@ -112,6 +113,7 @@ class Ingest:
         whether any were queued."""
         times = np.asarray(msg.times) * self._scale(msg.time_unit)
         channels = np.asarray(msg.channels)
+        self._last_event_s = now
         self._counters.inc("events.received", channels.size)
         outside = int(np.count_nonzero(channels >= self._n_inputs))
         if outside:
@@ -135,6 +137,24 @@ class Ingest:
         self._count_unwindowed(msg.time_unit)
         if not len(trials.window_ids):
             return False
+        return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)
+
+    def idle_flush_in(self, now: float) -> float | None:
+        """Seconds until the started windows are due to be completed (``[ingest]
+        idle_flush_s`` after the last event; <= 0: due now), or None if none holds
+        an event or the flush is off."""
+        idle_s = self._config.idle_flush_s
+        if idle_s <= 0 or not self._windower.open_windows:
+            return None
+        return self._last_event_s + idle_s - now
+
+    def flush_idle(self, now: float) -> bool:
+        """Complete the started windows (the stream went quiet); returns whether any
+        trial was queued. Counted in ``windows.idle_flushed``."""
+        trials = self._windower.flush()
+        if not len(trials.window_ids):
+            return False
+        self._counters.inc("windows.idle_flushed", len(trials.window_ids))
         return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)
 
     def _count_unwindowed(self, time_unit: str) -> None:
