@@ -26,6 +26,7 @@ import numpy as np
 from delgrad.errors import ConfigError
 from delgrad.protocols import Labels, Publisher, SensorEvents, TopicKind, topic
 from delgrad.runtime.sources import EventRecording, PixelMapping, cut_windows
+from delgrad.tools._ack_window import AckWindow
 
 __all__ = [
     "StreamPlan",
@@ -274,6 +275,7 @@ async def stream_recording(
     ev_topic = topic(device, TopicKind.EVENTS_IN)
     lab_topic = topic(device, TopicKind.LABELS)
     stats = StreamStats()
+    sender = AckWindow(publisher, unpaced=not math.isfinite(speed))
     start = clock()
     base_us, id_shift = offset_us, first_window  # where the pass starts
     try:
@@ -297,12 +299,12 @@ async def stream_recording(
                 for s in range(a, b, MAX_EVENTS_PER_MESSAGE):
                     e = min(b, s + MAX_EVENTS_PER_MESSAGE)
                     msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + base_us, "us")
-                    await publisher.publish(ev_topic, msg)
+                    await sender.publish(ev_topic, msg)
                     stats.event_messages += 1
                     stats.events += e - s
                 if lb > la:
                     ids = plan.window_ids[la:lb] + id_shift
-                    await publisher.publish(lab_topic, Labels(ids, plan.window_labels[la:lb]))
+                    await sender.publish(lab_topic, Labels(ids, plan.window_labels[la:lb]))
                     stats.label_messages += 1
                     stats.labels += lb - la
                 a, la = b, lb

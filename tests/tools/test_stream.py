@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from delgrad.errors import ConfigError, ParameterError
 from delgrad.protocols import (
     InProcessBus,
     Labels,
+    MqttTransport,
     Publisher,
     SensorClient,
     SensorEvents,
@@ -145,3 +148,30 @@ async def test_sensor_client_publishes_events_and_labels():
     async with SensorClient(bus.transport("e"), device="mine") as sensor:
         with pytest.raises(ParameterError, match="channels"):
             await sensor.publish_events([-1], [1.0])
+
+
+@pytest.mark.broker
+async def test_an_unpaced_stream_loses_nothing_to_its_outgoing_queue(mosquitto) -> None:
+    # 4,000 messages as fast as the host encodes them, through a transport whose
+    # outgoing queue holds 200 QoS 0 messages: the broker's acknowledgements pace it
+    n = 4000
+    t = np.arange(n, dtype=np.float64) * 10.0 + 0.5  # one event per 10 us chunk
+    spans = LabelSpans(np.array([0.0]), np.array([n * 10.0]), np.array([1]))
+    zeros = np.zeros(n, np.int64)
+    rec = EventRecording(t, zeros, zeros, zeros.astype(np.int8), 1, 1, spans)
+    plan = plan_stream(rec, PixelMapping(1, 1, us_per_tau=1e6), window_length=1.0)
+    async with asyncio.timeout(60):
+        rx = MqttTransport("127.0.0.1", mosquitto.port, client_id="rx", inbox_capacity=10 * n)
+        tx = MqttTransport("127.0.0.1", mosquitto.port, client_id="tx", outbox_lossy_capacity=200)
+        async with rx, tx:
+            await rx.subscribe(subscription("dev"), qos=1)
+            stats = await stream_recording(
+                Publisher(tx, "s"), "dev", plan, speed=float("inf"), chunk_us=10.0
+            )
+            await tx.flush(timeout=10)
+            got = 0
+            while got < stats.event_messages + stats.label_messages:
+                await rx.recv(timeout=10)
+                got += 1
+    assert stats.event_messages == n and stats.events == n
+    assert tx.stats.dropped_out_lossy == 0 and tx.stats.dropped_out_reliable == 0
