@@ -231,8 +231,8 @@ class FileSource(_Cycler):
                 arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise ConfigError(f"{self.path}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ConfigError(f"{self.path}: not a readable .npz file ({exc})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{self.path}: not a readable .npz file ({exc or 'empty'})") from None
         offsets, channels, times, labels, unit = self._validate(arrays)
         super().__init__(offsets.size - 1, first_trial_id)
         self.time_unit = unit
