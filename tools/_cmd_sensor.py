@@ -293,7 +293,7 @@ def _is_trial_file(path: str) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             return "channels" in z.files and "times" in z.files
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return False  # read_events says what is wrong with it
 
 

@@ -31,6 +31,7 @@ from delgrad.errors import ConfigError
 from delgrad.protocols import TIME_UNITS, Labels, Publisher, SpikeBatch, TopicKind, topic
 from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
 from delgrad.runtime.sources import TrialLayout
+from delgrad.tools._ack_window import AckWindow
 
 __all__ = [
     "MAX_BURST_BATCHES",
@@ -230,8 +231,8 @@ class FileSource(_Cycler):
                 arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise ConfigError(f"{self.path}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ConfigError(f"{self.path}: not a readable .npz file ({exc})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{self.path}: not a readable .npz file ({exc or 'empty'})") from None
         offsets, channels, times, labels, unit = self._validate(arrays)
         super().__init__(offsets.size - 1, first_trial_id)
         self.time_unit = unit
@@ -524,13 +525,14 @@ async def stream_trials(
     pending: deque[Labels | None] = deque()
     start = clock()
     pacer = Pacer(batch / rate if math.isfinite(rate) else 0.0, start)
+    sender = AckWindow(publisher, unpaced=not math.isfinite(rate))
 
     async def release(keep: int) -> None:
         while len(pending) > keep:
             msg = pending.popleft()
             if msg is None:
                 continue
-            await publisher.publish(lab_topic, msg)
+            await sender.publish(lab_topic, msg)
             stats.label_messages += 1
             stats.labels += msg.trial_ids.size
 
@@ -558,7 +560,7 @@ async def stream_trials(
                 )
             times = convert_times(tb.times, source.time_unit, time_unit, us_per_tau)
             msg = SpikeBatch(tb.trial_ids, tb.offsets, tb.channels, times, time_unit)
-            await publisher.publish(ev_topic, msg)
+            await sender.publish(ev_topic, msg)
             pacer.sent()
             stats.event_messages += 1
             stats.trials += n

@@ -26,6 +26,7 @@ import numpy as np
 from delgrad.errors import ConfigError
 from delgrad.protocols import Labels, Publisher, SensorEvents, TopicKind, topic
 from delgrad.runtime.sources import EventRecording, PixelMapping, cut_windows
+from delgrad.tools._ack_window import AckWindow
 
 __all__ = [
     "StreamPlan",
@@ -261,17 +262,22 @@ async def stream_recording(
     """
     if not speed > 0 or not chunk_us > 0 or passes < 1 or not offset_us >= 0:
         raise ConfigError("speed and chunk_us must be > 0, passes >= 1, offset_us >= 0")
-    first_window = offset_us / plan.period_us
-    if abs(first_window - round(first_window)) > 1e-9:
+    first_window = round(offset_us / plan.period_us)
+    # the sensor prints where a stream ended in whole microseconds, so that value must
+    # come back in for any period (e.g. 99,999.999999 us at us_per_tau 33,333.333333)
+    if abs(offset_us - first_window * plan.period_us) > min(0.5, 0.25 * plan.period_us):
         raise ConfigError(
-            f"offset_us must be a whole number of window periods ({plan.period_us:g} us)"
+            f"offset_us must be a whole number of window periods ({plan.period_us:g} us), "
+            f"e.g. {first_window * plan.period_us:.0f}"
         )
+    offset_us = first_window * plan.period_us  # exactly on the device's window grid
     stop = asyncio.Event() if stop is None else stop
     ev_topic = topic(device, TopicKind.EVENTS_IN)
     lab_topic = topic(device, TopicKind.LABELS)
     stats = StreamStats()
+    sender = AckWindow(publisher, unpaced=not math.isfinite(speed))
     start = clock()
-    base_us, id_shift = offset_us, round(first_window)  # where the pass starts
+    base_us, id_shift = offset_us, first_window  # where the pass starts
     try:
         for p in range(passes):
             if p and plan_of_pass is not None:
@@ -293,12 +299,12 @@ async def stream_recording(
                 for s in range(a, b, MAX_EVENTS_PER_MESSAGE):
                     e = min(b, s + MAX_EVENTS_PER_MESSAGE)
                     msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + base_us, "us")
-                    await publisher.publish(ev_topic, msg)
+                    await sender.publish(ev_topic, msg)
                     stats.event_messages += 1
                     stats.events += e - s
                 if lb > la:
                     ids = plan.window_ids[la:lb] + id_shift
-                    await publisher.publish(lab_topic, Labels(ids, plan.window_labels[la:lb]))
+                    await sender.publish(lab_topic, Labels(ids, plan.window_labels[la:lb]))
                     stats.label_messages += 1
                     stats.labels += lb - la
                 a, la = b, lb

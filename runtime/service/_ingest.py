@@ -68,6 +68,9 @@ class Ingest:
         self._count = 0
         self._warned_channels = False
         self._seen = np.zeros(n_inputs, dtype=bool)  # input channels that had an event
+        self._windower_seen = {"late_events": 0, "unwindowed_events": 0}
+        self._last_event_s = 0.0  # when the last sensor_events message came (monotonic s)
+        self._warned_late = False
 
     @property
     def pending_trials(self) -> int:
@@ -110,6 +113,7 @@ class Ingest:
         whether any were queued."""
         times = np.asarray(msg.times) * self._scale(msg.time_unit)
         channels = np.asarray(msg.channels)
+        self._last_event_s = now
         self._counters.inc("events.received", channels.size)
         outside = int(np.count_nonzero(channels >= self._n_inputs))
         if outside:
@@ -130,9 +134,61 @@ class Ingest:
                 )
         self._mark_seen(channels)
         trials = self._windower.push(channels, times)
+        self._count_unwindowed(msg.time_unit)
         if not len(trials.window_ids):
             return False
         return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)
+
+    def idle_flush_in(self, now: float) -> float | None:
+        """Seconds until the started windows are due to be completed (``[ingest]
+        idle_flush_s`` after the last event; <= 0: due now), or None if none holds
+        an event or the flush is off."""
+        idle_s = self._config.idle_flush_s
+        if idle_s <= 0 or not self._windower.open_windows:
+            return None
+        return self._last_event_s + idle_s - now
+
+    def flush_idle(self, now: float) -> bool:
+        """Complete the started windows (the stream went quiet); returns whether any
+        trial was queued. Counted in ``windows.idle_flushed``."""
+        trials = self._windower.flush()
+        if not len(trials.window_ids):
+            return False
+        self._counters.inc("windows.idle_flushed", len(trials.window_ids))
+        return self._enqueue(np.asarray(trials.window_ids, dtype=np.int64), trials.t_in, now)
+
+    def _count_unwindowed(self, time_unit: str) -> None:
+        """Move the windower's late and unwindowed counts into the metrics
+        (``events.late``, ``events.unwindowed``); the first late events are logged with
+        the remedy (a stream that goes back in time is most often a recording sent
+        again without ``--offset-us``)."""
+        counts = self._windower.counters()
+        late = counts["late_events"] - self._windower_seen["late_events"]
+        unwindowed = counts["unwindowed_events"] - self._windower_seen["unwindowed_events"]
+        self._windower_seen.update(
+            late_events=counts["late_events"], unwindowed_events=counts["unwindowed_events"]
+        )
+        if unwindowed:
+            self._counters.inc("events.unwindowed", unwindowed)
+        if not late:
+            return
+        self._counters.inc("events.late", late)
+        if self._warned_late:
+            return
+        self._warned_late = True
+        period = self._config.window_period or self._config.window_length
+        # the first window the stream may still use, on the message's clock
+        resume = self._windower.next_window * period / self._scale(time_unit)
+        log.warning(
+            "dropping %d events older than every open window (the stream went back in "
+            "time; this device's windows are complete up to %.0f %s): a recording sent "
+            "again, or a second sensor on this device, must start after it (delgrad sensor "
+            "--offset-us %.0f); counted in events.late",
+            late,
+            resume,
+            "us" if time_unit == "us" else "tau_s",
+            resume if time_unit == "us" else resume * self._config.us_per_tau,
+        )
 
     def _enqueue(self, ids: np.ndarray, t_in: np.ndarray, now: float) -> bool:
         if len(ids) == 0:

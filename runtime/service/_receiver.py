@@ -65,7 +65,15 @@ class Receiver:
     async def loop(self, transport: Transport) -> None:
         """Receive, route and run queued commands until cancelled."""
         while True:
-            incoming = await transport.recv()
+            due_s = self._ingest.idle_flush_in(self._clock())
+            if due_s is not None and due_s <= 0:
+                if self._ingest.flush_idle(self._clock()):
+                    self._inference.wake()
+                continue
+            try:
+                incoming = await transport.recv(timeout=due_s)
+            except TimeoutError:
+                continue  # the stream went quiet: its started windows are due
             try:
                 self.handle(incoming.topic, incoming.payload, retained=incoming.retain)
             except (DelgradError, ValueError, TypeError, IndexError) as exc:

@@ -159,6 +159,10 @@ class IngestSection:
         us_per_tau: microseconds per model time unit, for streams in ``us``.
         window_length, window_period: cut a continuous (``sensor_events``) stream into
             trials; model units; period 0 = same as length.
+        idle_flush_s: when no event has come for this many seconds, the windows the
+            stream has started are completed with the events they hold, so a
+            recording's last sample is scored (0 = never; events that come later for
+            those windows are late, ``events.late``).
     """
 
     max_pending_trials: int = 20_000
@@ -166,6 +170,7 @@ class IngestSection:
     us_per_tau: float = 6.0
     window_length: float = 2.5
     window_period: float = 0.0
+    idle_flush_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,9 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     _check_continual(config)
     if config.ingest.window_period < 0:
         raise ConfigError("ingest.window_period must be >= 0")
+    idle_s = config.ingest.idle_flush_s
+    if not (0 <= idle_s <= 3600):
+        raise ConfigError(f"ingest.idle_flush_s must be in 0 .. 3600 s (0: off), got {idle_s!r}")
     keepalive_s = config.broker.keepalive_s
     if not 1 <= keepalive_s <= 65535:
         raise ConfigError(f"broker.keepalive_s must be in 1..65535, got {keepalive_s!r}")

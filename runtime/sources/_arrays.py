@@ -102,6 +102,8 @@ def read_npy(
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise _fail(path, "no such file") from None
+    except EOFError:  # numpy's word for an empty file
+        raise _fail(path, "the file is empty (no .npy header)") from None
     except (OSError, ValueError) as exc:
         raise _fail(path, f"not a readable .npy event array ({exc})") from None
     return _structured(path, arr, sensor_size)
@@ -198,8 +200,8 @@ def read_npz(
             a = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise _fail(path, "no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise _fail(path, f"not a readable .npz file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"not a readable .npz file ({exc or 'empty'})") from None
     if ("channels" in a and "times" in a) or ("idx" in a and "time" in a):
         return _trials(path, a, trial_period_us, us_per_tau)
     structured = [k for k, v in a.items() if v.dtype.names is not None]

@@ -16,6 +16,7 @@ plus the sensor size ``width`` x ``height`` and optional :class:`LabelSpans`
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from delgrad.errors import ConfigError
 __all__ = ["EventRecording", "LabelSpans", "read_label_file", "write_label_file"]
 
 LABEL_FILE_SUFFIX = ".labels.csv"
+log = logging.getLogger(__name__)
 _LABEL_HEADER = ("start_us", "end_us", "label")
 
 
@@ -180,7 +182,13 @@ def _label_path(recording: str | os.PathLike[str]) -> Path:
 
 
 def read_label_file(path: str | os.PathLike[str]) -> LabelSpans:
-    """Read a label side file: CSV with the header ``start_us,end_us,label``.
+    """Read a label side file: CSV whose header names ``start_us``, ``end_us`` and
+    ``label`` (in any order; an ``index`` column may come too and is ignored), one span
+    per row, times in microseconds on the recording's clock.
+
+    Spans must not overlap (one labelled twice with different classes is named as a
+    conflict); both are refused with their line numbers. Gaps between spans are
+    allowed (windows in them get no label) and logged once with their count.
 
     Raises:
         ConfigError: If the file is missing or malformed.
@@ -192,19 +200,71 @@ def read_label_file(path: str | os.PathLike[str]) -> LabelSpans:
         raise ConfigError(f"{path}: no such label file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: not a readable label file ({exc})") from None
-    if not rows or tuple(c.strip() for c in rows[0]) != _LABEL_HEADER:
-        raise ConfigError(f"{path}: a label file starts with the header {','.join(_LABEL_HEADER)}")
+    header = [c.strip() for c in rows[0]] if rows else []
+    unknown = sorted(set(header) - {*_LABEL_HEADER, "index"})
+    if not set(_LABEL_HEADER) <= set(header) or unknown or len(set(header)) < len(header):
+        raise ConfigError(
+            f"{path}: a label file starts with the header {','.join(_LABEL_HEADER)} "
+            f"(or index,{','.join(_LABEL_HEADER)}); got {','.join(header) or 'nothing'}"
+        )
+    cols = [header.index(name) for name in _LABEL_HEADER]
+    lines, values = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise ConfigError(
+                f"{path}, line {line}: {len(row)} fields, the header has {len(header)}"
+            )
+        try:
+            values.append([float(row[c]) for c in cols])
+        except ValueError as exc:
+            raise ConfigError(f"{path}, line {line}: label rows must be numbers ({exc})") from None
+        lines.append(line)
+    data = np.array(values, dtype=np.float64).reshape(-1, 3)
+    bad = np.flatnonzero(data[:, 2] != np.round(data[:, 2]))
+    if bad.size:
+        raise ConfigError(f"{path}, line {lines[bad[0]]}: labels must be integers")
     try:
-        data = np.array([[float(c) for c in r] for r in rows[1:] if r], dtype=np.float64)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: label rows must be numbers ({exc})") from None
-    data = data.reshape(-1, 3)
-    if data.shape[0] and not np.array_equal(data[:, 2], np.round(data[:, 2])):
-        raise ConfigError(f"{path}: labels must be integers")
-    try:
-        return LabelSpans(data[:, 0], data[:, 1], data[:, 2].astype(np.int64))
+        spans = LabelSpans(data[:, 0], data[:, 1], data[:, 2].astype(np.int64))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    _check_spans(path, spans, np.array(lines, dtype=np.int64))
+    return spans
+
+
+def _check_spans(path: str | os.PathLike[str], spans: LabelSpans, lines: NDArray[np.int64]) -> None:
+    """Refuse overlapping spans (naming a conflict) and log the gaps between them."""
+    if len(spans) < 2:
+        return
+    order = np.argsort(spans.start_us, kind="stable")
+    start, end, label = spans.start_us[order], spans.end_us[order], spans.label[order]
+    # each span against the latest end of those before it (catches spans inside others)
+    reach = np.maximum.accumulate(end)
+    hit = np.flatnonzero(start[1:] < reach[:-1])
+    if hit.size:
+        b = int(hit[0]) + 1
+        a = int(np.flatnonzero(end[:b] > start[b])[-1])
+        la, lb = int(lines[order[a]]), int(lines[order[b]])
+        what = "overlap"
+        if start[a] == start[b] and end[a] == end[b]:
+            what = "conflict" if label[a] != label[b] else "repeat"
+        raise ConfigError(
+            f"{path}, lines {min(la, lb)} and {max(la, lb)}: spans {what} "
+            f"({start[a]:.0f}-{end[a]:.0f} us label {label[a]}, "
+            f"{start[b]:.0f}-{end[b]:.0f} us label {label[b]}); a time has one label"
+        )
+    gaps = start[1:] - reach[:-1]
+    if np.any(gaps > 0):
+        big = int(np.argmax(gaps))
+        log.warning(
+            "%s: %d gaps between label spans, the largest %.0f us before line %d: windows "
+            "whose middle falls in one get no label (they are inferred, not learned from)",
+            path,
+            int(np.count_nonzero(gaps > 0)),
+            float(gaps[big]),
+            int(lines[order[big + 1]]),
+        )
 
 
 def write_label_file(path: str | os.PathLike[str], labels: LabelSpans) -> Path:

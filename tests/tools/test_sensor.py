@@ -425,3 +425,11 @@ async def test_cli_streams_to_mosquitto(mosquitto: Mosquitto) -> None:
     assert np.array_equal(ids, np.arange(300))
     assert all(e.message.channels.max() == 7 for e in events)
     assert np.array_equal(np.concatenate([e.message.trial_ids for e in labels]), ids)
+
+
+@pytest.mark.parametrize("name", ["empty.npy", "empty.npz", "empty.csv"])
+def test_an_empty_file_is_one_line_and_exit_2(tmp_path, name, capsys) -> None:
+    (tmp_path / name).write_bytes(b"")
+    assert main(["sensor", "--source", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from delgrad.errors import ConfigError, ParameterError
 from delgrad.protocols import (
     InProcessBus,
     Labels,
+    MqttTransport,
     Publisher,
     SensorClient,
     SensorEvents,
@@ -84,6 +87,39 @@ async def test_stream_sends_events_then_labels_and_continues_after_an_offset():
         await stream_recording(Publisher(pub_t, "s2"), "dev", plan, offset_us=7.0)
 
 
+async def test_the_printed_offset_comes_back_in_for_any_us_per_tau():
+    # three tau per 100 ms window at us_per_tau 33333.333333: a period of 99,999.999999 us,
+    # which the sensor prints rounded to whole microseconds
+    bus = InProcessBus()
+    sub = await _collect(bus, "dev")
+    pub_t = bus.transport("sensor")
+    await pub_t.connect()
+    rec = _recording()
+    rec = EventRecording(
+        rec.t_us * 1000.0, rec.x, rec.y, rec.p, 2, 1,
+        LabelSpans(rec.labels.start_us * 1000.0, rec.labels.end_us * 1000.0, rec.labels.label),
+    )  # fmt: skip
+    plan = plan_stream(rec, PixelMapping(2, 1, us_per_tau=33333.333333), window_length=3.0)
+    first = await stream_recording(Publisher(pub_t, "s"), "dev", plan, speed=float("inf"))
+    printed = float(f"{first.end_us:.0f}")
+    assert printed != first.end_us  # the value a user copies is not on the grid
+    second = await stream_recording(
+        Publisher(pub_t, "s"), "dev", plan, speed=float("inf"), offset_us=printed
+    )
+    labels = []
+    for _ in range(2 * (first.event_messages + first.label_messages)):
+        msg = decode((await sub.recv()).payload).message
+        if isinstance(msg, Labels):
+            labels.append(msg.trial_ids)
+    n = len(plan.window_ids)
+    ids = np.concatenate(labels)
+    windows = round(first.end_us / plan.period_us)
+    np.testing.assert_array_equal(ids, np.concatenate([plan.window_ids, plan.window_ids + windows]))
+    assert second.end_us == pytest.approx(2 * first.end_us, abs=1e-6) and n >= 1
+    with pytest.raises(ConfigError, match=r"e\.g\. 100000"):
+        await stream_recording(Publisher(pub_t, "s"), "dev", plan, offset_us=printed + 10.0)
+
+
 async def test_stream_is_paced_by_the_clock():
     bus = InProcessBus()
     pub_t = bus.transport("sensor")
@@ -112,3 +148,30 @@ async def test_sensor_client_publishes_events_and_labels():
     async with SensorClient(bus.transport("e"), device="mine") as sensor:
         with pytest.raises(ParameterError, match="channels"):
             await sensor.publish_events([-1], [1.0])
+
+
+@pytest.mark.broker
+async def test_an_unpaced_stream_loses_nothing_to_its_outgoing_queue(mosquitto) -> None:
+    # 4,000 messages as fast as the host encodes them, through a transport whose
+    # outgoing queue holds 200 QoS 0 messages: the broker's acknowledgements pace it
+    n = 4000
+    t = np.arange(n, dtype=np.float64) * 10.0 + 0.5  # one event per 10 us chunk
+    spans = LabelSpans(np.array([0.0]), np.array([n * 10.0]), np.array([1]))
+    zeros = np.zeros(n, np.int64)
+    rec = EventRecording(t, zeros, zeros, zeros.astype(np.int8), 1, 1, spans)
+    plan = plan_stream(rec, PixelMapping(1, 1, us_per_tau=1e6), window_length=1.0)
+    async with asyncio.timeout(60):
+        rx = MqttTransport("127.0.0.1", mosquitto.port, client_id="rx", inbox_capacity=10 * n)
+        tx = MqttTransport("127.0.0.1", mosquitto.port, client_id="tx", outbox_lossy_capacity=200)
+        async with rx, tx:
+            await rx.subscribe(subscription("dev"), qos=1)
+            stats = await stream_recording(
+                Publisher(tx, "s"), "dev", plan, speed=float("inf"), chunk_us=10.0
+            )
+            await tx.flush(timeout=10)
+            got = 0
+            while got < stats.event_messages + stats.label_messages:
+                await rx.recv(timeout=10)
+                got += 1
+    assert stats.event_messages == n and stats.events == n
+    assert tx.stats.dropped_out_lossy == 0 and tx.stats.dropped_out_reliable == 0

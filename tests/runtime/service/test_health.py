@@ -7,7 +7,9 @@ import logging
 import numpy as np
 import pytest
 
+from delgrad.errors import ConfigError
 from delgrad.protocols import SensorEvents, SpikeBatch
+from delgrad.runtime.service import run_config_from_dict
 from delgrad.runtime.service._health import HEALTH_CONDITIONS, HealthCheck
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._run_config import IngestSection
@@ -147,3 +149,72 @@ def test_a_sparse_labelled_stream_whose_step_is_not_due_is_no_failure():
         "no learning step for 10 s while 100 labelled trials arrived (300 since the last step)"
     )
     assert raised == list(range(12, 40))  # it holds while steps stay away
+
+
+def test_a_recording_sent_again_is_counted_late_and_logged_once_with_the_remedy(caplog):
+    counters = Counters()
+    ingest = Ingest(IngestSection(us_per_tau=6.0, window_length=2.5), 4, counters, lambda i: None)
+    t_us = np.arange(0.0, 301.0, 3.0)  # 0 .. 300 us: windows of 15 us complete up to 300 us
+    events = SensorEvents(np.arange(t_us.size) % 4, t_us, "us")
+    assert ingest.stream(events, 0.0)
+    assert counters["events.late"] == 0
+    with caplog.at_level(logging.WARNING):
+        ingest.stream(events, 1.0)  # the same recording again, without --offset-us
+        ingest.stream(events, 2.0)
+    late = int(np.count_nonzero(t_us < 300.0))  # the event at 300 us is in an open window
+    assert counters["events.late"] == 2 * late
+    assert caplog.text.count("older than every open window") == 1
+    assert "--offset-us 300" in caplog.text and "events.late" in caplog.text
+    # events before the stream's origin are in no window: counted apart
+    ingest.stream(SensorEvents(np.array([0]), np.array([-30.0]), "us"), 3.0)
+    assert counters["events.unwindowed"] == 1
+
+
+def test_idle_flush_completes_the_started_windows_once_the_stream_goes_quiet():
+    counters = Counters()
+    section = IngestSection(us_per_tau=6.0, window_length=2.5, idle_flush_s=2.0)
+    ingest = Ingest(section, 4, counters, lambda i: None)
+    assert ingest.idle_flush_in(0.0) is None  # nothing started
+    # events in windows 0 and 1 (15 us each): window 0 completes, window 1 is started
+    ingest.stream(SensorEvents(np.array([0, 1, 2]), np.array([1.0, 14.0, 20.0]), "us"), 10.0)
+    assert ingest.pending_trials == 1
+    assert ingest.idle_flush_in(11.5) == pytest.approx(0.5)
+    assert ingest.flush_idle(12.0) and ingest.pending_trials == 2
+    assert counters["windows.idle_flushed"] == 1 and ingest.idle_flush_in(13.0) is None
+    ids, t_in, _ = ingest.take(2)
+    assert list(ids) == [0, 1] and t_in[1, 2] == pytest.approx(20.0 / 6.0 - 2.5)
+    off = Ingest(IngestSection(idle_flush_s=0.0), 4, Counters(), lambda i: None)
+    off.stream(SensorEvents(np.array([0]), np.array([0.1])), 0.0)
+    assert off.idle_flush_in(100.0) is None  # 0: never
+
+
+async def test_a_recordings_last_window_is_scored_after_the_stream_ends():
+    from delgrad.protocols import InProcessBus, Labels, topic
+
+    from .test_service import DEVICE, Client, make_config, start_service, stop_service
+
+    bus = InProcessBus()
+    config = make_config(ingest={"idle_flush_s": 0.3, "window_length": 2.5})
+    async with Client(bus) as client:
+        service, transport, task = await start_service(bus, config)
+        # three windows of 2.5 tau_s, each with events; labels for all three
+        times = np.array([0.5, 1.0, 3.0, 3.5, 5.5, 6.0])
+        await client.publisher.publish(
+            topic(DEVICE, "events/in"),
+            SensorEvents(np.array([0, 1, 0, 2, 1, 3]), times, "tau_s"),
+        )
+        await client.publisher.publish(
+            topic(DEVICE, "labels"), Labels(np.array([0, 1, 2]), np.array([0, 1, 2]))
+        )
+        # windows 0 and 1 complete at once; window 2 only once the stream is quiet
+        await client.wait_for(lambda: service.counters["trials.processed"] == 3, timeout=5.0)
+        await stop_service(service, transport, task)
+    assert service.counters["windows.idle_flushed"] == 1
+    assert service.metrics()["join.joined"] == 3  # the last window was joined to its label
+
+
+@pytest.mark.parametrize("value", [-1.0, 3601.0, float("nan")])
+def test_idle_flush_range(value):
+    with pytest.raises(ConfigError, match=r"ingest.idle_flush_s"):
+        run_config_from_dict({"ingest": {"idle_flush_s": value}})
+    assert run_config_from_dict({"ingest": {"idle_flush_s": 0}}).ingest.idle_flush_s == 0

@@ -3,6 +3,7 @@ format's spec) and decoded exactly into the one layout."""
 
 from __future__ import annotations
 
+import logging
 import struct
 import sys
 
@@ -344,6 +345,46 @@ def test_label_side_file_is_found_beside_the_recording(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match="header start_us,end_us,label"):
         read_label_file(tmp_path / "bad.csv")
+
+
+def test_label_files_in_the_index_layout_and_any_column_order(tmp_path):
+    (tmp_path / "a.csv").write_text("index,start_us,end_us,label\n0,0,100,3\n1,100,250,5\n")
+    (tmp_path / "b.csv").write_text("label,end_us,start_us\n3,100,0\n\n5,250,100\n")
+    for name in ("a.csv", "b.csv"):
+        spans = read_label_file(tmp_path / name)
+        np.testing.assert_array_equal(spans.label, [3, 5])
+        np.testing.assert_array_equal(spans.end_us, [100.0, 250.0])
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        # the same span twice with two classes: the conflict, with both lines
+        ("0,100,3\n100,200,4\n0,100,5\n", r"lines 2 and 4: spans conflict \(0-100 us label 3"),
+        ("0,100,3\n50,200,4\n", r"lines 2 and 3: spans overlap"),
+        ("0,1000,3\n200,300,4\n", r"lines 2 and 3: spans overlap"),  # one inside another
+        ("0,100,3\n0,100,3\n", r"lines 2 and 3: spans repeat"),
+        ("0,100,3\n100,200\n", r"line 3: 2 fields, the header has 3"),
+        ("0,100,3\n100,200,x\n", r"line 3: label rows must be numbers"),
+        ("0,100,3\n100,200,1.5\n", r"line 3: labels must be integers"),
+    ],
+)
+def test_label_files_refuse_overlaps_and_conflicts_with_line_numbers(tmp_path, rows, match):
+    (tmp_path / "l.csv").write_text("start_us,end_us,label\n" + rows)
+    with pytest.raises(ConfigError, match=match):
+        read_label_file(tmp_path / "l.csv")
+
+
+def test_label_file_gaps_are_logged_once_and_kept(tmp_path, caplog):
+    (tmp_path / "l.csv").write_text("start_us,end_us,label\n0,100,3\n150,200,4\n700,800,5\n")
+    with caplog.at_level(logging.WARNING):
+        spans = read_label_file(tmp_path / "l.csv")
+    assert len(spans) == 3 and caplog.text.count("gaps between label spans") == 1
+    assert "2 gaps" in caplog.text and "largest 500 us before line 4" in caplog.text
+    np.testing.assert_array_equal(spans.at([120.0, 160.0]), [-1, 4])
+    (tmp_path / "x.csv").write_text("start_us,end_us,label,extra\n")
+    with pytest.raises(ConfigError, match="got start_us,end_us,label,extra"):
+        read_label_file(tmp_path / "x.csv")
 
 
 def test_recording_validates_its_arrays():
