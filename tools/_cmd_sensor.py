@@ -34,7 +34,13 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
-from delgrad.runtime.sources import PixelMapping, Shift, parse_shift, read_events
+from delgrad.runtime.sources import (
+    EventRecording,
+    PixelMapping,
+    Shift,
+    parse_shift,
+    read_events,
+)
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._sensor import (
@@ -119,6 +125,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--chunk-ms", type=float, default=10.0, metavar="MS", help="recording time per message"
     )
+    part = rec.add_mutually_exclusive_group()
+    part.add_argument(
+        "--samples",
+        metavar="A:B",
+        help="stream only samples A .. B-1 (label spans in time order), e.g. 0:200",
+    )
+    part.add_argument(
+        "--start-us", type=float, metavar="US", help="stream only events at or after US"
+    )
+    rec.add_argument("--end-us", type=float, metavar="US", help="stream only events before US")
     parser.add_argument(
         "--split",
         choices=("train", "validation", "test"),
@@ -304,8 +320,29 @@ class _Recording(NamedTuple):
     plan_of_pass: Callable[[int], StreamPlan] | None = None
 
 
+def _part(args: argparse.Namespace, rec: EventRecording) -> EventRecording:
+    """The part of ``rec`` that ``--samples`` or ``--start-us``/``--end-us`` choose."""
+    if args.samples is not None:
+        if args.end_us is not None:
+            raise ConfigError("--samples and --end-us choose the part twice: give one")
+        first, _, stop = args.samples.partition(":")
+        try:
+            a, b = int(first), int(stop)
+        except ValueError:
+            raise ConfigError(
+                f"--samples wants A:B (whole numbers), got {args.samples!r}"
+            ) from None
+        return rec.samples(a, b)
+    if args.start_us is None and args.end_us is None:
+        return rec
+    start = -math.inf if args.start_us is None else args.start_us
+    end = math.inf if args.end_us is None else args.end_us
+    return rec.between(start, end)
+
+
 def _plan(args: argparse.Namespace, shift: Shift | None) -> _Recording:
     rec = read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau)
+    rec = _part(args, rec)
     roi = _ints(args.roi, (4,), "--roi")
     pool = _ints(args.pool, (1, 2), "--pool") or (1,)
     mapping = PixelMapping(
@@ -379,6 +416,11 @@ def _source(args: argparse.Namespace) -> TrialSource | _Recording:
     if _is_trial_file(args.source):
         trials = FileSource(args.source, first_trial_id=args.first_trial_id)
         return trials if shift is None else _shifted_trials(args, trials, shift, args.source)
+    if args.count is not None:
+        raise ConfigError(
+            "--count counts trials of a trial stream; for a recording choose a part with "
+            "--samples A:B or --start-us/--end-us (or stop after --duration seconds)"
+        )
     return _plan(args, shift)
 
 
@@ -403,6 +445,8 @@ async def _main(
     try:
         if isinstance(source, _Recording):
             plan = source.plan
+            if args.duration is not None:  # wall-clock seconds, as for trial streams
+                loop.call_later(args.duration, stop.set)
             print(
                 f"sensor: streaming {args.source} to device {args.device} at "
                 f"{transport.host}:{transport.port}: {plan.t_us.size} events on "

@@ -175,6 +175,57 @@ class EventRecording:
         """The same events with other labels."""
         return EventRecording(self.t_us, self.x, self.y, self.p, self.width, self.height, labels)
 
+    def between(self, start_us: float, end_us: float) -> EventRecording:
+        """The events in ``[start_us, end_us)`` and the label spans that lie inside it
+        (times unchanged, so a part streamed keeps its place on the recording's clock).
+
+        Raises:
+            ConfigError: If the part is empty or ``end_us <= start_us``.
+        """
+        if not end_us > start_us:
+            raise ConfigError(
+                f"the part must end after it starts, got {start_us:g} .. {end_us:g} us"
+            )
+        keep = (self.t_us >= start_us) & (self.t_us < end_us)
+        if not keep.any():
+            raise ConfigError(
+                f"no event in {start_us:.0f} .. {end_us:.0f} us (the recording has events in "
+                f"{self.t_us[0]:.0f} .. {self.t_us[-1]:.0f} us)"
+                if len(self)
+                else "the recording holds no events"
+            )
+        labels = self.labels
+        if labels is not None:
+            inside = (labels.start_us >= start_us) & (labels.end_us <= end_us)
+            labels = LabelSpans(
+                labels.start_us[inside], labels.end_us[inside], labels.label[inside]
+            )
+        return EventRecording(
+            self.t_us[keep],
+            self.x[keep],
+            self.y[keep],
+            self.p[keep],
+            self.width,
+            self.height,
+            labels,
+        )
+
+    def samples(self, first: int, stop: int) -> EventRecording:
+        """Samples (label spans, in time order) ``first .. stop - 1`` and their events.
+
+        Raises:
+            ConfigError: Without labels, or outside ``0 .. number of spans``.
+        """
+        if self.labels is None or not len(self.labels):
+            raise ConfigError("a range of samples needs labels (a label side file)")
+        n = len(self.labels)
+        if not 0 <= first < stop <= n:
+            raise ConfigError(f"samples {first}:{stop} are not within the recording's 0:{n}")
+        order = np.argsort(self.labels.start_us, kind="stable")
+        return self.between(
+            float(self.labels.start_us[order[first]]), float(self.labels.end_us[order[stop - 1]])
+        )
+
 
 def _label_path(recording: str | os.PathLike[str]) -> Path:
     path = Path(recording)

@@ -433,3 +433,24 @@ def test_an_empty_file_is_one_line_and_exit_2(tmp_path, name, capsys) -> None:
     assert main(["sensor", "--source", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--samples", "x"], "--samples wants A:B"),
+        (["--samples", "0:9"], "not within the recording's 0:2"),
+        (["--samples", "0:1", "--end-us", "5"], "choose the part twice"),
+        (["--count", "10"], "--count counts trials of a trial stream"),
+        (["--start-us", "5000"], "no event in 5000 .. inf us"),
+    ],
+)
+def test_recording_part_options_are_checked(tmp_path, extra, match, capsys) -> None:
+    t = np.array([0, 10, 20, 30], np.int64)
+    events = np.zeros(4, dtype=[("t", np.int64), ("x", np.int64), ("y", np.int64), ("p", np.int64)])
+    events["t"] = t
+    np.save(tmp_path / "r.npy", events)
+    (tmp_path / "r.npy.labels.csv").write_text("start_us,end_us,label\n0,20,1\n20,40,2\n")
+    assert main(["sensor", "--source", str(tmp_path / "r.npy"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -387,6 +387,29 @@ def test_label_file_gaps_are_logged_once_and_kept(tmp_path, caplog):
         read_label_file(tmp_path / "x.csv")
 
 
+def test_a_part_of_a_recording_by_time_or_by_samples():
+    t = np.arange(0.0, 1000.0, 10.0)  # 100 events, one every 10 us
+    zeros = np.zeros(t.size, np.int64)
+    spans = LabelSpans(
+        np.array([0.0, 300.0, 600.0]), np.array([300.0, 600.0, 1000.0]), np.arange(3)
+    )
+    rec = EventRecording(t, zeros, zeros, zeros.astype(np.int8), 1, 1, spans)
+    part = rec.between(250.0, 700.0)
+    np.testing.assert_array_equal(part.t_us, np.arange(250.0, 700.0, 10.0))
+    assert part.labels is not None and list(part.labels.label) == [1]  # spans inside only
+    tail = rec.samples(1, 3)  # the second and third sample, as they lie on the clock
+    np.testing.assert_array_equal(tail.t_us, np.arange(300.0, 1000.0, 10.0))
+    assert tail.labels is not None and list(tail.labels.label) == [1, 2]
+    with pytest.raises(ConfigError, match="not within the recording's 0:3"):
+        rec.samples(2, 4)
+    with pytest.raises(
+        ConfigError, match=r"no event in 2000 .. 3000 us \(the recording has events in 0 .. 990"
+    ):
+        rec.between(2000.0, 3000.0)
+    with pytest.raises(ConfigError, match="needs labels"):
+        rec.with_labels(None).samples(0, 1)
+
+
 def test_recording_validates_its_arrays():
     with pytest.raises(ConfigError, match="outside the 4 x 4 sensor"):
         EventRecording(np.zeros(1), np.array([4]), np.array([0]), np.array([1]), 4, 4)
