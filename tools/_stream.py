@@ -56,6 +56,7 @@ class StreamPlan:
         period_us: window period in microseconds.
         n_channels: input channels of the mapping.
         dropped: events the mapping left out (outside the ROI or dropped polarity).
+        origin_us: the recording's time of the stream's origin (where ``t_us`` is 0).
     """
 
     channels: np.ndarray
@@ -67,6 +68,7 @@ class StreamPlan:
     period_us: float
     n_channels: int
     dropped: int
+    origin_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,8 @@ def plan_on_grid(
         period_us=grid.period_us,
         n_channels=mapping.n_channels,
         dropped=mapped.dropped,
+        # with windows cut out, a time of the stream is no longer one of the recording
+        origin_us=grid.origin_us if cut is None or not cut.any() else math.nan,
     )
 
 
@@ -207,14 +211,28 @@ class StreamStats:
     elapsed_s: float = 0.0
     end_us: float = 0.0
     stopped: bool = False
+    #: where a stream stopped within a pass: microseconds of the pass sent, and the
+    #: recording's time there (None: every pass it began was sent whole)
+    stopped_in_pass_us: float | None = None
+    stopped_at_recording_us: float | None = None
 
     def summary(self) -> str:
         """One line for humans."""
-        return (
+        sent = (
             f"sent {self.events} events in {self.event_messages} messages and "
             f"{self.labels} window labels in {self.label_messages} messages, "
-            f"{self.passes} pass(es) in {self.elapsed_s:.2f} s; the stream ended at "
-            f"{self.end_us:.0f} us (continue after it with --offset-us {self.end_us:.0f})"
+        )
+        at = self.stopped_at_recording_us
+        if self.stopped_in_pass_us is None or at is None or not math.isfinite(at):
+            return sent + (
+                f"{self.passes} pass(es) in {self.elapsed_s:.2f} s; the stream ended at "
+                f"{self.end_us:.0f} us (continue after it with --offset-us {self.end_us:.0f})"
+            )
+        return sent + (
+            f"in {self.elapsed_s:.2f} s; stopped {self.stopped_in_pass_us:.0f} us into pass "
+            f"{self.passes + 1} (recording time {self.stopped_at_recording_us:.0f} us), the "
+            f"device's stream at {self.end_us:.0f} us: send the rest with --start-us "
+            f"{self.stopped_at_recording_us:.0f} --offset-us {self.end_us:.0f}"
         )
 
 
@@ -288,6 +306,7 @@ async def stream_recording(
                 plan.window_end_us, np.arange(1, n_chunks + 1) * chunk_us, side="right"
             )
             a = la = 0
+            sent_us = 0.0
             for c in range(n_chunks):
                 if stop.is_set():
                     break
@@ -296,6 +315,8 @@ async def stream_recording(
                     b, lb = plan.t_us.size, plan.window_ids.size
                 due = ((c + 1) * chunk_us + base_us - offset_us) / 1e6 / speed
                 await _sleep_until(stop, start + due - clock() if math.isfinite(speed) else 0.0)
+                if stop.is_set():
+                    break
                 for s in range(a, b, MAX_EVENTS_PER_MESSAGE):
                     e = min(b, s + MAX_EVENTS_PER_MESSAGE)
                     msg = SensorEvents(plan.channels[s:e], plan.t_us[s:e] + base_us, "us")
@@ -308,6 +329,15 @@ async def stream_recording(
                     stats.label_messages += 1
                     stats.labels += lb - la
                 a, la = b, lb
+                sent_us = min((c + 1) * chunk_us, plan.span_us)
+            if stop.is_set() and sent_us < plan.span_us:
+                # stopped within the pass: the device's stream reached the window after
+                # the last events sent, and the rest of the recording starts there
+                reached = math.ceil(sent_us / plan.period_us) * plan.period_us
+                stats.end_us = base_us + reached
+                stats.stopped_in_pass_us = sent_us
+                stats.stopped_at_recording_us = plan.origin_us + sent_us
+                break
             stats.passes += 1
             base_us += plan.span_us
             id_shift += round(plan.span_us / plan.period_us)

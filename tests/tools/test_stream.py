@@ -175,3 +175,37 @@ async def test_an_unpaced_stream_loses_nothing_to_its_outgoing_queue(mosquitto) 
                 got += 1
     assert stats.event_messages == n and stats.events == n
     assert tx.stats.dropped_out_lossy == 0 and tx.stats.dropped_out_reliable == 0
+
+
+async def test_a_stopped_stream_reports_where_it_really_stopped() -> None:
+    # 100 windows of 30 us, one event each; stopped after the chunk that ends at 300 us
+    n = 100
+    t = np.arange(n, dtype=np.float64) * 30.0 + 1000.0 + 5.0  # recording clock from 1000 us
+    spans = LabelSpans(np.array([1000.0]), np.array([1000.0 + 30.0 * n]), np.array([1]))
+    zeros = np.zeros(n, np.int64)
+    rec = EventRecording(t, zeros, zeros, zeros.astype(np.int8), 1, 1, spans)
+    plan = plan_stream(rec, PixelMapping(1, 1, us_per_tau=10.0), window_length=3.0)
+    bus = InProcessBus()
+    pub_t = bus.transport("sensor")
+    await pub_t.connect()
+    stop = asyncio.Event()
+    calls = [0.0]
+
+    def clock() -> float:  # 1 s per call (always late: no waiting); stop after 10 chunks
+        calls[0] += 1.0
+        if calls[0] > 11:
+            stop.set()
+        return calls[0]
+
+    stats = await stream_recording(
+        Publisher(pub_t, "s"), "dev", plan, speed=1.0, chunk_us=30.0,
+        offset_us=600.0, stop=stop, clock=clock,
+    )  # fmt: skip
+    assert stats.stopped and stats.passes == 0 and stats.events < n
+    sent_us = stats.events * 30.0  # one event per 30 us chunk, every chunk sent whole
+    assert stats.stopped_in_pass_us == sent_us
+    assert stats.stopped_at_recording_us == 1000.0 + sent_us
+    assert stats.end_us == 600.0 + sent_us  # the next whole window on the device
+    line = stats.summary()
+    assert f"--start-us {1000 + sent_us:.0f} --offset-us {600 + sent_us:.0f}" in line
+    assert "ended at" not in line
