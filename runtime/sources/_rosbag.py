@@ -11,8 +11,12 @@ definitions registered below (copied from the message packages, field for field)
 * ``event_camera_msgs/msg/EventPacket`` (ros-event-camera): the sensor size and
   the events as an encoded byte string. The ``evt3`` encoding (Prophesee's EVT
   3.0, what ``metavision_driver`` records) is decoded with faery: the packets of
-  a topic, in order, are the sensor's EVT 3.0 stream. The other encodings
-  (``libcaer_cmp``, ``libcaer``, ``mono``) are refused with a hint.
+  a topic, in order, are the sensor's EVT 3.0 stream. The ``mono`` encoding (what
+  iniVation cameras publish through ``libcaer_driver``) is one 64-bit word per
+  event: time in nanoseconds after the packet's ``time_base`` in bits 0-31, x in
+  32-47, y in 48-62, polarity in bit 63 (the layout of event_camera_codecs' mono
+  decoder), in the byte order ``is_bigendian`` names. The other encodings
+  (``libcaer_cmp``, ``libcaer``) are refused with a hint.
 """
 
 from __future__ import annotations
@@ -154,14 +158,16 @@ def _from_event_packets(
     path: str | os.PathLike[str], msgs: list[Any], sensor_size: tuple[int, int] | None
 ) -> EventRecording:
     encodings = sorted({str(m.encoding) for m in msgs})
-    if encodings and encodings != ["evt3"]:
+    if encodings and encodings not in (["evt3"], ["mono"]):
         raise ConfigError(
-            f"{path}: EventPacket encoding {', '.join(encodings)} is not supported (only evt3); "
-            "convert the bag with event_camera_tools, or record with metavision_driver"
+            f"{path}: EventPacket encoding {', '.join(encodings)} is not supported (evt3 or "
+            "mono, one per topic); convert the bag with event_camera_tools"
         )
     size = _size(msgs, sensor_size)
     if size is None:
         raise ConfigError(f"{path}: the EventPackets give no sensor size; pass sensor_size")
+    if encodings == ["mono"]:
+        return _from_mono_packets(path, msgs, size)
     payload = b"".join(bytes(np.asarray(m.events, dtype=np.uint8)) for m in msgs)
     header = f"% evt 3.0\n% format EVT3;width={size[0]};height={size[1]}\n"
     header += f"% geometry {size[0]}x{size[1]}\n"
@@ -172,3 +178,40 @@ def _from_event_packets(
             return read_evt(raw, sensor_size=size)
         except ConfigError as exc:
             raise ConfigError(f"{path}: EventPacket evt3 payload: {exc}") from None
+
+
+def _from_mono_packets(
+    path: str | os.PathLike[str], msgs: list[Any], size: tuple[int, int]
+) -> EventRecording:
+    parts: list[np.ndarray] = []
+    for k, m in enumerate(msgs):
+        body = bytes(np.asarray(m.events, dtype=np.uint8))
+        if len(body) % 8:
+            raise ConfigError(
+                f"{path}: EventPacket {k} (mono) holds {len(body)} bytes, not a whole number "
+                "of 8-byte events"
+            )
+        words = np.frombuffer(body, dtype=">u8" if m.is_bigendian else "<u8")
+        ns = np.uint64(int(m.time_base)) + (words & np.uint64(0xFFFFFFFF))
+        parts.append(
+            np.stack(
+                [
+                    ns,
+                    (words >> np.uint64(32)) & np.uint64(0xFFFF),
+                    (words >> np.uint64(48)) & np.uint64(0x7FFF),
+                    words >> np.uint64(63),
+                ]
+            )
+        )
+    cols = np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.uint64)
+    try:
+        return EventRecording(
+            cols[0].astype(np.float64) / 1000.0,
+            cols[1].astype(np.int64),
+            cols[2].astype(np.int64),
+            cols[3].astype(np.int8),
+            size[0],
+            size[1],
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: EventPacket mono payload: {exc}") from None

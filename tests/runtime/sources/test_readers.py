@@ -305,6 +305,47 @@ def test_ros2_bag_of_evt3_event_packets(tmp_path):
     _check(read_events(tmp_path / "bag", topic="/event_camera/events"))
 
 
+def _mono_words(t_ns: np.ndarray, base_ns: int, order: str) -> np.ndarray:
+    # event_camera_codecs' mono layout: ns after time_base | x << 32 | y << 48 | p << 63
+    words = (
+        (t_ns - base_ns).astype(np.uint64)
+        | (X[ORDER].astype(np.uint64) << np.uint64(32))
+        | (Y[ORDER].astype(np.uint64) << np.uint64(48))
+        | (P[ORDER].astype(np.uint64) << np.uint64(63))
+    )
+    return np.frombuffer(words.astype(order).tobytes(), dtype=np.uint8)
+
+
+def test_ros2_bag_of_mono_event_packets(tmp_path):
+    pytest.importorskip("rosbags")
+    store = event_typestore()
+    Packet = store.types["event_camera_msgs/msg/EventPacket"]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    t_ns = T[ORDER] * 1000
+    words = _mono_words(t_ns, 0, "<u8")
+    msgs = []
+    for k, (a, b, big) in enumerate([(0, 2, False), (2, 6, True)]):  # one packet big-endian
+        base = int(t_ns[a])  # each packet's own time base (ns)
+        body = _mono_words(t_ns, base, ">u8" if big else "<u8")[8 * a : 8 * b]
+        msg = Packet(
+            header=Header(stamp=Time(sec=k, nanosec=0), frame_id="cam"),
+            height=H, width=W, seq=k, time_base=base, encoding="mono",
+            is_bigendian=big, events=body,
+        )  # fmt: skip
+        msgs.append(("/dvs/events", "event_camera_msgs/msg/EventPacket", msg, k))
+    _write_bag(tmp_path / "bag", "mcap", msgs)
+    _check(read_events(tmp_path / "bag"))
+    cut = Packet(
+        header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""),
+        height=H, width=W, seq=0, time_base=0, encoding="mono", is_bigendian=False,
+        events=words[:12],
+    )  # fmt: skip
+    _write_bag(tmp_path / "cut", "mcap", [("/ev", "event_camera_msgs/msg/EventPacket", cut, 0)])
+    with pytest.raises(ConfigError, match="EventPacket 0 \\(mono\\) holds 12 bytes"):
+        read_events(tmp_path / "cut")
+
+
 def test_ros2_bag_unsupported_encoding_and_missing_topic(tmp_path):
     pytest.importorskip("rosbags")
     store = event_typestore()
