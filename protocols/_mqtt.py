@@ -195,8 +195,11 @@ class MqttTransport(Transport):
                 paho._sock_close()
         if isinstance(error, TransportError):
             raise error
+        hint = ""
+        if self.tls is None:  # a TLS listener answers a plain CONNECT with silence or a reset
+            hint = f" (if {self.port} is a TLS port, use mqtts://{self.host}:{self.port})"
         raise TransportError(
-            f"cannot connect to {self.host}:{self.port}: {self.last_error}"
+            f"cannot connect to {self.host}:{self.port}: {self.last_error}{hint}"
         ) from self.last_error
 
     async def close(self) -> None:
@@ -409,8 +412,27 @@ class MqttTransport(Transport):
         return TransportError(
             f"TLS handshake with {self.host}:{self.port} failed: {exc} "
             "(check the broker's certificate against tls_ca_file / ?ca=, "
-            "the host name, and the client certificate and key)"
+            "the host name, and the client certificate and key; if the port is not a TLS "
+            "port, use mqtt://)"
         )
+
+    def _first_connect_error(self, exc: BaseException) -> TransportError | None:
+        """The error that ends a first connect at once (retrying cannot help), or None."""
+        root = _os_error(exc)
+        where = f"cannot connect to {self.host}:{self.port}"
+        if isinstance(root, ConnectionRefusedError):
+            return TransportError(
+                f"{where}: connection refused (no broker listens there: start it, or check "
+                "the host and port)"
+            )
+        if isinstance(root, socket.gaierror):
+            return TransportError(f"{where}: unknown host ({root.strerror or root})")
+        if self.tls is None and isinstance(root, ConnectionResetError):
+            return TransportError(
+                f"{where}: the broker reset the connection at once; if {self.port} is a TLS "
+                f"port, use mqtts://{self.host}:{self.port}"
+            )
+        return None
 
     async def _supervise(self, first: asyncio.Future[None]) -> None:
         from aiomqtt import MqttError
@@ -453,6 +475,10 @@ class MqttTransport(Transport):
                     # say so at once instead of after the connect timeout
                     if not first.done():
                         first.set_exception(self._tls_error(exc))
+                    return
+                final = None if ever_up or first.done() else self._first_connect_error(exc)
+                if final is not None:  # no broker there: one line now, not a timeout
+                    first.set_exception(final)
                     return
             finally:
                 if self._up.is_set() and not self._closing.is_set():
@@ -618,6 +644,16 @@ def _guard_write_registration(client: Any) -> None:
         loop.call_soon_threadsafe(add)  # paho may call from connect()'s executor thread
 
     paho.on_socket_register_write = register
+
+
+def _os_error(exc: BaseException) -> BaseException | None:
+    """The OSError under ``exc`` (aiomqtt wraps the socket's error), if any."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _close_socket(client: Any) -> None:

@@ -6,6 +6,7 @@ a failed handshake ends quickly with a clear message."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from delgrad.errors import ConfigError, TransportError
 from delgrad.protocols import Command, Publisher, Reply, decode, topic, transport_from_url
 from delgrad.runtime.service import Service, run_config_from_dict
 from delgrad.tools import Mosquitto, mosquitto_binary
+from delgrad.tools._cli import main
 from delgrad.tools._run_app import build_online
 
 from .._pki import make_pki
@@ -142,6 +144,28 @@ async def test_untrusted_broker_or_missing_client_certificate_fails_fast(secure_
             await transport.connect()
         assert time.monotonic() - started < 5.0, url
         assert "TLS" in str(info.value), str(info.value)
+
+
+async def test_plain_mqtt_at_a_tls_port_names_the_other_scheme(secure_broker) -> None:
+    server, _pki = secure_broker
+    transport = transport_from_url(f"mqtt://127.0.0.1:{server.port}", client_id="p", timeout_s=1)
+    with pytest.raises(TransportError) as info:
+        await transport.connect()
+    assert f"use mqtts://127.0.0.1:{server.port}" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:{port}", "mqtt://no-such-host.invalid:1883"])
+def test_no_broker_there_is_one_line_and_exit_3(url, capsys) -> None:
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    for command in (["cmd", "demo", "status"], ["sensor", "--count", "1"]):
+        assert main([*command, "--broker", url.format(port=port)]) == 3
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "connection refused" in err or "unknown host" in err, err
+    assert time.monotonic() - started < 10.0  # two commands, neither waits out a timeout
 
 
 def test_tls_files_that_do_not_exist_are_a_config_error(tmp_path: Path) -> None:
