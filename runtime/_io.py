@@ -92,4 +92,7 @@ def load_network(path: str | os.PathLike[str]) -> Network:
     except NetworkFileError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise NetworkFileError(f"cannot read network file {path}: {exc}") from exc
+        why = str(exc) or "empty"
+        if "pickle" in why.lower():  # numpy's text suggests loading it unsafely: never here
+            why = "it holds pickled Python objects, which are never loaded (not a network file)"
+        raise NetworkFileError(f"cannot read network file {path}: {why}") from exc

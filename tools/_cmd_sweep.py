@@ -11,14 +11,25 @@ from delgrad.tools._sweep import run_sweep
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad sweep``."""
-    parser.add_argument("--hidden", type=int, nargs="+", default=[5, 10, 15, 20, 25, 30])
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[5, 10, 15, 20, 25, 30],
+        metavar="N",
+        help="hidden layer sizes (default 5 10 15 20 25 30)",
+    )
     parser.add_argument(
         "--delays",
         nargs="+",
         default=["none", "axonal", "dendritic", "synaptic"],
         choices=["none", "axonal", "dendritic", "synaptic"],
+        metavar="KIND",
+        help="delay kinds: none, axonal, dendritic, synaptic (default all four)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)"
+    )
     parser.add_argument("--epochs", type=int, help="override the recipes' 300 epochs")
     parser.add_argument("--jobs", type=int, help="parallel processes (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder")

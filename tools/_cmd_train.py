@@ -71,9 +71,16 @@ def _line(stats) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print a summary, and return the exit code."""
-    if args.list or not args.config:
+    if args.list:
         print("\n".join(shipped_configs()))
-        return ExitCode.OK if args.list else ExitCode.USAGE
+        return ExitCode.OK
+    if not args.config:
+        print(
+            "delgrad train: give a config: a TOML file, or one of the shipped ones: "
+            + ", ".join(shipped_configs()),
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     try:
         overrides = list(args.set)
         if args.threads is not None:

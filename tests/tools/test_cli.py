@@ -154,3 +154,19 @@ def _private_imports(path: Path) -> list[str]:
 def test_tools_import_only_public_names() -> None:
     wrong = [hit for path in sorted(TOOLS.rglob("*.py")) for hit in _private_imports(path)]
     assert not wrong, "private imports from other packages:\n" + "\n".join(wrong)
+
+
+def test_newcomer_messages(tmp_path: Path, capsys) -> None:
+    # a pickled file given as a network: our words, not numpy's advice to unpickle it
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert main(["export-nir", str(tmp_path / "obj.npy"), str(tmp_path / "o.nir")]) == 2
+    err = capsys.readouterr().err
+    assert "pickled Python objects, which are never loaded" in err and "allow_pickle" not in err
+    # train without a config: one line naming what to give, on stderr
+    assert main(["train"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("delgrad train: give a config") and "yinyang_hw_W" in err
+    # every sweep option says what it is
+    parser = argparse.ArgumentParser()
+    importlib.import_module("delgrad.tools._cmd_sweep").register(parser)
+    assert all(a.help for a in parser._actions if a.dest in {"hidden", "delays", "seeds"})
