@@ -35,14 +35,17 @@ from delgrad.protocols import (
     transport_from_url,
 )
 from delgrad.runtime.sources import (
-    EventRecording,
-    PixelMapping,
     Shift,
     parse_shift,
     read_events,
 )
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
+from delgrad.tools._recording_args import (
+    add_recording_arguments,
+    pixel_mapping,
+    recording_part,
+)
 from delgrad.tools._sensor import (
     FileSource,
     SensorStats,
@@ -98,22 +101,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="recording seconds per wall-clock second (default 1: real time; inf: unpaced)",
     )
-    rec.add_argument("--roi", metavar="X0,Y0,W,H", help="region of interest (default all)")
-    rec.add_argument("--pool", default="1", metavar="N|NX,NY", help="pixels per channel")
-    rec.add_argument(
-        "--polarity",
-        choices=("merge", "split", "on", "off"),
-        default="merge",
-        help="ON/OFF in one channel (merge), apart (split: 2 channels per cell) or one only",
-    )
-    rec.add_argument("--labels", metavar="FILE", help="label side file (start_us,end_us,label)")
-    rec.add_argument("--topic", help="event topic of a ROS 2 bag (default: the only one)")
-    rec.add_argument(
-        "--window-length", type=float, default=2.5, metavar="TAU", help="device window (2.5)"
-    )
-    rec.add_argument(
-        "--window-period", type=float, default=0.0, metavar="TAU", help="0: the length"
-    )
+    add_recording_arguments(rec)
     rec.add_argument("--passes", type=int, default=1, help="times the recording is sent (1)")
     rec.add_argument(
         "--offset-us",
@@ -125,16 +113,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--chunk-ms", type=float, default=10.0, metavar="MS", help="recording time per message"
     )
-    part = rec.add_mutually_exclusive_group()
-    part.add_argument(
-        "--samples",
-        metavar="A:B",
-        help="stream only samples A .. B-1 (label spans in time order), e.g. 0:200",
-    )
-    part.add_argument(
-        "--start-us", type=float, metavar="US", help="stream only events at or after US"
-    )
-    rec.add_argument("--end-us", type=float, metavar="US", help="stream only events before US")
     parser.add_argument(
         "--split",
         choices=("train", "validation", "test"),
@@ -290,18 +268,6 @@ def _shift(args: argparse.Namespace) -> Shift | None:
     return shift
 
 
-def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{what} must be integers separated by commas, got {text!r}") from None
-    if len(values) not in n:
-        raise ConfigError(f"{what} needs {' or '.join(map(str, n))} integers, got {text!r}")
-    return values
-
-
 def _is_trial_file(path: str) -> bool:
     """An .npz in the trial layout that FileSource streams as trials."""
     if not path.lower().endswith(".npz"):
@@ -320,39 +286,12 @@ class _Recording(NamedTuple):
     plan_of_pass: Callable[[int], StreamPlan] | None = None
 
 
-def _part(args: argparse.Namespace, rec: EventRecording) -> EventRecording:
-    """The part of ``rec`` that ``--samples`` or ``--start-us``/``--end-us`` choose."""
-    if args.samples is not None:
-        if args.end_us is not None:
-            raise ConfigError("--samples and --end-us choose the part twice: give one")
-        first, _, stop = args.samples.partition(":")
-        try:
-            a, b = int(first), int(stop)
-        except ValueError:
-            raise ConfigError(
-                f"--samples wants A:B (whole numbers), got {args.samples!r}"
-            ) from None
-        return rec.samples(a, b)
-    if args.start_us is None and args.end_us is None:
-        return rec
-    start = -math.inf if args.start_us is None else args.start_us
-    end = math.inf if args.end_us is None else args.end_us
-    return rec.between(start, end)
-
-
 def _plan(args: argparse.Namespace, shift: Shift | None) -> _Recording:
-    rec = read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau)
-    rec = _part(args, rec)
-    roi = _ints(args.roi, (4,), "--roi")
-    pool = _ints(args.pool, (1, 2), "--pool") or (1,)
-    mapping = PixelMapping(
-        rec.width,
-        rec.height,
-        roi=roi,  # type: ignore[arg-type]
-        pool=(pool[0], pool[-1]),
-        polarity=args.polarity,
-        us_per_tau=args.us_per_tau,
+    rec = recording_part(
+        args,
+        read_events(args.source, labels=args.labels, topic=args.topic, us_per_tau=args.us_per_tau),
     )
+    mapping = pixel_mapping(args, rec)
     if shift is None:
         return _Recording(
             plan_stream(
