@@ -74,9 +74,15 @@ class DataConfig:
     the sizes must sum to at most 1,797 (standard 1257 / 180 / 360).
     ``stream``: no offline data; the inputs come from a sensor stream (``delgrad run``
     with ``delgrad sensor --source FILE``), any number of inputs.
+    ``file``: trial files in the CSR layout (``offsets``, ``channels``, ``times`` in
+    tau_s, ``labels``), e.g. cut from a recording with ``delgrad events trials``:
+    ``train_file``, ``validation_file`` and ``test_file`` (the sizes are not used).
     """
 
-    dataset: Literal["yinyang", "digits", "stream"] = "yinyang"
+    dataset: Literal["yinyang", "digits", "stream", "file"] = "yinyang"
+    train_file: str = ""
+    validation_file: str = ""
+    test_file: str = ""
     train_size: int = 5000
     validation_size: int = 1000
     test_size: int = 1000
@@ -225,6 +231,16 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             f"{expected[1]} classes; set network.n_inputs = {expected[0]} and "
             f"network.n_outputs = {expected[1]} (got {net.n_inputs} and {net.n_outputs})"
         )
+    if config.data.dataset == "file":
+        missing = [
+            f"data.{k}" for k in ("train_file", "validation_file", "test_file")
+            if not getattr(config.data, k)
+        ]  # fmt: skip
+        if missing:
+            raise ConfigError(
+                f"data.dataset = 'file' needs {', '.join(missing)} (trial files, e.g. from "
+                "delgrad events trials)"
+            )
     if config.data.t_late <= config.data.t_early:
         raise ConfigError("data.t_late must be later than data.t_early")
     driver = DRIVER_ALIASES.get(config.training.driver, config.training.driver)

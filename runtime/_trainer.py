@@ -25,6 +25,7 @@ from delgrad.runtime._config import Config, config_from_dict
 from delgrad.runtime._digits import digits_split, encode_digits
 from delgrad.runtime._learner import HostObserver, Learner, Observer
 from delgrad.runtime._losses import LossResult, predict
+from delgrad.runtime._trial_file import read_trial_file
 from delgrad.runtime._yinyang import encode_yinyang, yinyang
 
 CHECKPOINT_FORMAT = "delgrad-train-checkpoint"
@@ -58,6 +59,11 @@ def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{config.name}: data.dataset = 'stream' has no offline split; stream a "
             "recording into delgrad run with delgrad sensor --source FILE"
         )
+    if data.dataset == "file":
+        path = getattr(data, f"{split}_file")
+        times, labels = read_trial_file(path, config.network.n_inputs)
+        times = np.repeat(times, config.network.input_repeat, axis=1)
+        return np.ascontiguousarray(times), labels
     if data.dataset == "digits":
         sizes = (data.train_size, data.validation_size, data.test_size)
         features, labels = digits_split(split, sizes=sizes)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("delgrad.tools._cmd_completion", "print a bash/zsh/tcsh completion script"),
     "digits": ("delgrad.tools._cmd_digits", "sklearn digits: baselines, N-MNIST-style event files"),
     "eval": ("delgrad.tools._cmd_eval", "test accuracy of a network file on a driver"),
+    "events": ("delgrad.tools._cmd_events", "cut a labelled event recording into a trial file"),
     "export-nir": ("delgrad.tools._cmd_export_nir", "write a network file as a NIR graph"),
     "hwstudy": ("delgrad.tools._cmd_hwstudy", "hardware recipes under both gradient rules"),
     "import-nir": ("delgrad.tools._cmd_import_nir", "read a NIR graph into a network file"),
