@@ -316,31 +316,31 @@ def _mono_words(t_ns: np.ndarray, base_ns: int, order: str) -> np.ndarray:
     return np.frombuffer(words.astype(order).tobytes(), dtype=np.uint8)
 
 
-def test_ros2_bag_of_mono_event_packets(tmp_path):
-    pytest.importorskip("rosbags")
+def _packet(encoding: str, events: np.ndarray, *, seq: int = 0, time_base: int = 0, big=False):
+    """An event_camera_msgs/EventPacket of the bag typestore."""
     store = event_typestore()
-    Packet = store.types["event_camera_msgs/msg/EventPacket"]
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
+    return store.types["event_camera_msgs/msg/EventPacket"](
+        header=Header(stamp=Time(sec=seq, nanosec=0), frame_id="cam"),
+        height=H, width=W, seq=seq, time_base=time_base, encoding=encoding,
+        is_bigendian=big, events=events,
+    )  # fmt: skip
+
+
+def test_ros2_bag_of_mono_event_packets(tmp_path):
+    pytest.importorskip("rosbags")
     t_ns = T[ORDER] * 1000
     words = _mono_words(t_ns, 0, "<u8")
     msgs = []
     for k, (a, b, big) in enumerate([(0, 2, False), (2, 6, True)]):  # one packet big-endian
         base = int(t_ns[a])  # each packet's own time base (ns)
         body = _mono_words(t_ns, base, ">u8" if big else "<u8")[8 * a : 8 * b]
-        msg = Packet(
-            header=Header(stamp=Time(sec=k, nanosec=0), frame_id="cam"),
-            height=H, width=W, seq=k, time_base=base, encoding="mono",
-            is_bigendian=big, events=body,
-        )  # fmt: skip
+        msg = _packet("mono", body, seq=k, time_base=base, big=big)
         msgs.append(("/dvs/events", "event_camera_msgs/msg/EventPacket", msg, k))
     _write_bag(tmp_path / "bag", "mcap", msgs)
     _check(read_events(tmp_path / "bag"))
-    cut = Packet(
-        header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""),
-        height=H, width=W, seq=0, time_base=0, encoding="mono", is_bigendian=False,
-        events=words[:12],
-    )  # fmt: skip
+    cut = _packet("mono", words[:12])
     _write_bag(tmp_path / "cut", "mcap", [("/ev", "event_camera_msgs/msg/EventPacket", cut, 0)])
     with pytest.raises(ConfigError, match="EventPacket 0 \\(mono\\) holds 12 bytes"):
         read_events(tmp_path / "cut")
@@ -348,20 +348,7 @@ def test_ros2_bag_of_mono_event_packets(tmp_path):
 
 def test_ros2_bag_unsupported_encoding_and_missing_topic(tmp_path):
     pytest.importorskip("rosbags")
-    store = event_typestore()
-    Packet = store.types["event_camera_msgs/msg/EventPacket"]
-    Header = store.types["std_msgs/msg/Header"]
-    Time = store.types["builtin_interfaces/msg/Time"]
-    msg = Packet(
-        header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""),
-        height=H,
-        width=W,
-        seq=0,
-        time_base=0,
-        encoding="libcaer_cmp",
-        is_bigendian=False,
-        events=np.zeros(8, np.uint8),
-    )
+    msg = _packet("libcaer_cmp", np.zeros(8, np.uint8))
     _write_bag(tmp_path / "bag", "mcap", [("/ev", "event_camera_msgs/msg/EventPacket", msg, 0)])
     with pytest.raises(ConfigError, match="encoding libcaer_cmp is not supported"):
         read_events(tmp_path / "bag")
