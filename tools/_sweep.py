@@ -13,14 +13,13 @@ import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from delgrad.runtime import atomic_write, resolve_config
 from delgrad.tools._plots import plot_sweep
+from delgrad.tools._process_pool import run_in_processes
 from delgrad.tools._train_run import run_training
 
 RECIPES = {
@@ -113,12 +112,10 @@ def run_sweep(
             on_done(row, len(rows), total)
     if todo:
         workers = jobs or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, run, str(out)) for run in todo]
-            for future in as_completed(futures):
-                rows.append(future.result())
-                if on_done is not None:
-                    on_done(rows[-1], len(rows), total)
+        for row in run_in_processes(_run_one, [(run, str(out)) for run in todo], workers):
+            rows.append(row)
+            if on_done is not None:
+                on_done(rows[-1], len(rows), total)
     order = {d: i for i, d in enumerate(RECIPES)}
     rows.sort(key=lambda r: (order.get(r["delay"], 9), r["hidden"], r["seed"]))
 
