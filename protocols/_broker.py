@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +66,22 @@ class _PacketTooLarge(ConnectionError):
     """A client sent a packet above the limit (ends its connection inside amqtt)."""
 
 
+class _QuietProtocolProbe(logging.Filter):
+    """Drops amqtt's two warnings about a client's MQTT 5 CONNECT: this broker speaks
+    3.1.1, and the clients here try 5 first and fall back at once (``protocol =
+    "auto"``), so every one of them would log them, into the demo's display too.
+    Other invalid connections keep their reason line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Invalid connection from"):
+            return False  # amqtt logs the reason next; that line stays unless it is this
+        return not ("Invalid protocol from" in text and text.rstrip().endswith(": 5"))
+
+
+_PROBE_FILTER = _QuietProtocolProbe()
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
@@ -118,6 +135,7 @@ class EmbeddedBroker:
             raise ParameterError("port must be in 0 .. 65535")
         self.password_file = password_file
         self.max_packet_bytes = int(max_packet_bytes)
+        logging.getLogger("amqtt.broker").addFilter(_PROBE_FILTER)  # once: one object
         self.host = host
         self._requested_port = int(port)
         self._port: int | None = None

@@ -5,6 +5,7 @@ refused at their header."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,18 @@ async def test_oversize_packet_is_refused_by_the_embedded_broker() -> None:
                 await asyncio.sleep(0.05)
             await tx.publish(topic, b"small", qos=0)
             assert (await rx.recv(timeout=5)).payload == b"small"
+
+
+async def test_our_clients_mqtt5_probe_leaves_no_broker_warning(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="amqtt"):
+        async with EmbeddedBroker() as broker:
+            transport = MqttTransport("127.0.0.1", broker.port, client_id="probe", timeout_s=5)
+            async with transport:  # tries MQTT 5, falls back to 3.1.1
+                pass
+    assert not [r for r in caplog.records if r.name.startswith("amqtt")], caplog.text
+    # a client that asks for another protocol level still gets its reason logged
+    other = logging.LogRecord(
+        "amqtt.broker", logging.WARNING, __file__, 1,
+        "Failed to initialize client session: Invalid protocol from (client @=x): 3", None, None,
+    )  # fmt: skip
+    assert logging.getLogger("amqtt.broker").filter(other)
