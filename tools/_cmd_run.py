@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from delgrad.errors import ConfigError, DelgradError, TransportError
-from delgrad.protocols import COMMAND_NAMES, parse_broker_url
+from delgrad.protocols import COMMAND_NAMES, BrokerAddress, parse_broker_url
 from delgrad.runtime import Learner, apply_overrides, load_network, read_toml, resolve_config
 from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
 from delgrad.tools._broker_opts import add_broker_arguments, broker_url, check_port
@@ -240,18 +240,55 @@ def command_prefix(argv0: str | None = None, executable: str | None = None) -> s
     return f"{shlex.quote(executable)} -m delgrad"
 
 
+#: Stands for the operator's user and certificate in the printed commands: the device's
+#: own identity must not be pasted into them (the ACL lets only an operator steer).
+OPERATOR = "OPERATOR"
+
+
+def operator_url(config: RunConfig) -> str | None:
+    """The broker URL for an operator, if the device's broker needs an identity (a
+    user or TLS): the device's host, port and CA, and ``OPERATOR`` for the user and
+    the client certificate; None for an anonymous plain broker."""
+    try:
+        address = parse_broker_url(config.broker.url)
+    except ConfigError:
+        return None
+    ca = address.tls_ca_file or config.broker.tls_ca_file or None
+    tls = address.tls or bool(ca)
+    client_cert = bool(address.tls_cert_file or config.broker.tls_cert_file)
+    if not (tls or address.username):
+        return None
+    return BrokerAddress(
+        address.host,
+        address.port,
+        username=OPERATOR if address.username else None,
+        tls=tls,
+        tls_ca_file=ca,
+        tls_cert_file=f"{OPERATOR}.pem" if client_cert else None,
+        tls_key_file=f"{OPERATOR}.key" if client_cert else None,
+        tls_insecure=address.tls_insecure or config.broker.tls_insecure,
+    ).url
+
+
 def attach_lines(config: RunConfig, service: Service | None = None) -> list[tuple[str, str]]:
     """(what, text) rows: the broker and the exact commands to watch and steer."""
     url, embedded = endpoint(config, service)
     where = " (embedded, this machine only)" if embedded else ""
-    broker = f" --broker {url}"
+    operator = None if embedded else operator_url(config)
+    broker = f" --broker {shlex.quote(operator or url)}"
     me = command_prefix()
-    return [
+    rows = [
         ("broker", f"{url}{where}"),
         ("watch", f"{me} monitor {config.device}{broker}"),
         ("steer", f"{me} cmd {config.device} pause{broker}"),
         ("", f"(or {', '.join(n for n in COMMAND_NAMES if n != 'pause')})"),
     ]
+    if operator is not None:
+        rows.append(
+            ("", f"(as an operator: put its user and certificate for {OPERATOR}, its "
+                 "password in $DELGRAD_MQTT_PASSWORD)")
+        )  # fmt: skip
+    return rows
 
 
 def attach_text(config: RunConfig, service: Service | None = None) -> str:

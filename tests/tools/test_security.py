@@ -6,6 +6,7 @@ a failed handshake ends quickly with a clear message."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
 import subprocess
 import time
@@ -19,6 +20,7 @@ from delgrad.protocols import Command, Publisher, Reply, decode, topic, transpor
 from delgrad.runtime.service import Service, run_config_from_dict
 from delgrad.tools import Mosquitto, mosquitto_binary
 from delgrad.tools._cli import main
+from delgrad.tools._cmd_run import attach_lines
 from delgrad.tools._run_app import build_online
 
 from .._pki import make_pki
@@ -173,3 +175,26 @@ def test_tls_files_that_do_not_exist_are_a_config_error(tmp_path: Path) -> None:
         transport_from_url(f"mqtts://h?ca={tmp_path / 'missing.pem'}", client_id=None)
     with pytest.raises(ConfigError, match="mqtts"):
         transport_from_url("mqtt://h", client_id=None, tls_ca_file="x.pem")
+
+
+async def test_printed_attach_lines_work_under_tls_as_the_operator(
+    secure_broker, monkeypatch
+) -> None:
+    server, pki = secure_broker
+    config = run_config_from_dict(
+        {"device": "dev1", "broker": {"url": tls_url(server.port, "dev1", pki)}}
+    )
+    rows = dict((k, v) for k, v in attach_lines(config) if k)
+    for key in ("watch", "steer"):
+        argv = shlex.split(rows[key])
+        url = argv[argv.index("--broker") + 1]
+        assert "dev1@" not in url and "dev1.pem" not in url and "dev1.key" not in url
+        assert f"ca={pki / 'ca.pem'}" in url and "OPERATOR@" in url
+    # pasted with the operator's user and certificate (as the note says), it connects
+    url = shlex.split(rows["steer"])[-1].replace("OPERATOR", "operator")
+    url = url.replace("operator.pem", str(pki / "operator.pem")).replace(
+        "operator.key", str(pki / "operator.key")
+    )
+    monkeypatch.setenv("DELGRAD_MQTT_PASSWORD", PASSWORDS["operator"])
+    async with transport_from_url(url, client_id="operator-1", timeout_s=5) as transport:
+        assert transport.connected
