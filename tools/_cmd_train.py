@@ -61,12 +61,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list shipped configs and exit")
 
 
-def _line(stats) -> str:
+def _rate(per_s: float) -> str:
+    if per_s < 1e5:
+        return f"{per_s:,.0f}/s"
+    return f"{per_s / 1e3:,.0f}k/s" if per_s < 1e7 else f"{per_s / 1e6:,.1f}M/s"
+
+
+def _line(stats, epochs: int) -> str:
+    """One epoch in at most 80 columns (up to 9,999 epochs)."""
     return (
-        f"epoch {stats.epoch:4d}  loss {stats.train_loss:.4f}  "
-        f"train {100 * stats.train_accuracy:5.1f} %  val {100 * stats.validation_accuracy:5.1f} %  "
-        f"silent {100 * stats.silent_hidden:4.1f} %  {stats.samples_per_s:,.0f} samples/s"
+        f"epoch {stats.epoch:4d}/{epochs}  loss {stats.train_loss:.4f}  "
+        f"train {100 * stats.train_accuracy:5.1f}%  val {100 * stats.validation_accuracy:5.1f}%"
+        f"  silent {100 * stats.silent_hidden:3.0f}%  {_rate(stats.samples_per_s)}"
     )
+
+
+def _short(stats) -> str:
+    """The progress bar's note: the two figures that say whether training works."""
+    return f"loss {stats.train_loss:.4f}  val {100 * stats.validation_accuracy:5.1f} %"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 now = time.monotonic()
                 if now - last[0] >= every or done == epochs:
                     last[0] = now
-                    print(f"{done}/{epochs} {_line(stats)}", flush=True)
+                    print(_line(stats, epochs), flush=True)
 
             results = run_training(
                 config, out, fresh=args.fresh, on_epoch=on_epoch, plots=not args.no_plots
@@ -113,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             with Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=16),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
@@ -121,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 task = progress.add_task(config.name, total=epochs, info="compiling kernels")
 
                 def on_epoch(stats, done):
-                    info = "resumed" if stats is None else _line(stats).split("  ", 1)[1]
+                    info = f"resumed at epoch {done}" if stats is None else _short(stats)
                     progress.update(task, completed=done, info=info)
 
                 results = run_training(

@@ -100,3 +100,18 @@ def test_training_report_files(tmp_path):
     assert len(saved["curves"]["validation_accuracy"]) == 2
     assert saved["n_trainable"] == 4 * 8 + 8 * 3 + 4 * 8 + 8 * 3
     assert saved["package_version"] and saved["seed"] == 0
+
+
+def test_progress_lines_fit_80_columns() -> None:
+    from types import SimpleNamespace
+
+    from delgrad.tools._cmd_train import _line, _short
+
+    worst = SimpleNamespace(
+        epoch=9999, train_loss=12.3456, train_accuracy=1.0, validation_accuracy=1.0,
+        silent_hidden=1.0, samples_per_s=9_999_999.0,
+    )  # fmt: skip
+    assert len(_line(worst, 9999)) <= 80, _line(worst, 9999)
+    assert "epoch 9999/9999" in _line(worst, 9999)
+    # the bar's note leaves room for the name, a 16-column bar, N/M and the time left
+    assert len(_short(worst)) <= 26
