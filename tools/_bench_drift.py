@@ -95,8 +95,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "late-class-W": Scenario(
         "yinyang_hw_W", {}, 60_000, 200_000, 20_000, shift="late_class=2",
-        detail="class 2 held back for the first 60,000 trials, then streamed as often "
-        "as the others",
+        detail="class 2 held back for 60,000 trials, then streamed",
     ),
     "stationary-W": Scenario(
         "yinyang_hw_W", {}, 0, 1_000_000, 50_000,
