@@ -17,6 +17,7 @@ that names the channel, the network's inputs and the fix (the sensor's mapping).
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,13 +178,15 @@ class Ingest:
             return
         self._warned_late = True
         period = self._config.window_period or self._config.window_length
-        # the first window the stream may still use, on the message's clock
-        resume = self._windower.next_window * period / self._scale(time_unit)
+        # where a stream that follows may start, on the message's clock: the window
+        # after the newest event seen (the windows up to it may still be open)
+        first_free = math.floor(self._windower.watermark / period) + 1
+        resume = first_free * period / self._scale(time_unit)
         log.warning(
             "dropping %d events older than every open window (the stream went back in "
-            "time; this device's windows are complete up to %.0f %s): a recording sent "
-            "again, or a second sensor on this device, must start after it (delgrad sensor "
-            "--offset-us %.0f); counted in events.late",
+            "time; this device's stream had reached %.0f %s): a recording sent again, or a "
+            "second sensor on this device, must start after the earlier stream ends (the "
+            "--offset-us its delgrad sensor printed, at least %.0f); counted in events.late",
             late,
             resume,
             "us" if time_unit == "us" else "tau_s",
