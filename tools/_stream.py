@@ -285,7 +285,8 @@ async def stream_recording(
     # come back in for any period (e.g. 99,999.999999 us at us_per_tau 33,333.333333)
     if abs(offset_us - first_window * plan.period_us) > min(0.5, 0.25 * plan.period_us):
         raise ConfigError(
-            f"offset_us must be a whole number of window periods ({plan.period_us:g} us), "
+            f"--offset-us must be a whole number of window periods "
+            f"({f'{plan.period_us:.6f}'.rstrip('0').rstrip('.')} us), "
             f"e.g. {first_window * plan.period_us:.0f}"
         )
     offset_us = first_window * plan.period_us  # exactly on the device's window grid

@@ -83,7 +83,7 @@ async def test_stream_sends_events_then_labels_and_continues_after_an_offset():
     np.testing.assert_array_equal(np.concatenate([m.labels for m in labels]), [4, 2, 4, 2])
     # A window's label follows the events that pass its end.
     assert isinstance(msgs[0], SensorEvents) and isinstance(msgs[1], Labels)
-    with pytest.raises(ConfigError, match="whole number of window periods"):
+    with pytest.raises(ConfigError, match="--offset-us must be a whole number of window periods"):
         await stream_recording(Publisher(pub_t, "s2"), "dev", plan, offset_us=7.0)
 
 
