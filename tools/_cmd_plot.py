@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
             drawn.append((title, unit, lines))
         who = ", ".join(devices) if len(devices) <= 4 else f"{len(devices)} devices"
         title = f"{who} | {path.name} | {_span(t0, t1)}"
-        written = plot_panels(out, drawn, title=title)
+        rates = {name for name, unit, _ in drawn if unit.endswith("/s") or unit == "ms"}
+        written = plot_panels(out, drawn, title=title, from_zero=rates)
     except (ConfigError, ParameterError) as exc:
         print(f"delgrad plot: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

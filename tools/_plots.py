@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeGuard
 
@@ -827,6 +827,7 @@ def plot_panels(
     title: str,
     xlabel: str = "time since the first record (s)",
     dpi: int = _DEFAULT_DPI,
+    from_zero: Collection[str] = (),
 ) -> Path:
     """Time series in panels sharing the time axis (``delgrad plot``).
 
@@ -838,6 +839,8 @@ def plot_panels(
         title: the figure's title (file, devices, time span).
         xlabel: label of the time axis.
         dpi: resolution.
+        from_zero: titles of panels whose y axis starts at 0 (rates and times: a
+            ripple of 0.2 % must not fill the panel's height).
 
     Returns:
         The written path.
@@ -862,6 +865,8 @@ def plot_panels(
         ax.set_title(name, fontsize="medium")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
+        if name in from_zero:
+            ax.set_ylim(bottom=0.0)
         if len(lines) > 1:
             ax.legend(fontsize="small", loc="best")
     for ax in axes[-ncols:]:

@@ -20,6 +20,7 @@ from delgrad.runtime import (
     forward,
     yinyang_split,
 )
+from delgrad.tools import _plots
 from delgrad.tools._plots import (
     plot_delay_histograms,
     plot_learning_curves,
@@ -353,3 +354,15 @@ def test_recording_many_metrics_nested_and_empty(tmp_path: Path) -> None:
         plot_recording(path, [{"accuracy": 0.5}])
     with pytest.raises(ParameterError):
         plot_recording(path, [{"time_s": "soon", "accuracy": 0.5}])
+
+
+def test_rate_panels_start_at_zero(tmp_path: Path, monkeypatch) -> None:
+    figures = []
+    monkeypatch.setattr(_plots, "_save", lambda fig, path, dpi: figures.append(fig) or Path(path))
+    t = np.arange(50.0)
+    rate = 5000.0 + 10.0 * np.sin(t)  # a 0.2 % ripple
+    panels = [("throughput", "trials/s", [("x", t, rate)]), ("loss", "loss", [("x", t, rate)])]
+    _plots.plot_panels(tmp_path / "p.png", panels, title="t", from_zero={"throughput"})
+    throughput, loss = figures[0].axes
+    assert throughput.get_ylim()[0] == 0.0  # the ripple is a ripple
+    assert loss.get_ylim()[0] > 4900.0  # other panels keep their autoscale
