@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -376,10 +377,15 @@ def run(args: argparse.Namespace) -> int:
 
     def plain_tick(service: Service) -> None:
         nonlocal announced
-        if not announced:
-            announced = True
-            print(attach_text(config, service), flush=True)
-        print_line(service)
+        try:
+            if not announced:
+                announced = True
+                print(attach_text(config, service), flush=True)
+            print_line(service)
+        except BrokenPipeError:
+            # whoever read our lines is gone (tee or a pager, e.g. after a Ctrl-C that
+            # reached them first): the device goes on, its lines go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def live_tick(display: Live, service: Service) -> None:
         nonlocal announced

@@ -58,3 +58,25 @@ def test_one_ctrl_c_stops_a_sweep_and_its_workers(tmp_path: Path) -> None:
     assert b"Traceback" not in err and b"interrupted" in err, err.decode()
     time.sleep(0.5)
     assert not [p for p in workers if _alive(p)]  # no orphan worker
+
+
+def test_run_outlives_a_closed_pipe_and_stops_with_0(tmp_path: Path) -> None:
+    # `delgrad run | tee log`, then the reader goes first (Ctrl-C reaches tee too)
+    argv = [sys.executable, "-m", "delgrad.tools._cli", "run", "--plain", "--demo-rate", "200"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the service is up and printing
+        assert first, proc.stderr.read().decode() if proc.stderr else ""
+        proc.stdout.close()  # the reader is gone: the next lines meet a broken pipe
+        time.sleep(4.0)  # several ticks of 0.5-2 s
+        assert proc.poll() is None  # the device goes on
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err.decode()
+    assert b"Broken pipe" not in err and b"Traceback" not in err, err.decode()
