@@ -355,9 +355,9 @@ def test_plot_draws_accuracy_loss_throughput_latency_with_a_title(
     drawn: dict[str, object] = {}
     real = cmd_plot.plot_panels
 
-    def spy(path, panels, *, title):
-        drawn.update(panels=panels, title=title)
-        return real(path, panels, title=title)
+    def spy(path, panels, *, title, from_zero=()):
+        drawn.update(panels=panels, title=title, from_zero=from_zero)
+        return real(path, panels, title=title, from_zero=from_zero)
 
     monkeypatch.setattr(cmd_plot, "plot_panels", spy)
     rec = _recording(tmp_path / "rec.jsonl")
@@ -368,6 +368,7 @@ def test_plot_draws_accuracy_loss_throughput_latency_with_a_title(
     accuracy = panels[0][2][0][2]
     assert panels[0][1] == "%" and accuracy[0] == pytest.approx(50.0)  # percent, not 0.5
     assert len(panels[3][2]) == 2  # p50 and p99
+    assert set(drawn["from_zero"]) == {"throughput", "latency"}  # rates and times from 0
     title = str(drawn["title"])
     assert "demo" in title and "rec.jsonl" in title and "(58 s)" in title
     assert main(["plot", str(rec), "--metrics", "join.*,accuracy"]) == 0
