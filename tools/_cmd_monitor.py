@@ -20,6 +20,7 @@ from delgrad.protocols import TransportError, is_valid_name, parse_broker_url, t
 from delgrad.runtime import save_network
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
+from delgrad.tools._logging import logging_above
 from delgrad.tools._monitor import (
     KINDS,
     METRICS_KINDS,
@@ -117,6 +118,7 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
                 file=sys.stderr,
             )
             display: contextlib.AbstractContextManager = contextlib.nullcontext()
+            above: contextlib.AbstractContextManager = contextlib.nullcontext()
         else:
             title = f"delgrad monitor {args.device} on {args.shown_broker} (Ctrl-C stops)"
             display = Live(
@@ -131,7 +133,8 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
-        with display:
+            above = logging_above(display.console)
+        with display, above:
             await monitor(
                 transport,
                 args.device,

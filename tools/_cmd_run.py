@@ -37,6 +37,7 @@ from delgrad.runtime import Learner, apply_overrides, load_network, read_toml, r
 from delgrad.runtime.service import RunConfig, Service, run_config_from_dict
 from delgrad.tools._broker_opts import add_broker_arguments, broker_url, check_port
 from delgrad.tools._exit import ExitCode, exit_code_for
+from delgrad.tools._logging import logging_above
 from delgrad.tools._run_app import is_terminal, print_line, serve
 
 DEMO_RATE = 5000.0
@@ -400,7 +401,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if live:
-            with Live(refresh_per_second=4, transient=False) as display:
+            with (
+                Live(refresh_per_second=4, transient=False) as display,
+                logging_above(display.console),
+            ):
                 display.update(Text("delgrad run: starting (compiling kernels) ..."))
                 asyncio.run(
                     serve(

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-__all__ = ["LEVELS", "PLAIN_FORMAT", "setup_logging"]
+__all__ = ["LEVELS", "PLAIN_FORMAT", "logging_above", "setup_logging"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -110,6 +112,31 @@ def setup_logging(
         handler.addFilter(_ThirdPartyTracebacks())
     handler.addFilter(_LevelFloor(others))  # third-party records below their floor stop here
     return handler
+
+
+@contextmanager
+def logging_above(console: Console) -> Iterator[None]:
+    """While a rich ``Live`` display draws on ``console``, print log records through it.
+
+    rich's own console writes past ``Live``'s stderr redirection to the real stream, so
+    a record logged while the display runs (a client connecting to the embedded broker
+    at ``-v``, a warning from another thread) lands below the cursor and leaves a piece
+    of the panel in the scrollback. Through the display's console, records are printed
+    above the panel, which is redrawn below them.
+    """
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if getattr(h, _MARK, False) and isinstance(h, RichHandler)
+    ]
+    before = [h.console for h in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, before, strict=True):
+            handler.console = old
 
 
 #: Third-party loggers that narrate every state change at INFO: shown from ``-vv`` on.
