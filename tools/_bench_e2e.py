@@ -8,8 +8,12 @@ given as ``source``, as ``delgrad sensor --source``; every trial labelled, batch
 in messages). The runtime's own metrics are read by subscribing to its metrics
 topic; resident memory and CPU time come from ``/proc`` (Linux).
 
-Run ``delgrad bench e2e {throughput,latency,memory}``; each prints one JSON line.
-See docs/performance.md, "Streaming runtime".
+Run ``delgrad bench e2e {throughput,latency,memory,live}``; each prints one JSON line.
+``--network 784-350-10`` (or ``2312-400-10``) runs the first three at sensor scale: the
+shipped ``bench_*`` recipe, fed from a random trial file written here
+(:func:`write_random_trials`). ``live`` streams an event recording through the
+device's windows and measures event published -> prediction published.
+See docs/performance.md, "Streaming runtime" and "Service at sensor scale".
 
 Every wait is bounded; every process started here is stopped (SIGINT/SIGTERM,
 then SIGKILL after a timeout) before the function returns.
@@ -39,6 +43,7 @@ from delgrad.protocols import (
     Metrics,
     Predictions,
     ProtocolError,
+    SensorEvents,
     SpikeBatch,
     Status,
     Transport,
@@ -49,7 +54,18 @@ from delgrad.protocols import (
 from delgrad.tools._mosquitto import Mosquitto
 from delgrad.tools._toml import write_toml
 
-__all__ = ["BENCHMARKS", "latency", "memory", "parse_overrides", "throughput"]
+__all__ = [
+    "BENCHMARKS",
+    "LIVE_NETWORKS",
+    "NETWORKS",
+    "latency",
+    "live",
+    "memory",
+    "parse_overrides",
+    "throughput",
+    "window_latency_ms",
+    "write_random_trials",
+]
 
 DEVICE = "bench"
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -78,6 +94,69 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / TICKS
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+# ------------------------------------------------------------------ networks
+
+
+@dataclass(frozen=True)
+class BenchNetwork:
+    """A sensor-scale network of the benchmarks: its shipped recipe and trial file."""
+
+    recipe: str
+    n_inputs: int
+    n_trials: int
+
+
+#: ``--network`` of throughput, latency and memory ("yinyang": the built-in sensor).
+NETWORKS: dict[str, BenchNetwork | None] = {
+    "yinyang": None,
+    "784-350-10": BenchNetwork("bench_784_350_10", 784, 5_000),
+    "2312-400-10": BenchNetwork("bench_2312_400_10", 2312, 2_000),
+}
+
+
+def write_random_trials(path: Path, n_inputs: int, n_trials: int, *, seed: int = 0) -> Path:
+    """A CSR trial file (``.npz``, ``delgrad sensor --source``) of random trials.
+
+    In each trial 20-30 % of the ``n_inputs`` channels spike once, at times uniform
+    in [0.15, 2] tau_s; labels uniform in 0-9 (not learnable: the looped file is
+    memorised, so accuracy means nothing in these benchmarks).
+    """
+    rng = np.random.default_rng(seed)
+    counts = (rng.uniform(0.2, 0.3, n_trials) * n_inputs).astype(int)
+    channels = np.concatenate([np.sort(rng.choice(n_inputs, k, replace=False)) for k in counts])
+    np.savez(
+        path,
+        offsets=np.concatenate([[0], np.cumsum(counts)]),
+        channels=channels.astype(np.int32),
+        times=rng.uniform(0.15, 2.0, counts.sum()),
+        labels=rng.integers(0, 10, n_trials),
+    )
+    return path
+
+
+def _with_network(
+    network: str, folder: Path, config: dict[str, Any] | None, source: str
+) -> tuple[dict[str, Any], str]:
+    """The run configuration and sensor source of ``network`` (written into ``folder``)."""
+    try:
+        spec = NETWORKS[network]
+    except KeyError:
+        raise ValueError(f"unknown network {network!r}: one of {', '.join(NETWORKS)}") from None
+    merged: dict[str, Any] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in (config or {}).items()
+    }
+    if spec is None:
+        return merged, source
+    merged.setdefault("model", {}).setdefault("recipe", spec.recipe)
+    if source == "yinyang":
+        source = str(
+            write_random_trials(
+                folder / f"trials_{spec.n_inputs}.npz", spec.n_inputs, spec.n_trials
+            )
+        )
+    return merged, source
 
 
 def stop_process(
@@ -111,27 +190,27 @@ class Setup:
         return self.broker.url
 
     def sensor(
-        self, *, rate: float, batch: int, duration_s: float | None = None, count: int | None = None
+        self,
+        *,
+        rate: float | None = None,
+        batch: int | None = None,
+        duration_s: float | None = None,
+        count: int | None = None,
+        extra: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start ``delgrad sensor`` (every trial labelled)."""
-        cmd = [
-            *DELGRAD,
-            "sensor",
-            "--broker",
-            self.url,
-            "--device",
-            DEVICE,
-            "--rate",
-            str(rate),
-            "--batch",
-            str(batch),
-        ]
+        """Start ``delgrad sensor`` (every trial labelled; ``extra`` options appended)."""
+        cmd = [*DELGRAD, "sensor", "--broker", self.url, "--device", DEVICE]
+        if rate is not None:
+            cmd += ["--rate", str(rate)]
+        if batch is not None:
+            cmd += ["--batch", str(batch)]
         if self.source != "yinyang":
             cmd += ["--source", self.source]
         if duration_s is not None:
             cmd += ["--duration", str(duration_s)]
         if count is not None:
             cmd += ["--count", str(count)]
+        cmd += list(extra)
         with open(self.folder / "sensor.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(proc)
@@ -144,15 +223,18 @@ def running(
     *,
     env: dict[str, str] | None = None,
     source: str = "yinyang",
+    network: str = "yinyang",
 ) -> Iterator[Setup]:
     """Start mosquitto and ``delgrad run`` (``config`` sections merged into its
     configuration, ``env`` added to its environment); stop both. The sensors started
-    on the returned setup stream ``source``."""
+    on the returned setup stream ``source`` (for a :data:`NETWORKS` entry other than
+    Yin-Yang: its recipe and, unless ``source`` is given, its random trial file)."""
     folder = Path(tempfile.mkdtemp(prefix="delgrad-bench-"))
     broker = Mosquitto(folder, max_queued_messages=10_000)
     runtime = None
     setup = None
     try:
+        config, source = _with_network(network, folder, config, source)
         broker.start(timeout_s=10.0)
         data: dict[str, Any] = {
             "device": DEVICE,
@@ -197,12 +279,51 @@ class Sample:
     cpu: dict[str, float]
 
 
+def window_latency_ms(
+    latest_us: np.ndarray,
+    stamps_ns: np.ndarray,
+    trial_ids: np.ndarray,
+    period_us: float,
+    length_us: float,
+    received_ns: int,
+) -> list[float]:
+    """Latency of windowed predictions, ms: ``received_ns`` minus the sensor timestamp
+    of the first event message whose latest event reaches the window's end (until
+    that message the device cannot know that the window is over).
+
+    Args:
+        latest_us: (n_messages,) latest event time of each message, us, non-decreasing.
+        stamps_ns: (n_messages,) the messages' sensor timestamps, ns.
+        trial_ids: (n,) window indices k; window k ends at ``k * period_us + length_us``.
+        period_us, length_us: the device's windows.
+        received_ns: when the predictions arrived.
+
+    Returns:
+        One latency per window that such a message completed (windows closed by the
+        device's idle flush have none and are left out).
+    """
+    ends = trial_ids * period_us + length_us
+    at = np.searchsorted(latest_us, ends, side="left")
+    ok = at < latest_us.size
+    return ((received_ns - stamps_ns[at[ok]]) / 1e6).tolist()
+
+
 class Watcher:
     """Subscribes to the runtime's metrics (and optionally events and predictions)."""
 
-    def __init__(self, setup: Setup, *, latency: bool = False) -> None:
+    def __init__(
+        self,
+        setup: Setup,
+        *,
+        latency: bool = False,
+        window_us: tuple[float, float] | None = None,
+    ) -> None:
         self.setup = setup
-        self.latency = latency
+        self.latency = latency or window_us is not None
+        # (period, length) of the device's windows, us: a windowed event stream
+        self.window_us = window_us
+        # (latest event time us, sensor timestamp ns) of recent sensor_events messages
+        self._events: deque[tuple[float, int]] = deque(maxlen=100_000)
         self.samples: list[Sample] = []
         self.rss_peak = 0
         # (first trial id, n, sensor timestamp ns) of recent event messages (bounded)
@@ -262,6 +383,11 @@ class Watcher:
             elif isinstance(m, SpikeBatch) and m.n_trials:
                 self._sent.append((int(m.trial_ids[0]), m.n_trials, env.timestamp_ns))
                 self.transit_ms.append((received_ns - env.timestamp_ns) / 1e6)
+            elif isinstance(m, SensorEvents) and m.times.size and m.time_unit == "us":
+                self._events.append((float(m.times.max()), env.timestamp_ns))
+                self.transit_ms.append((received_ns - env.timestamp_ns) / 1e6)
+            elif isinstance(m, Predictions) and m.trial_ids.size and self._events:
+                self.subscriber_latency_ms.extend(self._window_latency_ms(m, received_ns))
             elif isinstance(m, Predictions) and m.trial_ids.size and self._sent:
                 starts = np.array([s[0] for s in self._sent])
                 stamps = np.array([s[2] for s in self._sent])
@@ -269,6 +395,13 @@ class Watcher:
                 ok = at >= 0
                 lat = (received_ns - stamps[at[ok]]) / 1e6
                 self.subscriber_latency_ms.extend(lat.tolist())
+
+    def _window_latency_ms(self, m: Predictions, received_ns: int) -> list[float]:
+        if self.window_us is None:
+            return []
+        latest = np.array([e[0] for e in self._events])
+        stamps = np.array([e[1] for e in self._events], dtype=np.int64)
+        return window_latency_ms(latest, stamps, m.trial_ids, *self.window_us, received_ns)
 
     async def wait(self, predicate: Callable[[dict[str, float]], bool], timeout_s: float) -> Sample:
         """Wait for a metrics sample satisfying ``predicate`` (bounded)."""
@@ -355,9 +488,10 @@ async def throughput(
     measure_s: float = 24.0,
     config: dict[str, Any] | None = None,
     source: str = "yinyang",
+    network: str = "yinyang",
 ) -> dict[str, Any]:
     """Sustained processed trials/s over ``measure_s`` after ``warmup_s``."""
-    with running(config, source=source) as setup:
+    with running(config, source=source, network=network) as setup:
         async with Watcher(setup) as watcher:
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
@@ -374,10 +508,11 @@ async def latency(
     measure_s: float = 20.0,
     config: dict[str, Any] | None = None,
     source: str = "yinyang",
+    network: str = "yinyang",
 ) -> dict[str, Any]:
     """The service's p99 latency (event received -> prediction published) at ``rate``,
     and the subscriber's view (sensor timestamp -> prediction received)."""
-    with running(config, source=source) as setup:
+    with running(config, source=source, network=network) as setup:
         async with Watcher(setup, latency=True) as watcher:
             await _started(setup, watcher)
             setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
@@ -389,20 +524,107 @@ async def latency(
             sub = np.array(watcher.subscriber_latency_ms)
             transit = np.array(watcher.transit_ms)
     result = {"bench": "latency", "rate": rate, "batch": batch, **_window(a, b, batch)}
-    result["service_ms"] = {
-        k: round(_get(b.values, f"latency.{k}_ms"), 3) for k in ("p50", "p90", "p99", "max")
+    result.update(_latencies(b, sub, transit))
+    return result
+
+
+def _quantiles_ms(values: np.ndarray) -> dict[str, float]:
+    q = np.quantile(values, [0.5, 0.9, 0.99, 1.0])
+    return dict(zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True))
+
+
+def _latencies(b: Sample, sub: np.ndarray, transit: np.ndarray) -> dict[str, Any]:
+    """The service's own latency quantiles and the subscriber's view, ms."""
+    out: dict[str, Any] = {
+        "service_ms": {
+            k: round(_get(b.values, f"latency.{k}_ms"), 3) for k in ("p50", "p90", "p99", "max")
+        }
     }
     if sub.size:
-        q = np.quantile(sub, [0.5, 0.9, 0.99, 1.0])
-        result["subscriber_ms"] = dict(
-            zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True)
-        )
-        result["subscriber_trials"] = int(sub.size)
+        out["subscriber_ms"] = _quantiles_ms(sub)
+        out["subscriber_trials"] = int(sub.size)
     if transit.size:
-        q = np.quantile(transit, [0.5, 0.9, 0.99, 1.0])
-        result["events_transit_ms"] = dict(
-            zip(("p50", "p90", "p99", "max"), np.round(q, 3).tolist(), strict=True)
+        out["events_transit_ms"] = _quantiles_ms(transit)
+    return out
+
+
+#: ``live``: how each network sees the event digits of ``delgrad digits events`` (36 x 36
+#: pixels): its recipe and the sensor's pixel mapping (docs/sensors.md).
+LIVE_NETWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "digits": (
+        "digits_events_H100_W",
+        ("--roi", "2,2,32,32", "--pool", "4", "--polarity", "split"),
+    ),
+    "784": ("bench_784_350_10", ("--roi", "4,4,28,28", "--pool", "1", "--polarity", "merge")),
+}
+#: The event digits' device windows: one digit per 3 tau_s at 100,000 us per tau_s.
+LIVE_US_PER_TAU = 100_000.0
+LIVE_WINDOW_TAU = 3.0
+#: Event messages per second the live sensor aims at (windows are grouped above it).
+LIVE_MESSAGES_PER_S = 2_000.0
+
+
+async def live(
+    rate: float = 1_000.0,
+    batch: int = 0,
+    warmup_s: float = 5.0,
+    measure_s: float = 20.0,
+    config: dict[str, Any] | None = None,
+    source: str = "yinyang",
+    network: str = "digits",
+) -> dict[str, Any]:
+    """The live path: an event recording (``source``) streamed through the device's
+    windows at ``rate`` windows/s, ``batch`` windows per event message (0: enough that
+    at most :data:`LIVE_MESSAGES_PER_S` messages/s are sent); latency from the sensor
+    publishing the events that complete a window to the window's prediction arriving
+    at a subscriber beside the device (``subscriber_ms``), and the service's own
+    (``service_ms``: events received -> prediction published)."""
+    if network not in LIVE_NETWORKS:
+        raise ValueError(f"unknown live network {network!r}: one of {', '.join(LIVE_NETWORKS)}")
+    if source == "yinyang" or not Path(source).exists():
+        raise ValueError(
+            f"live streams an event recording, not {source!r}: make one with "
+            "`delgrad digits events --out ev`, then --source ev/digits_train.aedat4"
         )
+    if not (rate > 0 and np.isfinite(rate)):
+        raise ValueError(f"live needs a finite rate > 0 windows/s, got {rate}")
+    recipe, mapping = LIVE_NETWORKS[network]
+    per_message = batch or max(1, round(rate / LIVE_MESSAGES_PER_S))
+    window_us = LIVE_WINDOW_TAU * LIVE_US_PER_TAU
+    merged: dict[str, Any] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in (config or {}).items()
+    }
+    merged.setdefault("model", {}).setdefault("recipe", recipe)
+    merged.setdefault("ingest", {}).update(
+        us_per_tau=LIVE_US_PER_TAU, window_length=LIVE_WINDOW_TAU, window_period=0.0
+    )
+    options = [
+        *mapping,
+        "--window-length", str(LIVE_WINDOW_TAU),
+        "--us-per-tau", str(LIVE_US_PER_TAU),
+        "--speed", str(rate * window_us / 1e6),
+        "--chunk-ms", str(per_message * window_us / 1e3),
+        "--passes", "10000",
+    ]  # fmt: skip
+    with running(merged, source=source) as setup:
+        async with Watcher(setup, window_us=(window_us, window_us)) as watcher:
+            await _started(setup, watcher)
+            setup.sensor(duration_s=warmup_s + measure_s + 10, extra=options)
+            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
+            a = await watcher.later(first, warmup_s)
+            watcher.subscriber_latency_ms.clear()
+            watcher.transit_ms.clear()
+            b = await watcher.later(a, measure_s)
+            sub = np.array(watcher.subscriber_latency_ms)
+            transit = np.array(watcher.transit_ms)
+    result = {
+        "bench": "live",
+        "network": network,
+        "rate": rate,
+        "windows_per_message": per_message,
+        **_window(a, b, per_message),
+    }
+    result.update(_latencies(b, sub, transit))
     return result
 
 
@@ -415,6 +637,7 @@ async def memory(
     config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     source: str = "yinyang",
+    network: str = "yinyang",
 ) -> dict[str, Any]:
     """Runtime RSS after ``first`` and after ``last`` streamed trials, offered at
     ``rate * overload`` trials/s. Streamed = received by the service plus those in
@@ -424,7 +647,7 @@ async def memory(
     def streamed(v: dict[str, float]) -> float:
         return _get(v, "trials.received") + batch * _get(v, "transport.dropped_in_lossy")
 
-    with running(config, env=env, source=source) as setup:
+    with running(config, env=env, source=source, network=network) as setup:
         async with Watcher(setup) as watcher:
             await _started(setup, watcher)
             rss_start = rss_bytes(setup.runtime.pid)
@@ -457,6 +680,7 @@ BENCHMARKS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "throughput": throughput,
     "latency": latency,
     "memory": memory,
+    "live": live,
 }
 
 

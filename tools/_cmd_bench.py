@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from delgrad.tools._bench_drift import SCENARIOS, bench_drift
-from delgrad.tools._bench_e2e import BENCHMARKS, parse_overrides
+from delgrad.tools._bench_e2e import BENCHMARKS, LIVE_NETWORKS, NETWORKS, parse_overrides
 from delgrad.tools._chaos import run_chaos
 from delgrad.tools._soak import run_soak
 from delgrad.tools.bench_core import bench_core, bench_core_sweep, bench_thread_scaling
@@ -171,8 +171,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         "broker -> delgrad run -> broker, measured from the runtime's metrics and /proc.",
     )
     e2e.add_argument("kind", choices=sorted(BENCHMARKS), help="which measurement")
-    e2e.add_argument("--rate", type=float, help="sensor trials/s (memory: nominal rate)")
-    e2e.add_argument("--batch", type=int, help="trials per event message")
+    e2e.add_argument(
+        "--rate", type=float, help="sensor trials/s (memory: nominal rate; live: windows/s)"
+    )
+    e2e.add_argument(
+        "--batch", type=int, help="trials per event message (live: windows per message)"
+    )
+    e2e.add_argument(
+        "--network",
+        choices=sorted({*NETWORKS, *LIVE_NETWORKS}),
+        help="throughput/latency/memory: yinyang (default) or a sensor-scale network on "
+        "random trials (its shipped bench_* recipe); live: digits (default) or 784",
+    )
     e2e.add_argument("--measure", type=float, help="seconds measured (throughput, latency)")
     e2e.add_argument("--overload", type=float, default=1.0, help="memory: offered / nominal")
     e2e.add_argument("--last", type=int, help="memory: trials streamed in all")
@@ -180,7 +190,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--source",
         default="yinyang",
         metavar="FILE",
-        help="what the sensor streams: 'yinyang' (default) or a file (delgrad sensor --source)",
+        help="what the sensor streams: 'yinyang' (default) or a file (delgrad sensor "
+        "--source); live: an event recording of `delgrad digits events`",
     )
     e2e.add_argument(
         "--set",
@@ -393,6 +404,16 @@ def _e2e(args: argparse.Namespace) -> int:
         print(f"delgrad bench e2e: error: {exc}", file=sys.stderr)
         return 2
     kwargs: dict[str, Any] = {"config": config, "source": args.source}
+    if args.network is not None:
+        allowed = LIVE_NETWORKS if args.kind == "live" else NETWORKS
+        if args.network not in allowed:
+            print(
+                f"delgrad bench e2e {args.kind}: --network {args.network} is not one of "
+                f"{', '.join(allowed)}",
+                file=sys.stderr,
+            )
+            return 2
+        kwargs["network"] = args.network
     if args.rate is not None:
         kwargs["rate"] = args.rate
     if args.batch is not None:
@@ -403,7 +424,11 @@ def _e2e(args: argparse.Namespace) -> int:
             kwargs["last"] = args.last
     elif args.measure is not None:
         kwargs["measure_s"] = args.measure
-    result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
+    try:
+        result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
+    except ValueError as exc:
+        print(f"delgrad bench e2e {args.kind}: {exc}", file=sys.stderr)
+        return 2
     _emit(result, "e2e", f"bench e2e {args.kind}", args.json)
     return 0
 
