@@ -69,6 +69,8 @@ class LearningPipeline:
         detector: judges the scored trials (None: no degradation alarm).
         replay: rehearses past labelled trials (None: no replay).
         replay_fraction: share of replayed trials among those learned (< 1).
+        when_behind: ``wait`` for a learning job to end when :data:`MAX_LEARNING_IN_FLIGHT`
+            are queued, or ``sample``: score the new trials but leave them unlearned.
     """
 
     def __init__(
@@ -82,7 +84,11 @@ class LearningPipeline:
         detector: DegradationDetector | None = None,
         replay: ReplayBuffer | None = None,
         replay_fraction: float = 0.0,
+        when_behind: str = "wait",
     ) -> None:
+        if when_behind not in ("wait", "sample"):
+            raise ValueError(f"when_behind must be 'wait' or 'sample', got {when_behind!r}")
+        self._sample = when_behind == "sample"
         self._online = online
         self.detector = detector
         self.replay = replay
@@ -98,6 +104,18 @@ class LearningPipeline:
         self._jobs: deque[asyncio.Future[_JobResult]] = deque()  # oldest first
         self._filled = online.buffered  # where the learner's buffer will be after the jobs
         self.last_rejection = ""  # why the last rejected step was rejected (status detail)
+
+    @property
+    def samples(self) -> bool:
+        """Whether new trials go unlearned while the learner is behind (``sample``)."""
+        return self._sample
+
+    def sampled_fraction(self) -> float:
+        """Share of the labelled trials since boot that were learned from (``sample``:
+        the rest came while the learner was behind); 1.0 before any."""
+        learned = self._counters["learning.learned_trials"]
+        total = learned + self._counters["learning.unlearned_trials"]
+        return learned / total if total else 1.0
 
     def add(self, joined: JoinedRows) -> bool:
         """Keep joined trials for the next :meth:`learn`; returns whether there were any."""
@@ -123,6 +141,15 @@ class LearningPipeline:
             if not len(labels):
                 return
         step_every = self._online.step_every
+        if learning and self._sample:
+            await self.collect(block=False)
+            if len(self._jobs) >= MAX_LEARNING_IN_FLIGHT:
+                learning = False  # behind: score them, learn from the next ones
+                self._counters.inc("learning.unlearned_trials", len(labels))
+                if self.replay is not None:
+                    self.replay.add(rows[:, : self._online.rows.n_inputs], labels)
+        if learning:
+            self._counters.inc("learning.learned_trials", len(labels))
         cuts = [slice(None)]
         if learning:
             cuts = step_pieces(len(rows), self._filled, step_every, refresh=self._online.refresh)

@@ -117,6 +117,8 @@ class MetricsReporter:
         for key, count in self._join.counters().items():
             values[f"join.{key}"] = float(count)
         values["queue.join_waiting"] = float(len(self._join))
+        if self._learning.samples:  # learning.when_behind = "sample"
+            values["learning.sampled_fraction"] = self._learning.sampled_fraction()
         detector = self._learning.detector
         if detector is not None:
             judged = detector.last

@@ -96,6 +96,13 @@ class LearningSection:
             holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
             100), and set back when it clears (unless an ``lr`` command changed it).
         lr_boost: the factor of ``boost`` (1 .. 100).
+        when_behind: what happens to new labelled trials while the learner is behind
+            (its queue of learning jobs full): ``wait`` (default) holds the inference
+            loop until a job ends, so every labelled trial is learned and, past the
+            learner's speed, labels wait in the join until its bound drops them;
+            ``sample`` scores them (accuracy, the degradation detector, replay) but
+            does not learn from them, so the device keeps up with a fast sensor and
+            learns from the share it can (``learning.sampled_fraction``).
     """
 
     mode: Literal["train", "infer"] = "train"
@@ -105,6 +112,7 @@ class LearningSection:
     threads: int = 1
     lr_policy: Literal["constant", "boost"] = "constant"
     lr_boost: float = 2.0
+    when_behind: Literal["wait", "sample"] = "wait"
 
 
 @dataclass(frozen=True)

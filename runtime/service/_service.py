@@ -124,6 +124,7 @@ class Service:
             detector=degradation_detector(config.degradation),
             replay=self.replay,
             replay_fraction=config.replay.fraction,
+            when_behind=config.learning.when_behind,
         )
         self._lr_policy = LrPolicy(config.learning, online)
         self._degradation = DegradationState(learning.detector, self._lr_policy)
