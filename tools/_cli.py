@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-nir": ("delgrad.tools._cmd_import_nir", "read a NIR graph into a network file"),
     "monitor": ("delgrad.tools._cmd_monitor", "watch devices' metrics, status and parameters"),
     "plot": ("delgrad.tools._cmd_plot", "plot a monitor recording (JSON lines) as PNG curves"),
+    "ros": ("delgrad.tools._cmd_ros", "relay a ROS 2 robot's MQTT bridge to a device and back"),
     "run": ("delgrad.tools._cmd_run", "the online-learning service (no arguments: the demo)"),
     "sensor": ("delgrad.tools._cmd_sensor", "stream Yin-Yang/file trials and labels to a device"),
     "summarize": ("delgrad.tools._cmd_summarize", "markdown table of delgrad train results"),

@@ -13,9 +13,8 @@ from delgrad.errors import ConfigError
 from delgrad.runtime.sources import EventRecording, PixelMapping
 
 
-def add_recording_arguments(group: Any) -> None:
-    """Add the pixel mapping, label, ROS topic, window and part options to ``group``
-    (a parser or an argument group)."""
+def add_mapping_arguments(group: Any) -> None:
+    """Add ``--roi``, ``--pool`` and ``--polarity`` to ``group``."""
     group.add_argument("--roi", metavar="X0,Y0,W,H", help="region of interest (default all)")
     group.add_argument("--pool", default="1", metavar="N|NX,NY", help="pixels per channel")
     group.add_argument(
@@ -25,16 +24,27 @@ def add_recording_arguments(group: Any) -> None:
         help="ON/OFF in one channel (merge, the default), apart (split: 2 channels per "
         "cell) or one only",
     )
-    group.add_argument(
-        "--labels", metavar="FILE", help="label side file (start_us,end_us,label; any name)"
-    )
-    group.add_argument("--topic", help="event topic of a ROS 2 bag (default: the only one)")
+
+
+def add_window_arguments(group: Any) -> None:
+    """Add the device's ``--window-length`` and ``--window-period`` to ``group``."""
     group.add_argument(
         "--window-length", type=float, default=2.5, metavar="TAU", help="device window (2.5)"
     )
     group.add_argument(
         "--window-period", type=float, default=0.0, metavar="TAU", help="0: the length"
     )
+
+
+def add_recording_arguments(group: Any) -> None:
+    """Add the pixel mapping, label, ROS topic, window and part options to ``group``
+    (a parser or an argument group)."""
+    add_mapping_arguments(group)
+    group.add_argument(
+        "--labels", metavar="FILE", help="label side file (start_us,end_us,label; any name)"
+    )
+    group.add_argument("--topic", help="event topic of a ROS 2 bag (default: the only one)")
+    add_window_arguments(group)
     part = group.add_mutually_exclusive_group()
     part.add_argument(
         "--samples",
@@ -57,18 +67,16 @@ def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | 
     return values
 
 
-def pixel_mapping(args: argparse.Namespace, rec: EventRecording) -> PixelMapping:
-    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor."""
+def mapping_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--roi``, ``--pool`` and ``--polarity`` as :class:`PixelMapping` keywords."""
     roi = _ints(args.roi, (4,), "--roi")
     pool = _ints(args.pool, (1, 2), "--pool") or (1,)
-    return PixelMapping(
-        rec.width,
-        rec.height,
-        roi=roi,  # type: ignore[arg-type]
-        pool=(pool[0], pool[-1]),
-        polarity=args.polarity,
-        us_per_tau=args.us_per_tau,
-    )
+    return {"roi": roi, "pool": (pool[0], pool[-1]), "polarity": args.polarity}
+
+
+def pixel_mapping(args: argparse.Namespace, rec: EventRecording) -> PixelMapping:
+    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor."""
+    return PixelMapping(rec.width, rec.height, us_per_tau=args.us_per_tau, **mapping_options(args))
 
 
 def recording_part(args: argparse.Namespace, rec: EventRecording) -> EventRecording:

@@ -14,7 +14,10 @@ rosbags) are imported inside their reader only; a missing one raises
 | ``.aedat4`` | iniVation AEDAT4 | faery |
 | ``.raw`` | Prophesee EVT 2.0 / 3.0 | faery |
 | ``.mcap`` / ``.db3`` / bag dir | ROS 2 bags: dvs_msgs/EventArray, | rosbags |
-|  | event_camera_msgs/EventPacket (evt3) | |
+|  | event_camera_msgs/EventPacket (evt3, mono) | |
+
+Live ROS 2 messages as the ROS 2 <-> MQTT bridge (mqtt_client) sends them:
+:class:`BridgeDecoder`, with the bag reader's decoders.
 
 A world that shifts (:class:`Shift`, ``delgrad sensor --shift``): pure transforms of
 a stream's events and trials from a point on.
@@ -29,6 +32,13 @@ from delgrad.runtime.sources._recording import (
     LabelSpans,
     read_label_file,
     write_label_file,
+)
+from delgrad.runtime.sources._ros_bridge import (
+    LABEL_MSG_TYPES,
+    STAMP_BYTES,
+    TYPE_TOPIC_PREFIX,
+    BridgeDecoder,
+    BridgeRefusal,
 )
 from delgrad.runtime.sources._rosbag import (
     EVENT_MSG_TYPES,
@@ -54,11 +64,16 @@ from delgrad.runtime.sources._writers import write_aedat4, write_rosbag
 
 __all__ = [
     "EVENT_MSG_TYPES",
+    "LABEL_MSG_TYPES",
     "MAX_NOISE_EVENTS",
     "MAX_NOISE_PER_TRIAL",
     "MSG_DEFINITIONS",
     "SHIFT_KEYS",
     "SOURCE_FORMATS",
+    "STAMP_BYTES",
+    "TYPE_TOPIC_PREFIX",
+    "BridgeDecoder",
+    "BridgeRefusal",
     "EventRecording",
     "LabelSpans",
     "MappedEvents",

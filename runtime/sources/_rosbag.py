@@ -32,7 +32,15 @@ from delgrad.errors import ConfigError
 from delgrad.runtime.sources._faery import read_evt
 from delgrad.runtime.sources._recording import EventRecording
 
-__all__ = ["EVENT_MSG_TYPES", "MSG_DEFINITIONS", "event_typestore", "read_rosbag"]
+__all__ = [
+    "EVENT_MSG_TYPES",
+    "MSG_DEFINITIONS",
+    "decode_event_array",
+    "decode_evt3",
+    "decode_mono",
+    "event_typestore",
+    "read_rosbag",
+]
 
 INSTALL_HINT = "pip install 'delgrad-runtime[sensors]' (or pip install rosbags)"
 
@@ -136,8 +144,30 @@ def _size(msgs: list[Any], sensor_size: tuple[int, int] | None) -> tuple[int, in
     return sensor_size
 
 
+def decode_event_array(
+    msg: Any, sensor_size: tuple[int, int] | None, *, where: object
+) -> EventRecording:
+    """The events of one ``dvs_msgs/msg/EventArray`` (stamps in microseconds).
+
+    Raises:
+        ConfigError: If an event lies outside the sensor.
+    """
+    return _from_event_arrays(where, [msg], sensor_size)
+
+
+def decode_mono(msg: Any, size: tuple[int, int], *, where: object) -> EventRecording:
+    """The events of one ``mono`` ``event_camera_msgs/msg/EventPacket``
+    (``time_base`` + offset, in microseconds).
+
+    Raises:
+        ConfigError: If the payload is not whole 8-byte events or one lies outside
+            the sensor.
+    """
+    return _from_mono_packets(where, [msg], size)
+
+
 def _from_event_arrays(
-    path: str | os.PathLike[str], msgs: list[Any], sensor_size: tuple[int, int] | None
+    path: object, msgs: list[Any], sensor_size: tuple[int, int] | None
 ) -> EventRecording:
     events = [e for m in msgs for e in m.events]
     n = len(events)
@@ -169,20 +199,29 @@ def _from_event_packets(
     if encodings == ["mono"]:
         return _from_mono_packets(path, msgs, size)
     payload = b"".join(bytes(np.asarray(m.events, dtype=np.uint8)) for m in msgs)
+    with tempfile.TemporaryDirectory(prefix="delgrad-evt3-") as tmp:
+        return decode_evt3(payload, size, Path(tmp) / "packets.raw", where=path)
+
+
+def decode_evt3(
+    payload: bytes, size: tuple[int, int], scratch: Path, *, where: object
+) -> EventRecording:
+    """Decode EVT 3.0 words (no file header) with faery, through the file ``scratch``
+    (overwritten); times are the sensor's microseconds.
+
+    Raises:
+        ConfigError: If faery is missing or the words are not EVT 3.0.
+    """
     header = f"% evt 3.0\n% format EVT3;width={size[0]};height={size[1]}\n"
     header += f"% geometry {size[0]}x{size[1]}\n"
-    with tempfile.TemporaryDirectory(prefix="delgrad-evt3-") as tmp:
-        raw = Path(tmp) / "packets.raw"
-        raw.write_bytes(header.encode() + payload)
-        try:
-            return read_evt(raw, sensor_size=size)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: EventPacket evt3 payload: {exc}") from None
+    scratch.write_bytes(header.encode() + payload)
+    try:
+        return read_evt(scratch, sensor_size=size)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: EventPacket evt3 payload: {exc}") from None
 
 
-def _from_mono_packets(
-    path: str | os.PathLike[str], msgs: list[Any], size: tuple[int, int]
-) -> EventRecording:
+def _from_mono_packets(path: object, msgs: list[Any], size: tuple[int, int]) -> EventRecording:
     parts: list[np.ndarray] = []
     for k, m in enumerate(msgs):
         body = bytes(np.asarray(m.events, dtype=np.uint8))

@@ -417,3 +417,12 @@ def read_checkpoint_state(folder: Path) -> dict[str, Any]:
     """The service state (steps, param_seq, ...) of the checkpoint in ``folder``."""
     with np.load(folder / "service_checkpoint.npz", allow_pickle=False) as npz:
         return json.loads(bytes(npz["service"]).decode())
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> None:
+    """Poll ``check()`` every 0.2 s until true; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)

@@ -4,9 +4,7 @@ into windows, predicts every window, joins the windows' labels and learns."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from ._e2e_helpers import (  # noqa: F401  (fixtures)
     Subscriber,
     processes_fixture,
     run_sensor,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -51,14 +50,6 @@ def _recordings(folder):
     return paths, labels[:N_DIGITS]
 
 
-async def _wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def test_npy_aedat4_and_ros2_bag_stream_into_delgrad_run(mosquitto, processes, tmp_path):
     paths, _ = _recordings(tmp_path)
     device = "events"
@@ -72,7 +63,7 @@ async def test_npy_aedat4_and_ros2_bag_stream_into_delgrad_run(mosquitto, proces
     )
     async with Subscriber(mosquitto.port, device) as sub:
         rt.start()
-        await _wait_for(lambda: sub.of(Metrics), 60, "the service's first metrics")
+        await wait_for(lambda: sub.of(Metrics), 60, "the service's first metrics")
         offset = 0
         for k, path in enumerate(paths):
             out = await run_sensor(
@@ -101,14 +92,14 @@ async def test_npy_aedat4_and_ros2_bag_stream_into_delgrad_run(mosquitto, proces
                 ids = [m.trial_ids for m in sub.of(Predictions)]
                 return set(np.concatenate(ids).tolist()) if ids else set()
 
-            await _wait_for(lambda w=wanted: w <= predicted(), 60, f"predictions of {path.name}")
+            await wait_for(lambda w=wanted: w <= predicted(), 60, f"predictions of {path.name}")
         rt.assert_running()
 
         def joined() -> float:
             metrics = sub.of(Metrics)
             return metrics[-1].values.get("labels.received", 0.0) if metrics else 0.0
 
-        await _wait_for(lambda: joined() >= 3 * N_DIGITS, 30, "all labels")
+        await wait_for(lambda: joined() >= 3 * N_DIGITS, 30, "all labels")
         values = sub.of(Metrics)[-1].values
         assert values.get("refused.channel_outside", 0.0) == 0.0
         assert values["events.received"] > 0
@@ -128,7 +119,7 @@ async def test_events_outside_the_inputs_are_refused_counted_and_said(
     )
     async with Subscriber(mosquitto.port, device) as sub:
         rt.start()
-        await _wait_for(lambda: sub.of(Metrics), 60, "the service's first metrics")
+        await wait_for(lambda: sub.of(Metrics), 60, "the service's first metrics")
         # No pooling: 36 x 36 pixels = 1296 channels for a 128-input network.
         await run_sensor(
             processes,
@@ -146,5 +137,5 @@ async def test_events_outside_the_inputs_are_refused_counted_and_said(
             metrics = sub.of(Metrics)
             return metrics[-1].values.get("refused.channel_outside", 0.0) if metrics else 0.0
 
-        await _wait_for(lambda: refused() > 0, 30, "refused events in the metrics")
+        await wait_for(lambda: refused() > 0, 30, "refused events in the metrics")
     assert "refusing events on channels >= 128" in rt.output()
