@@ -478,6 +478,20 @@ async def _started(setup: Setup, watcher: Watcher, timeout_s: float = 90.0) -> N
     await watcher.wait(lambda v: True, timeout_s)  # the first metrics: subscribed and warm
 
 
+async def _measured(
+    watcher: Watcher, start_sensor: Callable[[], object], warmup_s: float, measure_s: float
+) -> tuple[Sample, Sample]:
+    """Start the sensor once the runtime is up; the metrics samples ``warmup_s`` after
+    the first processed trial and ``measure_s`` after that (latencies kept from then)."""
+    await _started(watcher.setup, watcher)
+    start_sensor()
+    first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
+    a = await watcher.later(first, warmup_s)
+    watcher.subscriber_latency_ms.clear()
+    watcher.transit_ms.clear()
+    return a, await watcher.later(a, measure_s)
+
+
 # ------------------------------------------------------------------ benchmarks
 
 
@@ -493,11 +507,12 @@ async def throughput(
     """Sustained processed trials/s over ``measure_s`` after ``warmup_s``."""
     with running(config, source=source, network=network) as setup:
         async with Watcher(setup) as watcher:
-            await _started(setup, watcher)
-            setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
-            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
-            a = await watcher.later(first, warmup_s)
-            b = await watcher.later(a, measure_s)
+            a, b = await _measured(
+                watcher,
+                lambda: setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10),
+                warmup_s,
+                measure_s,
+            )
     return {"bench": "throughput", "rate": rate, "batch": batch, **_window(a, b, batch)}
 
 
@@ -514,13 +529,12 @@ async def latency(
     and the subscriber's view (sensor timestamp -> prediction received)."""
     with running(config, source=source, network=network) as setup:
         async with Watcher(setup, latency=True) as watcher:
-            await _started(setup, watcher)
-            setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10)
-            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
-            a = await watcher.later(first, warmup_s)
-            watcher.subscriber_latency_ms.clear()
-            watcher.transit_ms.clear()
-            b = await watcher.later(a, measure_s)
+            a, b = await _measured(
+                watcher,
+                lambda: setup.sensor(rate=rate, batch=batch, duration_s=warmup_s + measure_s + 10),
+                warmup_s,
+                measure_s,
+            )
             sub = np.array(watcher.subscriber_latency_ms)
             transit = np.array(watcher.transit_ms)
     result = {"bench": "latency", "rate": rate, "batch": batch, **_window(a, b, batch)}
@@ -608,13 +622,12 @@ async def live(
     ]  # fmt: skip
     with running(merged, source=source) as setup:
         async with Watcher(setup, window_us=(window_us, window_us)) as watcher:
-            await _started(setup, watcher)
-            setup.sensor(duration_s=warmup_s + measure_s + 10, extra=options)
-            first = await watcher.wait(lambda v: _get(v, "trials.processed") > 0, 60)
-            a = await watcher.later(first, warmup_s)
-            watcher.subscriber_latency_ms.clear()
-            watcher.transit_ms.clear()
-            b = await watcher.later(a, measure_s)
+            a, b = await _measured(
+                watcher,
+                lambda: setup.sensor(duration_s=warmup_s + measure_s + 10, extra=options),
+                warmup_s,
+                measure_s,
+            )
             sub = np.array(watcher.subscriber_latency_ms)
             transit = np.array(watcher.transit_ms)
     result = {
