@@ -19,7 +19,6 @@ import contextlib
 import math
 import os
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 from delgrad.errors import ConfigError
 from delgrad.protocols import TIME_UNITS, Labels, Publisher, SpikeBatch, TopicKind, topic
 from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
+from delgrad.runtime._trial_file import load_trial_arrays
 from delgrad.runtime.sources import TrialLayout
 from delgrad.tools._ack_window import AckWindow
 
@@ -226,14 +226,7 @@ class FileSource(_Cycler):
 
     def __init__(self, path: str | os.PathLike[str], *, first_trial_id: int = 0) -> None:
         self.path = os.fspath(path)
-        try:
-            with np.load(self.path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: no such file") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise ConfigError(f"{self.path}: not a readable .npz file ({exc or 'empty'})") from None
-        offsets, channels, times, labels, unit = self._validate(arrays)
+        offsets, channels, times, labels, unit = load_trial_arrays(self.path)
         super().__init__(offsets.size - 1, first_trial_id)
         self.time_unit = unit
         self._offsets, self._channels, self._times, self._labels = offsets, channels, times, labels
@@ -245,63 +238,6 @@ class FileSource(_Cycler):
         finite = times[np.isfinite(times)]
         #: the latest event time of any trial (the span noise events fall in)
         self.span = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-
-    def _fail(self, why: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {why}")
-
-    def _validate(
-        self, a: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str]:
-        if "channels" not in a or "times" not in a:
-            raise self._fail("needs arrays 'channels' and 'times' (and 'offsets' for CSR)")
-        ch, t = a["channels"], a["times"]
-        if ch.dtype.kind not in "iu":
-            raise self._fail(f"'channels' must be integers, got {ch.dtype}")
-        if t.dtype.kind not in "iuf":
-            raise self._fail(f"'times' must be numeric, got {t.dtype}")
-        if "offsets" in a:
-            off = a["offsets"]
-            if off.ndim != 1 or ch.ndim != 1 or t.ndim != 1 or off.dtype.kind not in "iu":
-                raise self._fail("CSR layout needs 1-d integer 'offsets' and 1-d channels/times")
-            off = off.astype(np.int64)
-            if off.size < 2 or off[0] != 0 or off[-1] != ch.size or np.any(np.diff(off) < 0):
-                raise self._fail("'offsets' must rise from 0 to len(channels), >= 1 trial")
-            if t.shape != ch.shape:
-                raise self._fail("'times' and 'channels' must have the same length")
-            times = t.astype(np.float64)
-            if not np.all(np.isfinite(times)):
-                raise self._fail("CSR 'times' must be finite")
-            channels = ch.astype(np.int64)
-            if channels.size and channels.min() < 0:
-                raise self._fail("CSR 'channels' must be >= 0")
-        else:
-            if ch.ndim != 2 or ch.shape != t.shape or ch.shape[0] < 1:
-                raise self._fail("padded layout needs 'channels' and 'times' of one (T, N) shape")
-            tf = t.astype(np.float64)
-            if np.any(np.isnan(tf)) or np.any(ch < -1):
-                raise self._fail("padded layout: times must not be NaN, channels must be >= -1")
-            valid = (ch >= 0) & np.isfinite(tf)
-            off = np.zeros(ch.shape[0] + 1, dtype=np.int64)
-            np.cumsum(valid.sum(axis=1), out=off[1:])
-            channels, times = ch[valid].astype(np.int64), tf[valid]  # row-major order
-        if channels.size and channels.max() >= 1 << 32:
-            raise self._fail("channels must be < 2**32")
-        n = off.size - 1
-        labels = None
-        if "labels" in a:
-            lab = a["labels"]
-            if lab.shape != (n,) or lab.dtype.kind not in "iu":
-                raise self._fail(f"'labels' must be {n} integers (one per trial)")
-            labels = lab.astype(np.int64)
-            if labels.size and (labels.min() < -1 or labels.max() > np.iinfo(np.int32).max):
-                raise self._fail("'labels' must be in -1 .. 2**31-1 (-1: unknown)")
-        unit = "tau_s"
-        if "time_unit" in a:
-            u = a["time_unit"]
-            if u.shape != () or u.dtype.kind not in "US" or str(u.item()) not in TIME_UNITS:
-                raise self._fail("'time_unit' must be the scalar string 'tau_s' or 'us'")
-            unit = str(u.item())
-        return off, channels, times, labels, unit
 
     def layout(self, us_per_tau: float) -> TrialLayout:
         """Plain channels, for ``delgrad sensor --shift`` (a trial lasts until the

@@ -86,3 +86,36 @@ def test_bad_recordings_are_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "no labels" in err and len(err.strip().splitlines()) == 1
     assert main(["events", "trials", str(tmp_path / "nope.npy"), "--out", "x.npz"]) == 2
+
+
+def test_training_reads_what_the_sensor_streams_and_says_what_it_lacks(tmp_path: Path) -> None:
+    """One checker for both readers: the padded layout that ``delgrad sensor --source``
+    takes trains as its CSR twin; unlabelled or microsecond files are one line each."""
+    csr = tmp_path / "csr.npz"
+    np.savez(
+        csr,
+        offsets=np.array([0, 2, 3]),
+        channels=np.array([1, 0, 1]),
+        times=np.array([0.5, 0.25, 1.0]),
+        labels=np.array([3, 1]),
+    )
+    padded = tmp_path / "padded.npz"
+    np.savez(
+        padded,
+        channels=np.array([[1, 0], [1, -1]]),
+        times=np.array([[0.5, 0.25], [1.0, np.inf]]),
+        labels=np.array([3, 1]),
+    )
+    for a, b in zip(read_trial_file(csr, 2), read_trial_file(padded, 2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, offsets=np.array([0, 1]), channels=np.array([0]), times=np.array([0.5]))
+    with pytest.raises(ConfigError, match="needs 'labels', one per trial"):
+        read_trial_file(bare, 2)
+    us = tmp_path / "us.npz"
+    np.savez(us, **dict(np.load(csr)), time_unit=np.array("us"))
+    with pytest.raises(ConfigError, match="must be in tau_s for training, got us"):
+        read_trial_file(us, 2)
+    with pytest.raises(ConfigError, match="must rise from 0"):
+        np.savez(bare, offsets=np.array([1, 0]), channels=np.array([0]), times=np.array([0.5]))
+        read_trial_file(bare, 2)
