@@ -1,5 +1,6 @@
 """A throw-away PKI for TLS tests: a CA, a broker certificate for 127.0.0.1 and
-localhost, client certificates, and a rogue CA nobody trusts (openssl CLI)."""
+localhost, client certificates, and a rogue CA nobody trusts (openssl CLI); a
+Mosquitto password file and the mqtts URL of a user."""
 
 from __future__ import annotations
 
@@ -88,3 +89,27 @@ def make_pki(folder: Path) -> Path:
         _signed(folder, client, "ca")
     _signed(folder, "rogue-client", "rogue")
     return folder
+
+
+def write_passwords(path: Path, passwords: dict[str, str]) -> Path:
+    """A Mosquitto password file with ``user: password`` entries (mosquitto_passwd)."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd not installed")
+    path.touch()
+    for user, password in passwords.items():
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(path), user, password], check=True, timeout=30
+        )
+    return path
+
+
+def tls_url(
+    port: int, user: str, password: str, pki: Path, *, cert: str | None = None, ca: str = "ca"
+) -> str:
+    """An mqtts URL on 127.0.0.1 with password, CA and a client certificate (``user``'s
+    own unless ``cert`` names another of the PKI's)."""
+    cert = cert or user
+    return (
+        f"mqtts://{user}:{password}@127.0.0.1:{port}"
+        f"?ca={pki / (ca + '.pem')}&cert={pki / (cert + '.pem')}&key={pki / (cert + '.key')}"
+    )

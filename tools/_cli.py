@@ -31,6 +31,7 @@ from delgrad.tools._logging import LEVELS, setup_logging
 
 # name -> (module, one-line help). Sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "acl": ("delgrad.tools._cmd_acl", "Mosquitto ACL and config binding accounts to roles"),
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
     "cmd": ("delgrad.tools._cmd_cmd", "send a command to a device and print its reply"),

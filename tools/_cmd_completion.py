@@ -21,6 +21,8 @@ SHELLS = ("bash", "zsh", "tcsh")
 
 #: (subcommand, option dest) -> shtab's action for a path (``shtab.FILE`` or ``DIRECTORY``).
 PATHS: dict[tuple[str, str], Any] = {
+    ("acl", "etc"): shtab.DIRECTORY,
+    ("acl", "out"): shtab.DIRECTORY,
     ("broker", "password_file"): shtab.FILE,
     ("eval", "network"): shtab.FILE,
     ("export-nir", "network"): shtab.FILE,

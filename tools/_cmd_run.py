@@ -288,7 +288,8 @@ def attach_lines(config: RunConfig, service: Service | None = None) -> list[tupl
     if operator is not None:
         rows.append(
             ("", f"(as an operator: put its user and certificate for {OPERATOR}, its "
-                 "password in $DELGRAD_MQTT_PASSWORD)")
+                 "password in $DELGRAD_MQTT_PASSWORD; watching and steering at once take "
+                 "an account each where client ids are user names, docs/security.md)")
         )  # fmt: skip
     return rows
 

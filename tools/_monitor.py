@@ -5,6 +5,11 @@
 :func:`monitor` is the asyncio edge: it subscribes, feeds the state, asks the broker
 for the retained parameter snapshot when a replica needs a re-sync, and calls back.
 :func:`render` builds the rich table the ``delgrad monitor`` command shows.
+
+A device is whatever publishes under ``delgrad/v1/{device}/``: MQTT does not tell a
+subscriber who published (the envelope's ``sender`` is the publisher's own claim), so
+the attribution rests on the broker's ACL letting only the device's account publish
+there (docs/security.md, "Identities").
 """
 
 from __future__ import annotations

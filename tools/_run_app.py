@@ -18,6 +18,7 @@ from delgrad.errors import ConfigError
 from delgrad.protocols import (
     EmbeddedBroker,
     Publisher,
+    parse_broker_url,
     transport_from_url,
 )
 from delgrad.runtime import Learner, load_network, resolve_config, warm_up
@@ -29,6 +30,18 @@ from delgrad.runtime.service import (
     status_will,
 )
 from delgrad.tools._sensor import YinYangSource, stream_trials
+
+
+def device_client_id(config: RunConfig, url: str) -> str:
+    """The device's MQTT client id: ``[broker] client_id``; else the device id when it is
+    the URL's user name (the recipe's device account, and the id a broker with
+    ``use_username_as_clientid`` gives it anyway); else ``delgrad-run-{device}`` (an
+    account shared by several devices must not give them one id)."""
+    if config.broker.client_id:
+        return config.broker.client_id
+    if parse_broker_url(url).username == config.device:
+        return config.device
+    return f"delgrad-run-{config.device}"
 
 
 def build_online(config: RunConfig) -> OnlineLearner:
@@ -80,7 +93,7 @@ async def serve(
             broker = EmbeddedBroker("127.0.0.1", config.broker.embedded_port)
             await stack.enter_async_context(broker)
             url = broker.url
-        client_id = config.broker.client_id or f"delgrad-run-{config.device}"
+        client_id = device_client_id(config, url)
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         epoch = next_boot_epoch(folder)  # before the will: it carries the boot's last number
         will = status_will(config.device, epoch)

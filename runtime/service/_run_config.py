@@ -24,7 +24,8 @@ class BrokerSection:
 
     Attributes:
         url: ``mqtt://[user@]host[:port]`` or ``mqtts://...`` (TLS); "" = embedded.
-        client_id: MQTT client id ("" = ``delgrad-run-{device}``).
+        client_id: MQTT client id ("" = the device id if it is the URL's user name,
+            else ``delgrad-run-{device}``).
             A URL with a user but no password takes it from $DELGRAD_MQTT_PASSWORD.
         embedded_port: port of the embedded broker (0 = any free port).
         tls_ca_file: PEM file of the CA(s) that sign the broker's certificate

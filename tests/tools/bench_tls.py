@@ -39,7 +39,7 @@ m.conf.write_text(
             "per_listener_settings false",
             "allow_anonymous false",
             f"password_file {passwd}",
-            f"acl_file {Path(__file__).resolve().parents[2] / 'docs' / 'deploy' / 'acl.conf'}",
+            f"acl_file {Path(__file__).resolve().parents[2] / 'docs' / 'deploy' / 'delgrad.acl'}",
             "max_packet_size 16842752",
             "persistence false",
             f"listener {m.port} 127.0.0.1",

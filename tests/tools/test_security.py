@@ -1,14 +1,14 @@
 """Transport security against a real Mosquitto: own CA, client certificates,
-passwords and the ACL template of docs/deploy/ (issue 10, case 8 and the TLS
-acceptance). A client without the right user cannot change the device's state;
-a failed handshake ends quickly with a clear message."""
+passwords and the ACL of docs/deploy/ (issue 10, case 8 and the TLS acceptance;
+the identities of issue 25 in test_tenants.py). A client without the right user
+cannot change the device's state; a failed handshake ends quickly with a clear
+message."""
 
 from __future__ import annotations
 
 import asyncio
 import shlex
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +23,8 @@ from delgrad.tools._cli import main
 from delgrad.tools._cmd_run import attach_lines
 from delgrad.tools._run_app import build_online
 
-from .._pki import make_pki
+from .._pki import make_pki, write_passwords
+from .._pki import tls_url as pki_url
 
 pytestmark = [pytest.mark.broker]
 
@@ -38,12 +39,7 @@ def secure_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
     if binary is None:
         pytest.skip("mosquitto not installed")
     pki = make_pki(tmp_path / "pki")
-    passwd = tmp_path / "passwd"
-    passwd.touch()
-    for user, password in PASSWORDS.items():
-        subprocess.run(
-            ["mosquitto_passwd", "-b", str(passwd), user, password], check=True, timeout=30
-        )
+    passwd = write_passwords(tmp_path / "passwd", PASSWORDS)
     server = Mosquitto(tmp_path, binary=binary)
     server.conf.write_text(
         "\n".join(
@@ -52,7 +48,7 @@ def secure_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
                 "per_listener_settings false",
                 "allow_anonymous false",
                 f"password_file {passwd}",
-                f"acl_file {REPO / 'docs' / 'deploy' / 'acl.conf'}",
+                f"acl_file {REPO / 'docs' / 'deploy' / 'delgrad.acl'}",
                 f"listener {server.port} 127.0.0.1",
                 f"cafile {pki / 'ca.pem'}",
                 f"certfile {pki / 'broker.pem'}",
@@ -73,11 +69,7 @@ def secure_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
 
 def tls_url(port: int, user: str, pki: Path, *, cert: str | None = None, ca: str = "ca") -> str:
     """An mqtts URL with password, CA and client certificate for ``user``."""
-    cert = cert or user
-    return (
-        f"mqtts://{user}:{PASSWORDS.get(user, 'x')}@127.0.0.1:{port}"
-        f"?ca={pki / (ca + '.pem')}&cert={pki / (cert + '.pem')}&key={pki / (cert + '.key')}"
-    )
+    return pki_url(port, user, PASSWORDS.get(user, "x"), pki, cert=cert, ca=ca)
 
 
 async def _reply(transport, cid: str, timeout: float = 10.0) -> Reply | None:
