@@ -64,6 +64,7 @@ from delgrad.runtime._recipes import resolve_config, shipped_configs
 from delgrad.runtime._schema import apply_overrides, read_toml
 from delgrad.runtime._stabilisers import WeightBumper, clip_weights
 from delgrad.runtime._trainer import EpochStats, Trainer, load_split
+from delgrad.runtime._trial_file import TrialArrays, load_trial_arrays, read_trial_file
 from delgrad.runtime._warmup import warm_up
 from delgrad.runtime._yinyang import (
     YINYANG_SPLITS,
@@ -112,6 +113,7 @@ __all__ = [
     "ShiftMSELoss",
     "StepSchedule",
     "Trainer",
+    "TrialArrays",
     "WeightBumper",
     "accuracy",
     "apply_overrides",
@@ -132,10 +134,12 @@ __all__ = [
     "load_config",
     "load_network",
     "load_split",
+    "load_trial_arrays",
     "mse_loss",
     "padded_to_csr",
     "predict",
     "read_toml",
+    "read_trial_file",
     "resolve_config",
     "resolve_threads",
     "save_network",

@@ -28,8 +28,7 @@ import numpy as np
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import TIME_UNITS, Labels, Publisher, SpikeBatch, TopicKind, topic
-from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, yinyang_split
-from delgrad.runtime._trial_file import load_trial_arrays
+from delgrad.runtime import YINYANG_SPLITS, encode_yinyang, load_trial_arrays, yinyang_split
 from delgrad.runtime.sources import TrialLayout
 from delgrad.tools._ack_window import AckWindow
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delgrad.runtime import resolve_config
-from delgrad.runtime._trial_file import read_trial_file
+from delgrad.runtime import read_trial_file, resolve_config
 from delgrad.tools._bench_e2e import NETWORKS, _with_network, window_latency_ms, write_random_trials
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from delgrad.errors import ConfigError
-from delgrad.runtime import config_from_dict, load_split
-from delgrad.runtime._trial_file import read_trial_file
+from delgrad.runtime import config_from_dict, load_split, read_trial_file
 from delgrad.tools._cli import main
 
 
