@@ -33,6 +33,7 @@ from delgrad.tools._logging import LEVELS, setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+    "bss2": ("delgrad.tools._cmd_bss2", "BrainScaleS-2: `calibrate` a chip for the driver"),
     "cmd": ("delgrad.tools._cmd_cmd", "send a command to a device and print its reply"),
     "completion": ("delgrad.tools._cmd_completion", "print a bash/zsh/tcsh completion script"),
     "digits": ("delgrad.tools._cmd_digits", "sklearn digits: baselines, N-MNIST-style event files"),
