@@ -8,9 +8,12 @@
 * :class:`BrainScaleS2Driver` – a real chip through ``pynn_brainscales`` (imported
   lazily; importing this package never needs it).
 * :class:`RecordingDriver` – records calls and delegates (tests, wiring).
+* :func:`calibrate_bss2_chip` – the DelGrad calibration of a BrainScaleS-2 chip
+  (``delgrad bss2 calibrate``), with the stack's modules in a :class:`BSS2Stack`.
 """
 
 from delgrad.drivers._bss2 import BrainScaleS2Driver, import_pynn
+from delgrad.drivers._bss2_calibrate import BSS2Stack, calibrate_bss2_chip
 from delgrad.drivers._bss2_io import (
     ChipConfig,
     LayerConfig,
@@ -37,6 +40,7 @@ __all__ = [
     "DRIVER_NAMES",
     "RANGE_RULES",
     "BSS2Params",
+    "BSS2Stack",
     "BackendUnavailableError",
     "BrainScaleS2Driver",
     "Capabilities",
@@ -52,6 +56,7 @@ __all__ = [
     "RangeRule",
     "RecordedCall",
     "RecordingDriver",
+    "calibrate_bss2_chip",
     "driver_from_config",
     "first_spikes",
     "import_pynn",

@@ -50,6 +50,13 @@ from delgrad.drivers._bss2_io import (
     translate_network,
     trial_period_us,
 )
+from delgrad.drivers._bss2_recipe import (
+    CALIBRATE_COMMAND,
+    calibration_error,
+    check_calibration,
+    read_record,
+)
+from delgrad.drivers._bss2_routing import check_fan_in
 from delgrad.drivers._chip_params import BSS2Params
 from delgrad.drivers._units import (
     REFRACTORY_CYCLES_PER_US,
@@ -80,12 +87,10 @@ _INSTALL_HINT = (
 
 _CALIBRATION_HINT = (
     "Make one on the chip you will use (docs/hardware.md, 'First run on a real chip'): "
-    "(1) a calix neuron calibration, circuits 0..255 at tau_m = tau_s = 6 us, circuits "
-    "256..511 at the delay elements' targets (calix.spiking.neuron.calibrate with a "
-    "NeuronCalibTarget, the result applied to a builder and written with "
-    "to_portablebinary as a .pbin file); (2) the delay-element calibration of the upper "
-    "half, saved into the same file. Then pass BrainScaleS2Driver(calibration='chip.pbin') "
-    f"or set ${CALIBRATION_ENV}."
+    f"`{CALIBRATE_COMMAND}` runs calix with the recipe's targets (layer neurons "
+    "tau_m = tau_s = 6 us, refractory 20 us; delay elements 15 / 10 us) and the "
+    "delay-element calibration, into one file plus a record of its targets (chip.pbin.json). "
+    f"Then pass BrainScaleS2Driver(calibration='chip.pbin') or set ${CALIBRATION_ENV}."
 )
 
 
@@ -190,10 +195,14 @@ class BrainScaleS2Driver(Driver):
         guard_us: quiet gap after each trial window (us), where late spikes are counted.
         delay_reset_parameters, delay_adaptation_parameters: ``HXNeuron`` settings of
             the two circuits of a delay element (default: the authors' settings).
+        check_calibration: check the calibration file against the recipe at start
+            (:func:`~delgrad.drivers._bss2_recipe.check_calibration`); False only for a
+            file checked otherwise.
 
     Raises:
         BackendUnavailableError: no ``pynn_module`` given and the stack is missing.
-        DriverError: no calibration file (see :func:`resolve_calibration`).
+        DriverError: no calibration file (see :func:`resolve_calibration`), or one that
+            does not fit the recipe (one line per mismatch, each with its fix).
     """
 
     def __init__(
@@ -207,6 +216,7 @@ class BrainScaleS2Driver(Driver):
         guard_us: float = TRIAL_GUARD_US,
         delay_reset_parameters: Mapping[str, Any] | None = None,
         delay_adaptation_parameters: Mapping[str, Any] | None = None,
+        check_calibration: bool = True,
     ) -> None:
         super().__init__()
         if params is not None and not isinstance(params, BSS2Params):
@@ -220,6 +230,8 @@ class BrainScaleS2Driver(Driver):
         trial_period_us(self.params, self.guard_us)  # validates guard_us
         self.pynn = pynn_module if pynn_module is not None else import_pynn()
         self.calibration = resolve_calibration(calibration)
+        if check_calibration:
+            self._check_calibration_file()
         self.cell_parameters = dict(cell_parameters or {})
         self.delay_drive_weight = int(delay_drive_weight)
         self.delay_reset_parameters = dict(
@@ -257,6 +269,19 @@ class BrainScaleS2Driver(Driver):
             noisy=True,
         )
 
+    def _check_calibration_file(self) -> None:
+        """Refuse a calibration file that does not fit the recipe (all mismatches at once)."""
+        try:
+            chip = self.pynn.helper.chip_from_file(self.calibration)
+        except Exception as exc:
+            raise DriverError(
+                f"BrainScaleS-2 calibration file {str(self.calibration)!r} is unreadable "
+                f"({exc}). " + _CALIBRATION_HINT
+            ) from exc
+        problems = check_calibration(chip, _halco_of(self.pynn), read_record(self.calibration))
+        if problems:
+            raise calibration_error(self.calibration, problems)
+
     @property
     def capabilities(self) -> Capabilities:
         """Figures of the chip as configured by ``params`` (see docs/hardware.md)."""
@@ -281,6 +306,7 @@ class BrainScaleS2Driver(Driver):
 
     def _configure(self, network: Network) -> None:
         layout = circuit_layout(network)  # CapabilityError when it does not fit
+        check_fan_in(network)  # before grenade would refuse it at routing
         config = translate_network(network, self.params)
         structure = tuple(
             (ly.n_in, ly.n_out, ly.delay, len(ly.bias_times)) for ly in network.layers

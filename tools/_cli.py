@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "acl": ("delgrad.tools._cmd_acl", "Mosquitto ACL and config binding accounts to roles"),
     "bench": ("delgrad.tools._cmd_bench", "benchmarks: kernels, codec, drivers, end to end"),
     "broker": ("delgrad.tools._cmd_broker", "run the embedded MQTT broker on 127.0.0.1"),
+    "bss2": ("delgrad.tools._cmd_bss2", "BrainScaleS-2: `calibrate` a chip for the driver"),
     "cmd": ("delgrad.tools._cmd_cmd", "send a command to a device and print its reply"),
     "completion": ("delgrad.tools._cmd_completion", "print a bash/zsh/tcsh completion script"),
     "digits": ("delgrad.tools._cmd_digits", "sklearn digits: baselines, N-MNIST-style event files"),

