@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from delgrad.errors import ConfigError
 from delgrad.runtime.sources import EventRecording, PixelMapping
@@ -57,8 +57,19 @@ def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | 
     return values
 
 
-def pixel_mapping(args: argparse.Namespace, rec: EventRecording) -> PixelMapping:
-    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor."""
+class Sensor(Protocol):
+    """Anything with a sensor size: a recording, a live input."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
+def pixel_mapping(args: argparse.Namespace, rec: Sensor) -> PixelMapping:
+    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor
+    (a recording or a live input)."""
     roi = _ints(args.roi, (4,), "--roi")
     pool = _ints(args.pool, (1, 2), "--pool") or (1,)
     return PixelMapping(
