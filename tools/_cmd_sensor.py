@@ -389,8 +389,8 @@ def _live(args: argparse.Namespace) -> _Live:
         given.append("--speed")
     if given:
         raise ConfigError(
-            f"{' and '.join(given)} do(es) not apply to a live stream ({spec.text}): it runs "
-            "in real time until Ctrl-C or --duration S"
+            f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a live "
+            f"stream ({spec.text}): it runs in real time until Ctrl-C or --duration S"
         )
     if not (args.chunk_ms > 0 and math.isfinite(args.chunk_ms)):
         raise ConfigError(f"--chunk-ms must be finite and > 0, got {args.chunk_ms}")
@@ -468,6 +468,38 @@ async def _stream_live(
     )
 
 
+async def _stream_file(
+    args: argparse.Namespace,
+    source: _Recording,
+    transport: Any,
+    sender: str,
+    stop: asyncio.Event,
+) -> StreamStats:
+    plan = source.plan
+    if args.duration is not None:  # wall-clock seconds, as for trial streams
+        asyncio.get_running_loop().call_later(args.duration, stop.set)
+    print(
+        f"sensor: streaming {args.source} to device {args.device} at "
+        f"{transport.host}:{transport.port}: {plan.t_us.size} events on "
+        f"{plan.n_channels} channels ({plan.dropped} outside the mapping), "
+        f"{plan.window_ids.size} labelled windows, speed {args.speed:g} "
+        "(Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return await stream_recording(
+        Publisher(transport, sender),
+        args.device,
+        plan,
+        speed=args.speed,
+        chunk_us=args.chunk_ms * 1000.0,
+        passes=args.passes,
+        offset_us=args.offset_us,
+        plan_of_pass=source.plan_of_pass,
+        stop=stop,
+    )
+
+
 async def _main(
     args: argparse.Namespace, source: TrialSource | _Recording | _Live
 ) -> tuple[SensorStats | StreamStats | LiveStats, int]:
@@ -493,40 +525,13 @@ async def _main(
         raise
     stats: SensorStats | StreamStats | LiveStats
     try:
-        if isinstance(source, _Live):
-            assert live is not None
-            publisher = Publisher(transport, sender)
-            stats = await _stream_live(args, source, *live, publisher, stop)
-            try:
-                await transport.flush(timeout=_FLUSH_TIMEOUT_S)
-            except TimeoutError:
-                print(f"sensor: {_UNDELIVERED}", file=sys.stderr)
-            s = transport.stats
-            return stats, s.dropped_out_lossy + s.dropped_out_reliable
-        if isinstance(source, _Recording):
-            plan = source.plan
-            if args.duration is not None:  # wall-clock seconds, as for trial streams
-                loop.call_later(args.duration, stop.set)
-            print(
-                f"sensor: streaming {args.source} to device {args.device} at "
-                f"{transport.host}:{transport.port}: {plan.t_us.size} events on "
-                f"{plan.n_channels} channels ({plan.dropped} outside the mapping), "
-                f"{plan.window_ids.size} labelled windows, speed {args.speed:g} "
-                "(Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            stats = await stream_recording(
-                Publisher(transport, sender),
-                args.device,
-                plan,
-                speed=args.speed,
-                chunk_us=args.chunk_ms * 1000.0,
-                passes=args.passes,
-                offset_us=args.offset_us,
-                plan_of_pass=source.plan_of_pass,
-                stop=stop,
-            )
+        if isinstance(source, _Live | _Recording):
+            if isinstance(source, _Live):
+                assert live is not None
+                publisher = Publisher(transport, sender)
+                stats = await _stream_live(args, source, *live, publisher, stop)
+            else:
+                stats = await _stream_file(args, source, transport, sender, stop)
             try:
                 await transport.flush(timeout=_FLUSH_TIMEOUT_S)
             except TimeoutError:

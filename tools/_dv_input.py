@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -201,7 +202,10 @@ async def _probe(host: str, port: int, timeout_s: float) -> str:
     except socket.gaierror as exc:
         raise LinkLost(f"{where}: unknown host ({exc.strerror})") from None
     except OSError as exc:
-        raise LinkLost(f"{where}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        if isinstance(exc, ConnectionRefusedError):
+            why += " (is the DV network server running, on that port?)"
+        raise LinkLost(f"{where}: {why}") from None
     if not first:
         raise LinkLost(f"{where}: the server hung up without sending a stream header")
     return ip
@@ -229,8 +233,8 @@ def _open_camera(dv: Any, spec: LiveSpec) -> DvInput:
     found = dv.io.camera.discover()
     if not found:
         raise ConfigError(
-            "--source camera: no iniVation camera is attached (dv-processing found none; "
-            "check the USB cable and the udev rules of the DV software)"
+            f"--source {spec.text}: no iniVation camera is attached (dv-processing found "
+            "none; check the USB cable and the udev rules of the DV software)"
         )
     serials = [str(getattr(d, "serialNumber", "")) for d in found]
     if spec.serial is not None and spec.serial not in serials:
