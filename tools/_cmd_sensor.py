@@ -126,7 +126,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="start the stream at this time (to follow an earlier stream on one device)",
     )
     rec.add_argument(
-        "--chunk-ms", type=float, default=10.0, metavar="MS", help="recording time per message"
+        "--chunk-ms",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="recording time per message (live: least time between messages; default 10)",
     )
     parser.add_argument(
         "--split",
