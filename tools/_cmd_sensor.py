@@ -9,6 +9,8 @@ to a device over MQTT.
   ``--pool`` and ``--polarity``, paced at ``--speed`` times real time, with the label
   of every device window (``--window-length``, ``--window-period``, ``--us-per-tau``:
   the device's ``[ingest]`` settings) on the label topic (:mod:`._stream`).
+* ``tcp://HOST:PORT`` (a DV network event stream) and ``camera[:SERIAL]``: the same
+  continuous stream, live, reconnecting when the input goes away (:mod:`._live`).
 """
 
 from __future__ import annotations
@@ -35,12 +37,23 @@ from delgrad.protocols import (
     transport_from_url,
 )
 from delgrad.runtime.sources import (
+    LabelSpans,
     Shift,
     parse_shift,
     read_events,
+    read_label_file,
 )
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
+from delgrad.tools._dv_input import (
+    DvInput,
+    LinkLost,
+    LiveSpec,
+    is_live_source,
+    open_input,
+    parse_live_source,
+)
 from delgrad.tools._exit import ExitCode
+from delgrad.tools._live import LiveStats, LiveWindows, stream_live
 from delgrad.tools._recording_args import (
     add_recording_arguments,
     pixel_mapping,
@@ -87,11 +100,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         default="yinyang",
-        metavar="yinyang|FILE",
+        metavar="yinyang|FILE|tcp://HOST:PORT|camera[:SERIAL]",
         help="'yinyang' (default), an .npz trial file (NIR padded channels/times or CSR "
-        "offsets/channels/times; optional labels, time_unit; looped forever), or an event "
+        "offsets/channels/times; optional labels, time_unit; looped forever), an event "
         "recording streamed continuously: .npy/.npz (tonic-style t,x,y,p), .csv, .aedat4, "
-        ".raw (EVT 2/3), ROS 2 bag (.mcap, .db3 or its folder); see docs/sensors.md",
+        ".raw (EVT 2/3), ROS 2 bag (.mcap, .db3 or its folder), or a live iniVation "
+        "camera: a DV network event stream tcp://HOST:PORT or a camera on this machine "
+        "(camera, camera:SERIAL; needs dv-processing); see docs/sensors.md",
     )
     rec = parser.add_argument_group("event recordings (continuous sensor_events)")
     rec.add_argument(
@@ -111,7 +126,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="start the stream at this time (to follow an earlier stream on one device)",
     )
     rec.add_argument(
-        "--chunk-ms", type=float, default=10.0, metavar="MS", help="recording time per message"
+        "--chunk-ms",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="recording time per message (live: least time between messages; default 10)",
     )
     parser.add_argument(
         "--split",
@@ -210,6 +229,8 @@ def _messages_per_s(args: argparse.Namespace, source: object) -> float:
     """Event messages per second of the stream (as many label messages at most)."""
     if isinstance(source, _Recording):
         return float(args.speed) * 1000.0 / float(args.chunk_ms)
+    if isinstance(source, _Live):
+        return 1000.0 / float(args.chunk_ms)
     return float(args.rate) / float(args.batch)
 
 
@@ -345,7 +366,45 @@ def _shifted_trials(
     )
 
 
-def _source(args: argparse.Namespace) -> TrialSource | _Recording:
+class _Live(NamedTuple):
+    """A live input to open, and the labels of its stream (None: none)."""
+
+    spec: LiveSpec
+    labels: LabelSpans | None
+
+
+def _live(args: argparse.Namespace) -> _Live:
+    spec = parse_live_source(args.source)
+    given = [
+        name
+        for name, value in (
+            ("--count", args.count),
+            ("--samples", args.samples),
+            ("--start-us", args.start_us),
+            ("--end-us", args.end_us),
+            ("--shift", args.shift),
+            ("--topic", args.topic),
+        )
+        if value is not None
+    ]
+    if args.passes != 1:
+        given.append("--passes")
+    if args.speed != 1.0:
+        given.append("--speed")
+    if given:
+        raise ConfigError(
+            f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a live "
+            f"stream ({spec.text}): it runs in real time until Ctrl-C or --duration S"
+        )
+    if not (args.chunk_ms > 0 and math.isfinite(args.chunk_ms)):
+        raise ConfigError(f"--chunk-ms must be finite and > 0, got {args.chunk_ms}")
+    labels = None if args.labels is None else read_label_file(args.labels)
+    return _Live(spec, labels)
+
+
+def _source(args: argparse.Namespace) -> TrialSource | _Recording | _Live:
+    if is_live_source(args.source):
+        return _live(args)
     shift = _shift(args)
     if args.source == "yinyang":
         yy = YinYangSource(
@@ -363,9 +422,91 @@ def _source(args: argparse.Namespace) -> TrialSource | _Recording:
     return _plan(args, shift)
 
 
+async def _open_live(args: argparse.Namespace, live: _Live) -> tuple[DvInput, LiveWindows]:
+    """Open the live input (before the broker: a wrong address ends the sensor at once)."""
+    try:
+        first = await open_input(live.spec)
+    except LinkLost as exc:
+        raise TransportError(f"cannot reach the DV event stream: {exc}") from None
+    try:
+        windows = LiveWindows(
+            pixel_mapping(args, first),
+            live.labels,
+            window_length=args.window_length,
+            window_period=args.window_period,
+            offset_us=args.offset_us,
+        )
+    except ConfigError:
+        first.close()
+        raise
+    return first, windows
+
+
+async def _stream_live(
+    args: argparse.Namespace,
+    live: _Live,
+    first: DvInput,
+    windows: LiveWindows,
+    publisher: Publisher,
+    stop: asyncio.Event,
+) -> LiveStats:
+    if args.duration is not None:
+        asyncio.get_running_loop().call_later(args.duration, stop.set)
+    print(
+        f"sensor: streaming {live.spec.text} ({first.name}, {first.width} x {first.height}) "
+        f"live to device {args.device} on {windows.mapping.n_channels} channels, "
+        f"{'labels from ' + args.labels if live.labels is not None else 'no labels'} "
+        "(Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return await stream_live(
+        publisher,
+        args.device,
+        live.spec,
+        first,
+        windows,
+        opener=open_input,
+        chunk_s=args.chunk_ms / 1000.0,
+        stop=stop,
+    )
+
+
+async def _stream_file(
+    args: argparse.Namespace,
+    source: _Recording,
+    transport: Any,
+    sender: str,
+    stop: asyncio.Event,
+) -> StreamStats:
+    plan = source.plan
+    if args.duration is not None:  # wall-clock seconds, as for trial streams
+        asyncio.get_running_loop().call_later(args.duration, stop.set)
+    print(
+        f"sensor: streaming {args.source} to device {args.device} at "
+        f"{transport.host}:{transport.port}: {plan.t_us.size} events on "
+        f"{plan.n_channels} channels ({plan.dropped} outside the mapping), "
+        f"{plan.window_ids.size} labelled windows, speed {args.speed:g} "
+        "(Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return await stream_recording(
+        Publisher(transport, sender),
+        args.device,
+        plan,
+        speed=args.speed,
+        chunk_us=args.chunk_ms * 1000.0,
+        passes=args.passes,
+        offset_us=args.offset_us,
+        plan_of_pass=source.plan_of_pass,
+        stop=stop,
+    )
+
+
 async def _main(
-    args: argparse.Namespace, source: TrialSource | _Recording
-) -> tuple[SensorStats | StreamStats, int]:
+    args: argparse.Namespace, source: TrialSource | _Recording | _Live
+) -> tuple[SensorStats | StreamStats | LiveStats, int]:
     # A fresh sender per run: a restarted sensor starts its sequence numbers again at
     # 0, which receivers would take as stale duplicates of the old run's messages.
     sender = f"sensor-{uuid.uuid4().hex[:8]}"
@@ -379,33 +520,22 @@ async def _main(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await transport.connect()
-    stats: SensorStats | StreamStats
+    live = await _open_live(args, source) if isinstance(source, _Live) else None
     try:
-        if isinstance(source, _Recording):
-            plan = source.plan
-            if args.duration is not None:  # wall-clock seconds, as for trial streams
-                loop.call_later(args.duration, stop.set)
-            print(
-                f"sensor: streaming {args.source} to device {args.device} at "
-                f"{transport.host}:{transport.port}: {plan.t_us.size} events on "
-                f"{plan.n_channels} channels ({plan.dropped} outside the mapping), "
-                f"{plan.window_ids.size} labelled windows, speed {args.speed:g} "
-                "(Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            stats = await stream_recording(
-                Publisher(transport, sender),
-                args.device,
-                plan,
-                speed=args.speed,
-                chunk_us=args.chunk_ms * 1000.0,
-                passes=args.passes,
-                offset_us=args.offset_us,
-                plan_of_pass=source.plan_of_pass,
-                stop=stop,
-            )
+        await transport.connect()
+    except BaseException:
+        if live is not None:
+            live[0].close()
+        raise
+    stats: SensorStats | StreamStats | LiveStats
+    try:
+        if isinstance(source, _Live | _Recording):
+            if isinstance(source, _Live):
+                assert live is not None
+                publisher = Publisher(transport, sender)
+                stats = await _stream_live(args, source, *live, publisher, stop)
+            else:
+                stats = await _stream_file(args, source, transport, sender, stop)
             try:
                 await transport.flush(timeout=_FLUSH_TIMEOUT_S)
             except TimeoutError:
@@ -466,10 +596,13 @@ def run(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(f"delgrad sensor: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
+    except ConfigError as exc:  # a live input: no camera, not an event stream
+        print(f"delgrad sensor: error: {exc}", file=sys.stderr)
+        return 2
     line = stats.summary()
     if dropped:
         line += f"; {dropped} messages dropped by the outgoing queue"
-    if isinstance(stats, StreamStats):
+    if isinstance(stats, StreamStats | LiveStats):
         print(line, flush=True)
         return 1 if dropped else 0
     if stats.undelivered:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from delgrad.errors import ConfigError
 from delgrad.runtime.sources import EventRecording, PixelMapping
@@ -67,6 +67,16 @@ def _ints(text: str | None, n: tuple[int, ...], what: str) -> tuple[int, ...] | 
     return values
 
 
+class Sensor(Protocol):
+    """Anything with a sensor size: a recording, a live input."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
 def mapping_options(args: argparse.Namespace) -> dict[str, Any]:
     """``--roi``, ``--pool`` and ``--polarity`` as :class:`PixelMapping` keywords."""
     roi = _ints(args.roi, (4,), "--roi")
@@ -74,8 +84,9 @@ def mapping_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"roi": roi, "pool": (pool[0], pool[-1]), "polarity": args.polarity}
 
 
-def pixel_mapping(args: argparse.Namespace, rec: EventRecording) -> PixelMapping:
-    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor."""
+def pixel_mapping(args: argparse.Namespace, rec: Sensor) -> PixelMapping:
+    """``--roi``, ``--pool``, ``--polarity`` and ``--us-per-tau`` for ``rec``'s sensor
+    (a recording or a live input)."""
     return PixelMapping(rec.width, rec.height, us_per_tau=args.us_per_tau, **mapping_options(args))
 
 

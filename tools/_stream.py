@@ -25,7 +25,7 @@ import numpy as np
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import Labels, Publisher, SensorEvents, TopicKind, topic
-from delgrad.runtime.sources import EventRecording, PixelMapping, cut_windows
+from delgrad.runtime.sources import EventRecording, LabelSpans, PixelMapping, cut_windows
 from delgrad.tools._ack_window import AckWindow
 
 __all__ = [
@@ -34,8 +34,11 @@ __all__ = [
     "WindowGrid",
     "plan_on_grid",
     "plan_stream",
+    "stream_origin",
     "stream_recording",
     "window_grid",
+    "window_middles",
+    "window_offset",
 ]
 
 #: Most events in one SensorEvents message (the codec accepts 2**22 elements).
@@ -110,22 +113,55 @@ def window_grid(
         raise ConfigError("window length must be > 0 and the period >= 0 (tau_s)")
     if len(rec) == 0:
         raise ConfigError("the recording holds no events")
-    origin = float(rec.t_us[0])
+    origin = stream_origin(float(rec.t_us[0]), rec.labels)
     end = float(rec.t_us[-1])
     if rec.labels is not None and len(rec.labels):
-        origin = min(origin, float(rec.labels.start_us.min()))
         end = max(end, float(rec.labels.end_us.max()))
-    origin = math.floor(origin)
     period_us = (window_period or window_length) * us_per_tau
     length_us = window_length * us_per_tau
     n_windows = max(1, math.ceil((end - origin) / period_us))
-    middles = np.arange(n_windows) * period_us + length_us / 2 + origin
+    middles = window_middles(np.arange(n_windows), origin, period_us, length_us)
     spans = np.full(n_windows, -1, dtype=np.int64)
     labels = spans.copy()
     if rec.labels is not None:
         spans = rec.labels.index_at(middles)
         labels = rec.labels.at(middles)
     return WindowGrid(origin, period_us, length_us, labels, spans)
+
+
+def stream_origin(first_event_us: float, labels: LabelSpans | None) -> float:
+    """Where window 0 starts on the recording's clock: the first event or the first
+    label span, whichever is earlier, in whole microseconds."""
+    origin = first_event_us
+    if labels is not None and len(labels):
+        origin = min(origin, float(labels.start_us.min()))
+    return float(math.floor(origin))
+
+
+def window_middles(
+    ids: np.ndarray, origin_us: float, period_us: float, length_us: float
+) -> np.ndarray:
+    """(k,) float64 the middles of windows ``ids`` on the recording's clock (a window's
+    label is that of the span under its middle)."""
+    return ids * period_us + length_us / 2 + origin_us
+
+
+def window_offset(offset_us: float, period_us: float) -> tuple[int, float]:
+    """``--offset-us`` on the device's window grid: (first window id, offset in us).
+
+    Raises:
+        ConfigError: If it is not a whole number of window periods.
+    """
+    first_window = round(offset_us / period_us)
+    # the sensor prints where a stream ended in whole microseconds, so that value must
+    # come back in for any period (e.g. 99,999.999999 us at us_per_tau 33,333.333333)
+    if abs(offset_us - first_window * period_us) > min(0.5, 0.25 * period_us):
+        raise ConfigError(
+            f"--offset-us must be a whole number of window periods "
+            f"({f'{period_us:.6f}'.rstrip('0').rstrip('.')} us), "
+            f"e.g. {first_window * period_us:.0f}"
+        )
+    return first_window, first_window * period_us
 
 
 def plan_stream(
@@ -280,16 +316,8 @@ async def stream_recording(
     """
     if not speed > 0 or not chunk_us > 0 or passes < 1 or not offset_us >= 0:
         raise ConfigError("speed and chunk_us must be > 0, passes >= 1, offset_us >= 0")
-    first_window = round(offset_us / plan.period_us)
-    # the sensor prints where a stream ended in whole microseconds, so that value must
-    # come back in for any period (e.g. 99,999.999999 us at us_per_tau 33,333.333333)
-    if abs(offset_us - first_window * plan.period_us) > min(0.5, 0.25 * plan.period_us):
-        raise ConfigError(
-            f"--offset-us must be a whole number of window periods "
-            f"({f'{plan.period_us:.6f}'.rstrip('0').rstrip('.')} us), "
-            f"e.g. {first_window * plan.period_us:.0f}"
-        )
-    offset_us = first_window * plan.period_us  # exactly on the device's window grid
+    # exactly on the device's window grid
+    first_window, offset_us = window_offset(offset_us, plan.period_us)
     stop = asyncio.Event() if stop is None else stop
     ev_topic = topic(device, TopicKind.EVENTS_IN)
     lab_topic = topic(device, TopicKind.LABELS)
