@@ -42,7 +42,9 @@ simulation is asked for in the graph metadata (``first_spike_only = 1``).
 Networks with bias inputs (``bias_times``) are refused: NIR has no node for a
 spike at a fixed time. Importing accepts graphs of this form (also with other
 ``r``, ``w_in`` or ``v_leak``: the weights are rescaled) whose neurons share one
-tau_s, tau_m and threshold.
+tau_s, tau_m and threshold, and files in the conventions of snnTorch, Norse and
+Rockpool, converted first (:mod:`delgrad.tools._nir_conventions`). Files that
+those frameworks' importers run: :mod:`delgrad.tools._nir_consumers`.
 """
 
 from __future__ import annotations
@@ -291,9 +293,11 @@ def _from_exact(graph: nir.NIRGraph, convention: Convention) -> Network:
 
 
 def write_nir_graph(path: str | Path, graph: nir.NIRGraph) -> Path:
-    """Write ``graph`` as a NIR file (HDF5) after NIR's own checks; returns the path."""
-    graph.validate_structure()
-    graph.check_types()
+    """Write ``graph`` as a NIR file (HDF5) after NIR's own checks (nir >= 1.0.8 has
+    them; older releases write the same file unchecked); returns the path."""
+    for check in ("validate_structure", "check_types"):
+        if hasattr(graph, check):
+            getattr(graph, check)()
     nir.write(str(path), graph)
     return Path(path)
 

@@ -6,11 +6,11 @@ of a synaptic-delay network and the ``--for`` files of a weights-only one, reads
 them back to identical networks, and reads the same files written by the
 installed (newest) ``nir``. Run::
 
-    python tools/check_nir_versions.py 1.0.4 1.0.5 1.0.6 1.0.7
+    python tools/check_nir_versions.py 1.0.0 1.0.4 1.0.5 1.0.6 1.0.7 1.0.8
 
 One line per version: whether it writes (and reads back) and whether it reads
 the newest version's files, with the first error of each. Too slow for CI; the finding
-is recorded in docs/nir.md.
+(1.0.6 is the oldest that works) is recorded in docs/nir.md and pyproject.toml.
 """
 
 from __future__ import annotations
