@@ -57,10 +57,12 @@ def check(version: str, written: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         venv = Path(tmp) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "-q", str(REPO), f"nir=={version}"]
-        done = subprocess.run(pip, capture_output=True, text=True)
-        if done.returncode:
-            return f"install failed: {done.stderr.strip().splitlines()[-1]}"
+        pip = [str(venv / "bin" / "pip"), "install", "-q"]
+        # the project first, then the release over it (below the declared bound too)
+        for args in ([str(REPO)], ["--no-deps", f"nir=={version}"]):
+            done = subprocess.run([*pip, *args], capture_output=True, text=True)
+            if done.returncode:
+                return f"install failed: {done.stderr.strip().splitlines()[-1]}"
         python = str(venv / "bin" / "python")
         own = Path(tmp) / "own"
         own.mkdir()
