@@ -46,6 +46,7 @@ from delgrad.tools._nir import import_nir, write_nir_graph
 from delgrad.tools._nir_consumers import to_nir_for
 from delgrad.tools._nir_run import (
     FRAMEWORKS,
+    input_steps,
     norse_network,
     run_file,
     run_module,
@@ -112,8 +113,6 @@ def train_in_snntorch(epochs: int, dt: float, seed: int = 0) -> Network:
     """
     import snntorch as snn
     import torch
-
-    from delgrad.tools._nir_run import input_steps
 
     torch.manual_seed(seed)
     x, y = yinyang_split("train")[:2]
