@@ -1,6 +1,10 @@
 """``delgrad import-nir GRAPH.nir OUT.npz``: a NIR graph (of the form export-nir
-writes) as a delgrad network file, for ``delgrad eval``, ``delgrad run``
-(``model.network_file``) or the library."""
+writes, or written by snnTorch, Norse or Rockpool) as a delgrad network file, for
+``delgrad eval``, ``delgrad run`` (``model.network_file``) or the library.
+
+The convention the file was read in is named in the summary line
+(:mod:`delgrad.tools._nir_conventions`); a file whose neurons may fire again in
+its source gets a note, since DelGrad uses each neuron's first spike."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 from delgrad.errors import DelgradError
 from delgrad.runtime import save_network
 from delgrad.tools._exit import ExitCode
-from delgrad.tools._nir import read_nir
+from delgrad.tools._nir import import_nir, read_nir_graph
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +27,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert and print a summary."""
     try:
-        net = read_nir(args.graph)
-        save_network(net, args.out, metadata={"imported_from": str(args.graph)})
+        net, convention = import_nir(read_nir_graph(args.graph))
+        save_network(
+            net,
+            args.out,
+            metadata={"imported_from": str(args.graph), "nir_convention": convention.name},
+        )
     except DelgradError as exc:
         print(f"delgrad import-nir: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -36,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: {'-'.join(map(str, sizes))}, "
         f"{'/'.join(sorted({ly.delay for ly in net.layers}))} delays, "
-        f"tau_m = {p.tau_m:g} tau_s, theta = {p.theta:g}"
+        f"tau_m = {p.tau_m:g} tau_s, theta = {p.theta:g}; read as {convention.label}"
     )
+    if convention.first_spikes is None:
+        print(
+            "note: nothing in the file keeps its neurons from firing again (no first_spike_only, "
+            "self-inhibition or deep v_reset); DelGrad uses each neuron's first spike, so "
+            "results can differ from the source's"
+        )
     return ExitCode.OK

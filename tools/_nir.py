@@ -42,7 +42,9 @@ simulation is asked for in the graph metadata (``first_spike_only = 1``).
 Networks with bias inputs (``bias_times``) are refused: NIR has no node for a
 spike at a fixed time. Importing accepts graphs of this form (also with other
 ``r``, ``w_in`` or ``v_leak``: the weights are rescaled) whose neurons share one
-tau_s, tau_m and threshold.
+tau_s, tau_m and threshold, and files in the conventions of snnTorch, Norse and
+Rockpool, converted first (:mod:`delgrad.tools._nir_conventions`). Files that
+those frameworks' importers run: :mod:`delgrad.tools._nir_consumers`.
 """
 
 from __future__ import annotations
@@ -55,13 +57,22 @@ import numpy as np
 
 from delgrad.errors import NetworkFileError, ParameterError
 from delgrad.runtime import Layer, Network, NeuronParams
+from delgrad.tools._nir_conventions import FORMAT, MIN_INHIBITION, Convention, normalise
 
-__all__ = ["DEFAULT_TAU_S_SECONDS", "from_nir", "read_nir", "to_nir", "write_nir"]
+__all__ = [
+    "DEFAULT_TAU_S_SECONDS",
+    "from_nir",
+    "import_nir",
+    "read_nir",
+    "read_nir_graph",
+    "to_nir",
+    "write_nir",
+    "write_nir_graph",
+]
 
 #: Seconds per tau_s when not given (BrainScaleS-2's 1 tau_s = 6 us would be 6e-6;
 #: 1 ms suits software simulators stepping at 0.01-0.1 ms).
 DEFAULT_TAU_S_SECONDS = 1e-3
-FORMAT = "delgrad-nir-1"
 
 
 def to_nir(net: Network, *, tau_s_seconds: float = DEFAULT_TAU_S_SECONDS) -> nir.NIRGraph:
@@ -173,11 +184,46 @@ def _delay(node: nir.Delay, unit: float) -> np.ndarray:
 
 
 def from_nir(graph: nir.NIRGraph) -> Network:
-    """The DelGrad network of a NIR graph in the form :func:`to_nir` writes.
+    """The DelGrad network of a NIR graph (see :func:`import_nir`)."""
+    return import_nir(graph)[0]
+
+
+def _check_self_inhibition(name: str, rec: np.ndarray, w: np.ndarray) -> None:
+    """A recurrent weight is accepted only as "fire once": diagonal and strong."""
+    if rec.shape != (w.shape[1], w.shape[1]) or np.any(rec != np.diag(np.diag(rec))):
+        raise NetworkFileError(
+            f"{name}: a recurrent weight between neurons; DelGrad has no recurrent connections"
+        )
+    need = MIN_INHIBITION * max(1.0, float(np.abs(w).sum(axis=0).max()))
+    if np.any(np.diag(rec) > -need):
+        raise NetworkFileError(
+            f"{name}: self-connection {float(np.diag(rec).max()):g} is not a first-spike "
+            f"self-inhibition (<= -{need:g}, {MIN_INHIBITION:g} x the summed input weights); "
+            "DelGrad has no recurrent connections"
+        )
+
+
+def import_nir(graph: nir.NIRGraph) -> tuple[Network, Convention]:
+    """The DelGrad network of a NIR graph, and the convention the file was read in.
+
+    Accepts the form :func:`to_nir` writes (also from other tools), the files of
+    ``export-nir --for`` and those snnTorch, Norse and Rockpool write
+    (:mod:`delgrad.tools._nir_conventions`).
 
     Raises:
-        NetworkFileError: another structure, or neuron parameters DelGrad cannot hold.
+        NetworkFileError: another structure, or neuron parameters DelGrad cannot
+            hold; for a foreign convention the message names it.
     """
+    graph, convention = normalise(graph)
+    try:
+        return _from_exact(graph, convention), convention
+    except NetworkFileError as exc:
+        if convention.name == "delgrad":
+            raise
+        raise NetworkFileError(f"{convention.label}: {exc}") from None
+
+
+def _from_exact(graph: nir.NIRGraph, convention: Convention) -> Network:
     meta = graph.metadata or {}
     chain = _chain(graph)
     layers: list[Layer] = []
@@ -227,9 +273,11 @@ def from_nir(graph: nir.NIRGraph) -> Network:
                 f"the nodes before {name!r} ({', '.join(n for n, _ in pending)}) are not one "
                 "of Affine, Delay-Affine, Affine-Delay, Affine-Delay-Affine"
             )
-        for _, n in pending:
+        for key, n in pending:
             if isinstance(n, nir.Affine) and np.any(np.asarray(n.bias) != 0):
-                raise NetworkFileError(f"{name}: Affine with a bias; DelGrad has no bias current")
+                raise NetworkFileError(f"{key}: Affine with a bias; DelGrad has no bias current")
+        if name in convention.recurrent:
+            _check_self_inhibition(name, convention.recurrent[name], np.asarray(w))
         w = np.asarray(w, dtype=np.float64) * scale
         layers.append(Layer(int(w.shape[0]), int(w.shape[1]), kind))  # type: ignore[arg-type]
         ws.append(np.ascontiguousarray(w))
@@ -244,27 +292,41 @@ def from_nir(graph: nir.NIRGraph) -> Network:
     return Network(layers, neuron, w=ws, d=ds)
 
 
-def write_nir(
-    path: str | Path, net: Network, *, tau_s_seconds: float = DEFAULT_TAU_S_SECONDS
-) -> Path:
-    """Write ``net`` as a NIR file (HDF5) after NIR's own checks; returns the path."""
-    graph = to_nir(net, tau_s_seconds=tau_s_seconds)
-    graph.validate_structure()
-    graph.check_types()
+def write_nir_graph(path: str | Path, graph: nir.NIRGraph) -> Path:
+    """Write ``graph`` as a NIR file (HDF5) after NIR's own checks (nir >= 1.0.8 has
+    them; older releases write the same file unchecked); returns the path."""
+    for check in ("validate_structure", "check_types"):
+        if hasattr(graph, check):
+            getattr(graph, check)()
     nir.write(str(path), graph)
     return Path(path)
 
 
-def read_nir(path: str | Path) -> Network:
-    """Read a NIR file written by :func:`write_nir` (or of the same form).
+def write_nir(
+    path: str | Path, net: Network, *, tau_s_seconds: float = DEFAULT_TAU_S_SECONDS
+) -> Path:
+    """Write ``net`` as a NIR file (HDF5) after NIR's own checks; returns the path."""
+    return write_nir_graph(path, to_nir(net, tau_s_seconds=tau_s_seconds))
+
+
+def read_nir_graph(path: str | Path) -> nir.NIRGraph:
+    """The graph of a NIR file.
 
     Raises:
-        NetworkFileError: missing or unreadable file, or another structure.
+        NetworkFileError: missing or unreadable file.
     """
     try:
-        graph = nir.read(str(path))
+        return nir.read(str(path))
     except FileNotFoundError:
         raise NetworkFileError(f"{path}: no such file") from None
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise NetworkFileError(f"{path}: not a readable NIR file ({exc})") from exc
-    return from_nir(graph)
+
+
+def read_nir(path: str | Path) -> Network:
+    """Read a NIR file written by :func:`write_nir` (or any form :func:`import_nir` takes).
+
+    Raises:
+        NetworkFileError: missing or unreadable file, or another structure.
+    """
+    return from_nir(read_nir_graph(path))
