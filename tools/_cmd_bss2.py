@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from delgrad.drivers import calibrate_bss2_chip
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``delgrad bss2``."""
@@ -23,8 +25,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate; print the file, its record and any remaining mismatch, one per line."""
-    from delgrad.drivers import calibrate_bss2_chip
-
     problems = calibrate_bss2_chip(args.out, seed=args.seed)
     print(f"wrote {args.out} and {args.out}.json")
     for line in problems:

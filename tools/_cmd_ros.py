@@ -24,6 +24,7 @@ from delgrad.protocols import (
     parse_broker_url,
     transport_from_url,
 )
+from delgrad.runtime.sources import BridgeDecoder
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
 from delgrad.tools._recording_args import (
@@ -151,8 +152,6 @@ def run(args: argparse.Namespace) -> int:
         0 on a clean end (also after Ctrl-C), 2 on bad arguments, 3 if the broker
         cannot be reached.
     """
-    from delgrad.runtime.sources import BridgeDecoder
-
     try:
         topics, options, window = _validate(args)
         args.broker = broker_url(args)
