@@ -156,7 +156,10 @@ def test_the_recipe_starts_mosquitto_without_a_warning(recipe: Recipe) -> None:
     while "running" not in (log := recipe.broker.log.read_text()):
         assert time.monotonic() < deadline, log
         time.sleep(0.05)
-    assert not re.search(r"warning|error", log, re.I), log
+    # start-up only: later lines are clients (the fixture's own port probe logs an
+    # SSL end-of-file when it closes without a handshake)
+    startup = log[: log.index("running")]
+    assert not re.search(r"warning|error", startup, re.I), log
     # the listener option under the listener: no plain default listener on 1883
     assert re.findall(r"listen socket on port (\d+)", log) == [str(recipe.broker.port)], log
 
