@@ -375,7 +375,7 @@ class Metrics(Message):
             v = float(v)
             if not math.isfinite(v):
                 raise ParameterError(f"metric {k!r} must be finite")
-            vals[_check_name("metric name", k)] = v
+            vals[k] = v  # the name was checked by sorted_names
         object.__setattr__(self, "values", vals)
 
     def to_body(self) -> dict[str, Any]:
