@@ -32,7 +32,7 @@ from delgrad.tools._bench_e2e import DELGRAD, cpu_seconds, rss_bytes, stop_proce
 from delgrad.tools._fleet_sim import FleetSimulator
 from delgrad.tools._mosquitto import Mosquitto, free_port
 
-__all__ = ["bench_fleet", "median_of", "series_values"]
+__all__ = ["bench_fleet", "median_of", "run_queue_wait_s", "series_values"]
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", re.MULTILINE)
 
@@ -40,14 +40,16 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", re.MULTI
 def series_values(text: str, name: str) -> dict[str, float]:
     """Values of the samples of ``name`` in an exposition text, by label text
     (``'{device="sim0001"}'``; ``""`` without labels)."""
-    return {m.group(2) or "": float(m.group(3)) for m in _SAMPLE.finditer(text) if m.group(1) == name}
+    return {
+        m.group(2) or "": float(m.group(3)) for m in _SAMPLE.finditer(text) if m.group(1) == name
+    }
 
 
 def _get(url: str, timeout_s: float = 10.0) -> tuple[float, str]:
     """GET as Prometheus scrapes (gzip asked): (seconds until the body is in, text)."""
     request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
     started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
         body = resp.read()
         took = time.perf_counter() - started
         if resp.headers.get("Content-Encoding") == "gzip":
@@ -55,7 +57,21 @@ def _get(url: str, timeout_s: float = 10.0) -> tuple[float, str]:
     return took, body.decode()
 
 
-async def _wait_devices(url: str, n: int, monitor: subprocess.Popen[bytes], timeout_s: float) -> None:
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` were runnable but waited for a core
+    (/proc/PID/task/*/schedstat): on a shared machine, how starved the process was."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+async def _wait_devices(
+    url: str, n: int, monitor: subprocess.Popen[bytes], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if monitor.poll() is not None:
@@ -83,13 +99,16 @@ async def bench_fleet(
     heartbeat_period_s: float = 5.0,
 ) -> dict[str, Any]:
     """One run (see the module doc); returns the figures, keys naming their units."""
-    with tempfile.TemporaryDirectory(prefix="delgrad-fleet-") as tmp, Mosquitto(Path(tmp)) as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="delgrad-fleet-") as tmp,
+        Mosquitto(Path(tmp)) as broker,
+    ):
         port = free_port()
         url = f"http://127.0.0.1:{port}/metrics"
         cmd = [*DELGRAD, "monitor", "+", "--broker", broker.url, "--plain", "-q"]
         cmd += ["--prometheus", f"127.0.0.1:{port}"]
         cmd += [] if full else ["--metrics-only"]
-        out = open(Path(tmp) / "monitor.out", "wb")  # noqa: SIM115 (closed below)
+        out = open(Path(tmp) / "monitor.out", "wb")
         monitor = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         transport = transport_from_url(broker.url, client_id="fleet-sim")
         stop = asyncio.Event()
@@ -108,6 +127,7 @@ async def bench_fleet(
             _, text = await asyncio.to_thread(_get, url)
             received0 = series_values(text, "delgrad_monitor_messages_received_total")[""]
             cpu0, t0 = cpu_seconds(monitor.pid), time.monotonic()
+            wait0 = run_queue_wait_s(monitor.pid)
             published0 = sim.published
             rss: list[int] = []
             scrapes: list[float] = []
@@ -122,6 +142,7 @@ async def bench_fleet(
                     series = sum(1 for line in text.splitlines() if not line.startswith("#"))
                 await asyncio.sleep(1.0)
             cpu1, t1 = cpu_seconds(monitor.pid), time.monotonic()
+            wait1 = run_queue_wait_s(monitor.pid)
             published1 = sim.published
             dropped = series_values(text, "delgrad_monitor_transport_dropped_in_total")[""]
             received1 = series_values(text, "delgrad_monitor_messages_received_total")[""]
@@ -154,6 +175,8 @@ async def bench_fleet(
         "devices_count": n_devices,
         "mode": "full" if full else "metrics-only",
         "monitor_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "monitor_cpu_per_message_ms": 1e3 * (cpu1 - cpu0) / max(1.0, received1 - received0),
+        "monitor_run_queue_wait_percent": 100 * (wait1 - wait0) / (t1 - t0),
         "monitor_rss_mb": max(rss) / 2**20,
         "messages_in_per_s": (received1 - received0) / max(1e-9, t1 - t0),
         "messages_published_per_s": (published1 - published0) / max(1e-9, t1 - t0),

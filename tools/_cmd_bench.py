@@ -471,7 +471,10 @@ def _fleet(args: argparse.Namespace) -> int:
         )
         return 2
     if mosquitto_binary() is None:
-        print("delgrad bench fleet: error: needs mosquitto (apt-get install mosquitto)", file=sys.stderr)
+        print(
+            "delgrad bench fleet: error: needs mosquitto (apt-get install mosquitto)",
+            file=sys.stderr,
+        )
         return 2
     runs = []
     for i in range(args.runs):

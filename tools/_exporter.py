@@ -26,9 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 from prometheus_client.samples import Sample
 
 from delgrad.errors import ConfigError
@@ -42,7 +41,8 @@ log = logging.getLogger("delgrad.monitor")
 #: Largest magnitude exported; a device sending more is refused (reason ``value``).
 MAX_VALUE = 1e18
 #: Device states of ``delgrad_device_state{state}``.
-STATES = ("birth", "alive", "stale", "dead", "lost", "unreachable", "?")
+STATES = ("birth", "alive", "stale", "dead", "lost", "unreachable", "unknown")
+_STATE_NAMES = {name: name for name in STATES}  # the monitor's "?" (nothing yet): unknown
 _REASONS = ("device_cap", "metric_name", "value", "malformed", "alarm_cap")
 
 
@@ -61,7 +61,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     except ValueError:
         port = -1
     if not 0 <= port <= 65535 or (sep and not host):
-        raise ConfigError(f"--prometheus wants [HOST:]PORT, e.g. 9464 or 0.0.0.0:9464; got {text!r}")
+        raise ConfigError(
+            f"--prometheus wants [HOST:]PORT, e.g. 9464 or 0.0.0.0:9464; got {text!r}"
+        )
     return host, port
 
 
@@ -160,7 +162,7 @@ class FleetExporter:
         for view in views:
             dev = view.device
             labels = {"device": dev}
-            shown = state.shown_state(view, now_s)
+            shown = _STATE_NAMES.get(state.shown_state(view, now_s), "unknown")
             device.gauge("device_state", "1 for the device's state.", ("device", "state"))
             device.add("device_state", {"device": dev, "state": shown}, 1.0)
             device.gauge("device_stale", "1 while a running device missed 3 heartbeats.")
@@ -223,7 +225,7 @@ class FleetExporter:
         own.counter("monitor_refused", "Refused inputs by reason (each logged once).", ("reason",))
         for reason in _REASONS:
             own.add("monitor_refused_total", {"reason": reason}, float(refused[reason]))
-        gauges = (
+        gauges: tuple[tuple[str, str, float], ...] = (
             ("monitor_devices", "Devices known.", len(views)),
             ("monitor_max_devices", "The device cap.", state.max_devices),
             ("monitor_broker_outage_seconds", "The monitor's current broker outage.",
@@ -233,13 +235,13 @@ class FleetExporter:
             ("monitor_last_scrape_duration_seconds", "Time the previous scrape took.",
              self.last_scrape_s),
         )  # fmt: skip
-        for name, help_text, value in gauges:
+        for name, help_text, figure in gauges:
             own.gauge(name, help_text, ())
-            own.add(name, {}, float(value))
+            own.add(name, {}, float(figure))
         counts = dict.fromkeys(STATES, 0)
         for view in views:
-            shown = state.shown_state(view, now_s)
-            counts[shown] = counts.get(shown, 0) + 1
+            shown = _STATE_NAMES.get(state.shown_state(view, now_s), "unknown")
+            counts[shown] += 1
         own.gauge("monitor_devices_by_state", "Devices by state.", ("state",))
         for name, count in counts.items():
             own.add("monitor_devices_by_state", {"state": name}, float(count))
@@ -312,7 +314,7 @@ def exposition(families: Iterable[Metric]) -> bytes:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         """No line per scrape (the default writes every request to stderr)."""
 
 
@@ -344,7 +346,7 @@ def serve(exporter: FleetExporter, host: str, port: int) -> tuple[Any, int]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("_Server", (ThreadingWSGIServer,), {"address_family": family})
     try:
-        server = make_server(host, port, app, server_class, _QuietHandler)
+        server: Any = make_server(host, port, app, server_class, _QuietHandler)
     except OSError as exc:
         raise ConfigError(
             f"--prometheus {host}:{port} cannot be bound ({exc.strerror or exc}): "

@@ -15,6 +15,7 @@ and the exporter's tests.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
@@ -31,17 +32,22 @@ from delgrad.protocols import (
     encode,
     topic,
 )
+from delgrad.runtime.service import HEALTH_CONDITIONS
 
 __all__ = ["FleetSimulator"]
 
 _SIZES = (4, 30, 3)
 _KINDS = ("synaptic", "synaptic")
-_HEALTH = ("bumps_without_steps", "degraded", "no_steps", "refused_events")
-_HEALTH += ("silent_inputs", "silent_output", "storage")
-_JOIN = ("duplicate_labels", "duplicate_trials", "late_labels", "missing_labels")
-_JOIN += ("orphan_labels",)
-_TRANSPORT = ("coalesced_out", "dropped_in_lossy", "dropped_in_reliable")
-_TRANSPORT += ("dropped_out_lossy", "dropped_out_reliable", "refused_oversize", "stalls")
+_JOIN = ("duplicate_labels", "duplicate_trials", "late_labels", "missing_labels", "orphan_labels")
+_TRANSPORT = (
+    "coalesced_out",
+    "dropped_in_lossy",
+    "dropped_in_reliable",
+    "dropped_out_lossy",
+    "dropped_out_reliable",
+    "refused_oversize",
+    "stalls",
+)
 
 
 class FleetSimulator:
@@ -156,7 +162,7 @@ class FleetSimulator:
             values[f"accuracy.class{k}"] = acc
         for k in range(2):
             values[f"silent.layer{k}"] = 0.1 * (k + 1)
-        for name in _HEALTH:
+        for name in HEALTH_CONDITIONS:
             values[f"health.{name}"] = float(bad and name == "degraded")
         for name in _JOIN:
             values[f"join.{name}"] = 0.0
@@ -188,7 +194,7 @@ class FleetSimulator:
         rng = np.random.default_rng(i)
         return [
             {"w": rng.normal(0, 1, (a, b)), "d": rng.uniform(0.1, 1.0, (a, b))}
-            for a, b in zip(_SIZES[:-1], _SIZES[1:], strict=True)
+            for a, b in itertools.pairwise(_SIZES)
         ]
 
     async def run(self, stop: asyncio.Event, tick_s: float = 0.05) -> None:
@@ -205,30 +211,28 @@ class FleetSimulator:
             if self.delta_rate_per_s > 0:
                 enc = DeltaEncoder(self._network(i), seq=0, encoding="int8")
                 self._encoders.append(enc)
-                snap = enc.snapshot(
-                    layer_sizes=_SIZES, neuron=NeuronParams(), delay_kinds=_KINDS
-                )
+                snap = enc.snapshot(layer_sizes=_SIZES, neuron=NeuronParams(), delay_kinds=_KINDS)
                 await self._send(i, "params/latest", snap)
         while not stop.is_set():
             now = time.monotonic()
             wall = time.time()
-            for i in np.flatnonzero(next_metrics <= now):
+            for i in np.flatnonzero(next_metrics <= now).tolist():
                 next_metrics[i] += self.metrics_period_s
                 if i not in self._silent:
-                    values = self.metrics(int(i), wall)
+                    values = self.metrics(i, wall)
                     step = Metrics(int(values["learning.steps"]), values)
-                    await self._send(int(i), "metrics", step)
-            for i in np.flatnonzero(next_beat <= now):
+                    await self._send(i, "metrics", step)
+            for i in np.flatnonzero(next_beat <= now).tolist():
                 next_beat[i] += self.heartbeat_period_s
                 if i not in self._silent:
-                    await self._heartbeat(int(i))
-            for i in np.flatnonzero(next_delta <= now):
+                    await self._heartbeat(i)
+            for i in np.flatnonzero(next_delta <= now).tolist():
                 next_delta[i] += delta_period
                 if i not in self._silent:
-                    enc = self._encoders[int(i)]
+                    enc = self._encoders[i]
                     moved = [
                         {k: v + self._rng.normal(0, 0.01, v.shape) for k, v in lay.items()}
                         for lay in enc.view()
                     ]
-                    await self._send(int(i), "params/delta", enc.delta(moved))
+                    await self._send(i, "params/delta", enc.delta(moved))
             await asyncio.sleep(tick_s)

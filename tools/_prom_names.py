@@ -20,7 +20,7 @@ from typing import Literal
 
 from delgrad.runtime.service import HEALTH_CONDITIONS
 
-__all__ = ["MAX_INDEX", "PREFIX", "Spec", "lookup", "specs"]
+__all__ = ["MAX_INDEX", "PREFIX", "Spec", "lookup", "specs", "wire_names"]
 
 PREFIX = "delgrad_"
 #: Highest class or layer index exported (``accuracy.class63``); beyond: refused.
@@ -185,10 +185,16 @@ def lookup(name: str) -> Spec | None:
     return Spec(PREFIX + family, "gauge", help_text, label=label, label_value=match.group(2))
 
 
+def wire_names() -> list[str]:
+    """Every wire name on the allow-list (of the indexed ones, index 0)."""
+    return [*_EXACT, "accuracy.class0", "silent.layer0"]
+
+
 def specs() -> list[Spec]:
     """Every family of the allow-list, one spec each (for docs and tests)."""
     seen: dict[str, Spec] = {}
-    for spec in [*_EXACT.values(), lookup("accuracy.class0"), lookup("silent.layer0")]:
+    for name in wire_names():
+        spec = lookup(name)
         if spec is not None:
             seen.setdefault(spec.family, spec)
     return list(seen.values())
