@@ -145,7 +145,16 @@ class FleetExporter:
         return []
 
     def collect(self) -> Iterable[Metric]:
-        """Every family, built from the state as it is now."""
+        """Every family, built from the state as it is now (prometheus_client's API)."""
+        families = self.snapshot()
+        for fam in families:
+            fam.samples = [Sample(*s) for s in fam.samples]
+        return families
+
+    def snapshot(self) -> list[Metric]:
+        """Every family as :meth:`collect` gives it, but with plain ``(name, labels,
+        value)`` tuples as samples: half the cost of ``Sample`` objects for 76,000
+        series, and all :func:`exposition` needs."""
         started = time.perf_counter()
         with self._lock:
             families = self._collect(self._clock())
@@ -247,6 +256,11 @@ class FleetExporter:
             own.add("monitor_devices_by_state", {"state": name}, float(count))
 
 
+def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
+    """A plain tuple standing in for a ``Sample`` (same first three fields)."""
+    return (name, labels, value)  # type: ignore[return-value]
+
+
 class _Families:
     """Creates families on first use and appends samples without per-sample checks
     (prometheus_client's ``add_metric`` builds a dict per sample; this reuses ours)."""
@@ -264,7 +278,7 @@ class _Families:
 
     def add(self, sample: str, labels: dict[str, str], value: float) -> None:
         family = sample[: -len("_total")] if sample.endswith("_total") else sample
-        self.fams[PREFIX + family].samples.append(Sample(PREFIX + sample, labels, value))
+        self.fams[PREFIX + family].samples.append(_sample(PREFIX + sample, labels, value))
 
     def wire(self, spec: Spec, device: str, labels: dict[str, str], value: float) -> None:
         """Add the sample of a device metric (``labels``: the device's, shared)."""
@@ -278,9 +292,9 @@ class _Families:
         value *= spec.scale
         if spec.kind == "counter":
             if value >= 0:  # a counter never goes below zero
-                fam.samples.append(Sample(spec.family + "_total", labels, value))
+                fam.samples.append(_sample(spec.family + "_total", labels, value))
         elif math.isfinite(value):
-            fam.samples.append(Sample(spec.family, labels, value))
+            fam.samples.append(_sample(spec.family, labels, value))
 
 
 def _label(value: str) -> str:
@@ -296,7 +310,8 @@ def _number(value: float) -> str:
 
 
 def exposition(families: Iterable[Metric]) -> bytes:
-    """The text format 0.0.4 of counter and gauge families, as prometheus_client's
+    """The text format 0.0.4 of counter and gauge families (samples as ``Sample`` or
+    as the plain tuples of :meth:`FleetExporter.snapshot`), as prometheus_client's
     ``generate_latest`` writes it (same series, same values; tested), about four times
     faster: every label value here is a checked name, so the escaping is one test."""
     out: list[str] = []
@@ -304,12 +319,12 @@ def exposition(families: Iterable[Metric]) -> bytes:
         name = fam.name + "_total" if fam.type == "counter" else fam.name
         doc = fam.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {fam.type}\n")
-        for sample in fam.samples:
-            if sample.labels:
-                labels = ",".join(f'{k}="{_label(v)}"' for k, v in sample.labels.items())
-                out.append(f"{sample.name}{{{labels}}} {_number(sample.value)}\n")
+        for sample_name, sample_labels, value in (s[:3] for s in fam.samples):
+            if sample_labels:
+                labels = ",".join(f'{k}="{_label(v)}"' for k, v in sample_labels.items())
+                out.append(f"{sample_name}{{{labels}}} {_number(value)}\n")
             else:
-                out.append(f"{sample.name} {_number(sample.value)}\n")
+                out.append(f"{sample_name} {_number(value)}\n")
     return "".join(out).encode()
 
 
@@ -331,7 +346,7 @@ def serve(exporter: FleetExporter, host: str, port: int) -> tuple[Any, int]:
     """
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        families = exporter.collect()
+        families = exporter.snapshot()
         names = set(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", ()))
         if names:
             families = [m for m in (f._restricted_metric(names) for f in families) if m]

@@ -46,7 +46,7 @@ class Fleet:
         self.exporter.observe(record)
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = exposition(self.exporter.collect()).decode()
+        text = exposition(self.exporter.snapshot()).decode()
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(text)
@@ -120,7 +120,7 @@ def test_fast_exposition_equals_prometheus_clients() -> None:
                 out.append((fam.type, s.name, tuple(sorted(s.labels.items())), s.value))
         return sorted(out)
 
-    ours = parsed(exposition(fleet.exporter.collect()).decode())
+    ours = parsed(exposition(fleet.exporter.snapshot()).decode())  # what /metrics serves
     theirs = parsed(generate_latest(registry).decode())
     assert len(ours) > 30 * 60 and ours == theirs
 
