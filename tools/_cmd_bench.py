@@ -271,6 +271,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     fleet.add_argument(
         "--silence", type=int, default=10, help="devices silenced to time staleness (default 10)"
     )
+    fleet.add_argument(
+        "--monitor-nice",
+        type=int,
+        default=0,
+        help="nice value of the monitor (default 0; below 0, as root, puts it ahead of "
+        "other jobs on a shared machine)",
+    )
     _json(fleet)
     soak = sub.add_parser(
         "soak",
@@ -485,6 +492,7 @@ def _fleet(args: argparse.Namespace) -> int:
                 silence=min(args.silence, args.devices),
                 delta_rate_per_s=args.delta_rate,
                 full=args.full,
+                monitor_nice=args.monitor_nice,
             )
         )
         runs.append(result)
