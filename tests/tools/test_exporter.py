@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import tracemalloc
 
 import msgpack
@@ -15,6 +16,7 @@ from rich.console import Console
 
 from delgrad.errors import ConfigError
 from delgrad.protocols import Alarm, IncomingMessage, Metrics, Status, encode, topic
+from delgrad.tools._cli import main
 from delgrad.tools._exporter import FleetExporter, exposition, parse_listen
 from delgrad.tools._fleet_sim import FleetSimulator
 from delgrad.tools._monitor import FLEET_ROWS, MonitorState, fleet_line, render
@@ -200,3 +202,23 @@ def test_fleet_view_fits_80_columns_worst_first() -> None:
     assert f"the {FLEET_ROWS} worst of 1000 devices" in text
     line = fleet_line(fleet.state, NOW + 1)
     assert len(line) <= 80 and "999 alive, 1 lost" in line and "sim0777 lost" in line
+
+
+def test_cli_refuses_a_bad_or_taken_address_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["monitor", "+", "--prometheus", "99999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "delgrad monitor: error: --prometheus wants [HOST:]PORT, e.g. 9464 or 0.0.0.0:9464; "
+        "got '99999'"
+    ]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["monitor", "+", "--prometheus", str(port), "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port} cannot be bound" in err[0], err
+    assert main(["monitor", "+", "--max-devices", "0"]) == 2
+    assert "--max-devices must be >= 1" in capsys.readouterr().err
