@@ -124,6 +124,13 @@ def test_exporter_through_garbage_and_a_broker_restart(
     with _Sim(mosquitto.url, 5):
         _wait("5 devices", lambda: len(series_values(_get(url), "delgrad_accuracy_ratio")) == 5)
         asyncio.run(_publish(mosquitto.url, topic("sim0001", "metrics"), b"\xc1 not msgpack"))
+        _wait(
+            "the garbage counted",
+            lambda: (
+                series_values(_get(url), "delgrad_monitor_refused_total")['{reason="malformed"}']
+                == 1
+            ),
+        )
         text = _get(url)
         accuracy = series_values(text, "delgrad_accuracy_ratio")
         assert len(accuracy) == 5 and all(0.5 < v < 1 for v in accuracy.values()), accuracy
