@@ -89,8 +89,8 @@ async def _publish(url: str, topic_: str, payload: bytes) -> None:
 class _Sim:
     """The fleet simulator on a thread of its own (fast periods for tests)."""
 
-    def __init__(self, url: str, n: int) -> None:
-        self.url, self.n = url, n
+    def __init__(self, url: str, n: int, heartbeat_s: float = 1.0) -> None:
+        self.url, self.n, self.heartbeat_s = url, n, heartbeat_s
         self.stop: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sim: FleetSimulator | None = None
@@ -100,7 +100,12 @@ class _Sim:
         transport = transport_from_url(self.url, client_id="test-fleet")
         await transport.connect()
         self.loop, self.stop = asyncio.get_running_loop(), asyncio.Event()
-        self.sim = FleetSimulator(transport, self.n, metrics_period_s=0.5, heartbeat_period_s=1.0)
+        self.sim = FleetSimulator(
+            transport,
+            self.n,
+            metrics_period_s=self.heartbeat_s / 2,
+            heartbeat_period_s=self.heartbeat_s,
+        )
         try:
             await self.sim.run(self.stop)
         finally:
@@ -175,7 +180,7 @@ def test_a_real_prometheus_scrapes_the_fleet(
     target = urllib.parse.urlsplit(url).netloc
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "global:\n  scrape_interval: 500ms\n  evaluation_interval: 500ms\n"
         f"rule_files: ['{RULES}']\n"
         "scrape_configs:\n  - job_name: delgrad-monitor\n"
         f"    static_configs: [{{targets: ['{target}']}}]\n"
@@ -193,18 +198,18 @@ def test_a_real_prometheus_scrapes_the_fleet(
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
-    with _Sim(mosquitto.url, 4) as sim:
+    with _Sim(mosquitto.url, 4, heartbeat_s=0.5) as sim:
         got = _wait("4 accuracies in Prometheus", lambda: len(query("delgrad_accuracy_ratio")) == 4)
         assert got
         assert query('up{job="delgrad-monitor"}')[0]["value"][1] == "1"  # type: ignore[index]
         (devices,) = query("delgrad_monitor_devices")
         assert devices["value"][1] == "4"  # type: ignore[index]
-        rates = _wait("4 rates", lambda: query("rate(delgrad_scored_trials_total[5s]) > 0"))
+        rates = _wait("4 rates", lambda: query("rate(delgrad_scored_trials_total[3s]) > 0"))
         assert len(rates) == 4, rates  # type: ignore[arg-type]
         latency = query("max(delgrad_latency_p99_seconds)")
         assert 0.01 < float(latency[0]["value"][1]) < 0.1  # type: ignore[index]
         assert sim.sim is not None
-        sim.sim.silence(["sim0002"])  # misses 3 heartbeats of 1 s: stale, then an alert
+        sim.sim.silence(["sim0002"])  # misses 3 heartbeats of 0.5 s: stale, then an alert
         stale = _wait("sim0002 stale", lambda: query("delgrad_device_stale == 1"), timeout_s=20)
         assert [s["metric"]["device"] for s in stale] == ["sim0002"]  # type: ignore[index]
         alerts = _wait(
