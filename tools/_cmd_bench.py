@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from delgrad.tools._bench_drift import SCENARIOS, bench_drift
 from delgrad.tools._bench_e2e import BENCHMARKS, LIVE_NETWORKS, NETWORKS, parse_overrides
+from delgrad.tools._bench_fleet import bench_fleet, median_of
 from delgrad.tools._chaos import run_chaos
+from delgrad.tools._mosquitto import mosquitto_binary
 from delgrad.tools._soak import run_soak
 from delgrad.tools.bench_core import bench_core, bench_core_sweep, bench_thread_scaling
 from delgrad.tools.bench_drivers import bench_drivers
@@ -83,6 +86,7 @@ UNITS = (
     ("_MB_per_s", "MB/s"),
     ("_per_s", "1/s"),
     ("_percent", "%"),
+    ("_heartbeats", "heartbeats"),
     ("_fraction", "fraction"),
     ("_factor", "x"),
     ("_bytes", "bytes"),
@@ -243,6 +247,38 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="run-config field of both arms, e.g. learning.lr_scale=0.3 (repeatable)",
     )
     _json(drift)
+    fleet = sub.add_parser(
+        "fleet",
+        help="one monitor with its Prometheus exporter watching N simulated devices",
+        description="tools/_bench_fleet.py (docs/fleet.md): the monitor's CPU and RSS, "
+        "scrape time and staleness detection with N devices publishing metrics every 2 s "
+        "and a heartbeat every 5 s through one Mosquitto; the median of --runs runs.",
+    )
+    fleet.add_argument("--devices", type=int, default=1000, help="devices (default 1000)")
+    fleet.add_argument("--runs", type=int, default=3, help="runs, median reported (default 3)")
+    fleet.add_argument(
+        "--measure-s", type=float, default=30.0, help="seconds measured per run (default 30)"
+    )
+    fleet.add_argument(
+        "--delta-rate",
+        type=float,
+        default=0.0,
+        help="parameter deltas per second per device (default 0; watched with --full)",
+    )
+    fleet.add_argument(
+        "--full", action="store_true", help="monitor with the parameter stream (not --metrics-only)"
+    )
+    fleet.add_argument(
+        "--silence", type=int, default=10, help="devices silenced to time staleness (default 10)"
+    )
+    fleet.add_argument(
+        "--monitor-nice",
+        type=int,
+        default=0,
+        help="nice value of the monitor (default 0; below 0, as root, puts it ahead of "
+        "other jobs on a shared machine)",
+    )
+    _json(fleet)
     soak = sub.add_parser(
         "soak",
         help="hours of delgrad run through full disks, a read-only folder, frozen and "
@@ -433,8 +469,45 @@ def _e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    if args.devices < 1 or args.runs < 1 or not args.measure_s > 0 or args.delta_rate < 0:
+        print(
+            "delgrad bench fleet: error: need --devices >= 1, --runs >= 1, --measure-s > 0 "
+            "and --delta-rate >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    if mosquitto_binary() is None:
+        print(
+            "delgrad bench fleet: error: needs mosquitto (apt-get install mosquitto)",
+            file=sys.stderr,
+        )
+        return 2
+    runs = []
+    for i in range(args.runs):
+        result = asyncio.run(
+            bench_fleet(
+                args.devices,
+                measure_s=args.measure_s,
+                silence=min(args.silence, args.devices),
+                delta_rate_per_s=args.delta_rate,
+                full=args.full,
+                monitor_nice=args.monitor_nice,
+            )
+        )
+        runs.append(result)
+        if args.json:
+            print(json.dumps({"run": i + 1, **result}), flush=True)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    title = f"bench fleet: {args.devices} devices, median of {args.runs} runs (load now {load})"
+    _emit(median_of(runs), "fleet", title, args.json)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its table (or JSON line(s) with ``--json``)."""
+    if args.what == "fleet":
+        return _fleet(args)
     if args.what == "e2e":
         return _e2e(args)
     if args.what == "chaos":

@@ -20,15 +20,21 @@ from delgrad.protocols import TransportError, is_valid_name, parse_broker_url, t
 from delgrad.runtime import save_network
 from delgrad.tools._broker_opts import DEFAULT_BROKER, add_broker_arguments, broker_url
 from delgrad.tools._exit import ExitCode
+from delgrad.tools._exporter import FleetExporter, parse_listen, serve
 from delgrad.tools._logging import logging_above
 from delgrad.tools._monitor import (
     KINDS,
+    MAX_DEVICES,
     METRICS_KINDS,
     MonitorState,
+    fleet_line,
     monitor,
     render,
     replica_network,
 )
+
+#: Seconds between the summary lines of a plain fleet monitor (``--prometheus``).
+FLEET_LINE_S = 10.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +76,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         "one DEVICE and the full mode",
     )
     parser.add_argument(
+        "--prometheus",
+        metavar="[HOST:]PORT",
+        help="serve every device's metrics, state and health for Prometheus on "
+        "http://HOST:PORT/metrics (host default 127.0.0.1; 0.0.0.0 for a remote "
+        "Prometheus); plain output is then one summary line every 10 s (docs/fleet.md)",
+    )
+    parser.add_argument(
+        "--max-devices",
+        type=int,
+        default=MAX_DEVICES,
+        metavar="N",
+        help=f"most devices watched; messages of further ones are counted and dropped "
+        f"(default {MAX_DEVICES:,})",
+    )
+    parser.add_argument(
         "--plain",
         action="store_true",
         help="one line per metrics/status message instead of the live table (the "
@@ -99,18 +120,40 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    state = MonitorState()
+    state = MonitorState(max_devices=args.max_devices)
     plain = args.plain or args.quiet or not sys.stdout.isatty()
     mode = "metrics only" if args.metrics_only else "metrics and parameters"
+    exporter = FleetExporter(state) if args.prometheus else None
+    if exporter is not None:
+        exporter.transport = transport
+    next_line_s = time.monotonic() + FLEET_LINE_S
 
     def on_update(st: MonitorState, record: dict[str, Any] | None) -> None:
+        nonlocal next_line_s
+        if exporter is not None:
+            exporter.observe(record)
+            if plain and time.monotonic() >= next_line_s:  # a fleet: a summary, not rows
+                next_line_s = time.monotonic() + FLEET_LINE_S
+                print(fleet_line(st, time.time()), flush=True)
         if record is None:
             return
         recorder.write(record)
-        if plain:
+        if plain and exporter is None:
             print(st.quiet_line(record), flush=True)
 
-    await transport.connect()
+    server = None
+    if exporter is not None:
+        host, port = parse_listen(args.prometheus)
+        server, port = serve(exporter, host, port)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"monitor: Prometheus metrics on http://{shown}:{port}/metrics", file=sys.stderr)
+    try:
+        await transport.connect()
+    except BaseException:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        raise
     try:
         if plain:
             print(
@@ -146,6 +189,9 @@ async def _main(args: argparse.Namespace, recorder: _Recorder) -> Any:
             )
     finally:
         await transport.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return state
 
 
@@ -159,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.device != "+" and not is_valid_name(args.device):
             raise ConfigError(f"device {args.device!r} is not valid: 1-64 of [A-Za-z0-9_.-] or +")
+        if args.max_devices < 1:
+            raise ConfigError(f"--max-devices must be >= 1, got {args.max_devices}")
+        if args.prometheus is not None:
+            parse_listen(args.prometheus)
         if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
             raise ConfigError(f"--duration must be finite and > 0 s, got {args.duration}")
         if args.save_network and (args.device == "+" or args.metrics_only):

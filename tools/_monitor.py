@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -50,10 +51,14 @@ from delgrad.protocols import (
 )
 from delgrad.runtime import Layer, Network, NeuronParams
 
+log = logging.getLogger("delgrad.monitor")
+
 __all__ = [
     "COLUMNS",
     "DEFAULT_HEARTBEAT_S",
+    "FLEET_ROWS",
     "KINDS",
+    "MAX_ALARMS",
     "MAX_DEVICES",
     "MAX_PARAMETER_DEVICES",
     "METRICS_KINDS",
@@ -62,10 +67,12 @@ __all__ = [
     "DeviceView",
     "LayerStats",
     "MonitorState",
+    "fleet_line",
     "metric_order",
     "monitor",
     "render",
     "replica_network",
+    "worst_first",
 ]
 
 #: Topic kinds the monitor subscribes to.
@@ -83,8 +90,12 @@ DEFAULT_HEARTBEAT_S = 5.0
 #: A running device is shown ``stale`` after this many heartbeat periods of silence.
 MISSED_HEARTBEATS = 3
 #: Most devices tracked; messages of further devices are counted in
-#: ``MonitorState.ignored_devices`` and otherwise dropped.
-MAX_DEVICES = 256
+#: ``MonitorState.ignored_devices`` and otherwise dropped (docs/fleet.md: a fleet of
+#: 1,000 devices, measured).
+MAX_DEVICES = 2000
+#: Most alarm names kept per device; further names are counted in
+#: ``MonitorState.refused_alarms`` and dropped.
+MAX_ALARMS = 32
 #: Least time between two re-sync requests for one device, in seconds.
 RESYNC_INTERVAL_S = 1.0
 #: Metric names shown first, matched as substrings in this order.
@@ -176,16 +187,20 @@ class DeviceView:
     _last_resync_s: float = -math.inf
 
     def shown_state(self, now_s: float) -> str:
-        """The state to show: the last status, ``stale`` for a running device silent
-        for :data:`MISSED_HEARTBEATS` heartbeat periods, and ``alive`` for a device
+        """The state to show: the last status, ``stale`` for a running device that
+        missed :data:`MISSED_HEARTBEATS` heartbeats (without heartbeats: silent for as
+        long), and ``alive`` for a device
         whose metrics arrive after its ``birth`` (older services send no heartbeat)."""
         state = self.state
         if state is None:
             state = "?" if self.metrics_time_s is None else "alive"
         if state == "birth" and (self.metrics_time_s or -math.inf) > (self.status_time_s or 0):
             state = "alive"
-        if state in ("birth", "alive", "?") and self.last_seen_s is not None:
-            if now_s - self.last_seen_s > MISSED_HEARTBEATS * self.heartbeat_period_s:
+        # a device that sends heartbeats is judged by them alone (metrics flowing from
+        # a device whose heartbeat stopped do not hide it); older ones by any message
+        last = self.status_time_s if self.heartbeat is not None else self.last_seen_s
+        if state in ("birth", "alive", "?") and last is not None:
+            if now_s - last > MISSED_HEARTBEATS * self.heartbeat_period_s:
                 return "stale"
         return state
 
@@ -238,6 +253,8 @@ class MonitorState:
         self.malformed = 0
         self.foreign = 0
         self.ignored_devices = 0
+        self.refused_alarms = 0
+        self._logged: set[str] = set()
         self.sequence = SequenceTracker()
         self.last_error = ""
         #: Seconds the monitor's own link to the broker has been down (0 while up):
@@ -262,6 +279,7 @@ class MonitorState:
         except ProtocolError as exc:
             self.malformed += 1
             self.last_error = f"{msg.topic}: {exc}"
+            self._log_once("malformed", f"a malformed message on {msg.topic[:120]}: {exc}")
             return None
         return self.handle(env, msg.topic, now_s, retained=msg.retain)
 
@@ -291,6 +309,11 @@ class MonitorState:
         if view is None:
             if len(self.devices) >= self.max_devices:
                 self.ignored_devices += 1
+                self._log_once(
+                    "device_cap",
+                    f"device {info.device!r} is beyond the {self.max_devices} devices watched "
+                    "(--max-devices): its messages are dropped",
+                )
                 return None
             view = self.devices[info.device] = DeviceView(info.device)
         view.messages += 1
@@ -308,6 +331,14 @@ class MonitorState:
                 record[f"value.{k}" if k in _RESERVED else k] = v
             return record
         if info.kind is TopicKind.ALARM and isinstance(msg, Alarm):
+            if msg.name not in view.alarms and len(view.alarms) >= MAX_ALARMS:
+                self.refused_alarms += 1
+                self._log_once(
+                    "alarm_cap",
+                    f"device {info.device!r} sent more than {MAX_ALARMS} alarm names: "
+                    f"{msg.name!r} dropped",
+                )
+                return None
             view.alarms[msg.name] = msg.active
             return {
                 **base,
@@ -339,6 +370,12 @@ class MonitorState:
             return None
         self.foreign += 1  # a message type that does not belong on this topic
         return None
+
+    def _log_once(self, reason: str, text: str) -> None:
+        """Log the first refusal of each reason (the counters count them all)."""
+        if reason not in self._logged:
+            self._logged.add(reason)
+            log.warning("monitor: %s (further ones counted, not logged)", text)
 
     def _want_resync(self, view: DeviceView, now_s: float) -> None:
         if now_s - view._last_resync_s >= self.resync_interval_s:
@@ -453,6 +490,39 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 #: Devices whose parameter statistics are shown (more: one line).
 MAX_PARAMETER_DEVICES = 3
+#: Beyond this many devices the live view summarizes: counts by state and the
+#: worst devices first, so a fleet fits one screen.
+FLEET_ROWS = 20
+#: How bad each shown state is (lower: worse; shown first in a fleet).
+_SEVERITY = {"lost": 0, "unreachable": 1, "stale": 2, "dead": 3, "?": 4, "birth": 5, "alive": 6}
+
+
+def worst_first(state: MonitorState, now_s: float) -> list[tuple[str, DeviceView]]:
+    """Devices ordered worst first: by state (lost, unreachable, stale, dead, ...),
+    then those with health warnings, then by accuracy (lowest first), then by name."""
+
+    def key(item: tuple[str, DeviceView]) -> tuple[int, int, float, str]:
+        name, view = item
+        accuracy = view.metrics.get("accuracy", math.inf)
+        severity = _SEVERITY.get(state.shown_state(view, now_s), 4)
+        return (severity, 0 if view.warnings else 1, accuracy, name)
+
+    return sorted(state.devices.items(), key=key)
+
+
+def fleet_line(state: MonitorState, now_s: float, width: int = 80) -> str:
+    """One line of at most ``width`` characters: the time, the counts by state and the
+    worst devices (the plain output of a fleet monitor)."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(now_s))
+    line = f"{stamp} {state.summary(now_s)}"
+    worst = []
+    for name, view in worst_first(state, now_s)[:5]:
+        shown = state.shown_state(view, now_s)
+        if shown != "alive" or view.warnings:
+            worst.append(f"{name} {shown}" + "".join(f" {w}" for w in view.warnings))
+    if worst:
+        line += "; worst: " + ", ".join(worst)
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _cell(name: str, value: float | None) -> str:
@@ -501,7 +571,11 @@ def render(
     columns = [*COLUMNS, *((name, name) for name in extra)]
     for header, _ in columns:
         table.add_column(header, justify="right", no_wrap=True)
-    for name, view in sorted(state.devices.items()):
+    shown_rows = sorted(state.devices.items())
+    if len(shown_rows) > FLEET_ROWS:  # a fleet: counts below, the worst devices here
+        shown_rows = worst_first(state, now_s)[:FLEET_ROWS]
+        table.title = f"{title}: the {FLEET_ROWS} worst of {len(state.devices)} devices"
+    for name, view in shown_rows:
         age = "-" if view.last_seen_s is None else f"{max(0.0, now_s - view.last_seen_s):.0f}"
         shown = state.shown_state(view, now_s)
         status = Text(shown, style=_STATE_STYLE.get(shown, "dim"))
@@ -521,7 +595,7 @@ def render(
             overflow="ellipsis",
         )
     rows = 0
-    with_params = [(n, v) for n, v in sorted(state.devices.items()) if v.layer_stats()]
+    with_params = [(n, v) for n, v in shown_rows if v.layer_stats()]
     for name, view in with_params[:MAX_PARAMETER_DEVICES] if parameters else []:
         seq = "-" if view.params_seq is None else str(view.params_seq)
         if view.replica.needs_resync and view.params_seq is not None:

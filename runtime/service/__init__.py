@@ -12,6 +12,7 @@ from delgrad.runtime.service._checkpoints import (
     checkpoint_problem,
     read_checkpoint,
 )
+from delgrad.runtime.service._health import HEALTH_CONDITIONS
 from delgrad.runtime.service._join import Joined, JoinedRows, LabelJoin
 from delgrad.runtime.service._online import OnlineLearner, StepReport
 from delgrad.runtime.service._outbox import EPOCH_SHIFT, next_boot_epoch, status_will
@@ -30,6 +31,7 @@ from delgrad.runtime.service._windowing import TrialWindower, WindowedTrials, Wi
 
 __all__ = [
     "EPOCH_SHIFT",
+    "HEALTH_CONDITIONS",
     "Counters",
     "Joined",
     "JoinedRows",

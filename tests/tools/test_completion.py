@@ -43,7 +43,7 @@ def test_bash_script_completes_commands_options_choices_and_files(tmp_path: Path
     assert _complete(script, tmp_path, "tr") == ["train"]
     assert _complete(script, tmp_path, "run", "--rec") == ["--recipe"]
     assert sorted(_complete(script, tmp_path, "bench", "")) == sorted(
-        ["chaos", "core", "drift", "drivers", "e2e", "protocol", "soak"]
+        ["chaos", "core", "drift", "drivers", "e2e", "fleet", "protocol", "soak"]
     )
     assert _complete(script, tmp_path, "run", "--config", "la") == ["lab.toml"]
 

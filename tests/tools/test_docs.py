@@ -46,6 +46,7 @@ DOCUMENTED = [
     (path.name, line)
     for path in (
         DOCS / "getting-started.md",
+        DOCS / "fleet.md",
         DOCS / "nir.md",
         DOCS / "performance.md",
         DOCS / "sensors.md",
