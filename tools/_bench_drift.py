@@ -18,15 +18,16 @@ before it is learned from, over the last ``window`` labelled trials (metric
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from delgrad.protocols import Metrics, ProtocolError, decode, topic, transport_f
 from delgrad.runtime import atomic_write
 from delgrad.tools._bench_e2e import DELGRAD, stop_process
 from delgrad.tools._mosquitto import Mosquitto
+from delgrad.tools._studies import StudyOutcome, StudyRun, run_study
 from delgrad.tools._toml import write_toml
 
 ARMS = ("frozen", "online")
@@ -453,18 +455,73 @@ def start_network(networks: Path, recipe: str, log: Callable[[str], None]) -> Pa
     return network
 
 
-async def bench_drift(
+@dataclass(frozen=True)
+class DriftRun:
+    """One scenario and seed: a study run (its network travels as bytes, so a worker
+    needs no shared disk, only Mosquitto and delgrad)."""
+
+    name: str
+    scenario: Scenario
+    seed: int
+    rate: float
+    network: bytes
+    overrides: dict[str, dict[str, Any]] | None = None
+
+
+def _log_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_seed(run: DriftRun, folder: Path) -> dict[str, Any]:
+    """Both arms of one scenario and seed in a temporary work folder; the figures
+    and traces, also written to ``folder/NAME_seedS.json``."""
+    _log_stderr(f"{run.name} seed {run.seed}: {run.scenario.trials:,} trials at {run.rate:g}/s")
+    with tempfile.TemporaryDirectory(prefix=f"delgrad-drift-{run.name}-") as tmp:
+        work = Path(tmp)
+        network = work / "network.npz"
+        network.write_bytes(run.network)
+        traces = asyncio.run(
+            run_arms(
+                run.scenario,
+                run.seed,
+                network,
+                rate=run.rate,
+                work=work,
+                log=_log_stderr,
+                overrides=run.overrides,
+            )
+        )
+    row = {
+        "scenario": run.name,
+        "seed": run.seed,
+        "trials": run.scenario.trials,
+        "rate_trials_per_s": run.rate,
+        "overrides": run.overrides or {},
+        "figures": {"seed": run.seed, **figures(run.scenario, traces)},
+        "traces": {arm: asdict(trace) for arm, trace in traces.items()},
+    }
+    atomic_write(
+        folder / f"{run.name}_seed{run.seed}.json", lambda fh: fh.write(json.dumps(row).encode())
+    )
+    return row
+
+
+def bench_drift(
     names: list[str],
     *,
     seeds: list[int],
     rate: float = 2000.0,
     trials: int | None = None,
     networks: Path,
+    out: Path,
     plot_dir: Path | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run scenarios over seeds; the medians, the per-seed figures, the plots written.
+    jobs: int | None = 1,
+    scheduler: str | None = None,
+) -> tuple[dict[str, Any], StudyOutcome]:
+    """Run scenarios over seeds, a study on Dask; the medians, the per-seed figures,
+    the plots written.
 
     Args:
         names: scenario names (:data:`SCENARIOS`).
@@ -474,10 +531,17 @@ async def bench_drift(
             evaluation spacing scale with it).
         networks: folder with one trained network per recipe, ``RECIPE/network.npz``
             (``delgrad train RECIPE --out FOLDER/RECIPE`` makes it).
+        out: one ``NAME_seedS.json`` per finished run (a rerun skips those).
         plot_dir: where to write ``drift_NAME.png`` (None: no plots).
         overrides: run-config fields for both arms (``delgrad bench drift --set``).
+        jobs: runs at once on the local cluster (default 1: one run uses both cores
+            of a small machine, and two at once would drop trials).
+        scheduler: a running Dask scheduler instead.
+
+    Returns:
+        Per scenario its medians and per-seed figures; and the study's outcome.
     """
-    results: dict[str, Any] = {}
+    runs: list[StudyRun] = []
     for name in names:
         scenario = SCENARIOS[name]
         if trials is not None:
@@ -488,20 +552,40 @@ async def bench_drift(
                 trials=trials,
                 eval_every=max(100, int(scenario.eval_every * f)),
             )
-        network = start_network(networks, scenario.recipe, log)
-        per_seed, traces_all = [], []
+        network = start_network(networks, scenario.recipe, log).read_bytes()
         for seed in seeds:
-            log(f"{name} seed {seed}: {scenario.trials:,} trials at {rate:g}/s per arm")
-            work = Path(tempfile.mkdtemp(prefix=f"delgrad-drift-{name}-"))
-            try:
-                traces = await run_arms(
-                    scenario, seed, network, rate=rate, work=work, log=log, overrides=overrides
-                )
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            per_seed.append({"seed": seed, **figures(scenario, traces)})
-            traces_all.append(traces)
-            log(f"  {json.dumps(per_seed[-1])}")
+            config = DriftRun(name, scenario, seed, rate, network, overrides)
+            runs.append(StudyRun(f"{name}_seed{seed}", run_seed, config, f"{name}_seed{seed}.json"))
+
+    def load_done(run: StudyRun, path: Path) -> dict[str, Any] | None:
+        row: dict[str, Any] = json.loads(path.read_text())
+        same = (row["trials"], row["rate_trials_per_s"], row["overrides"]) == (
+            run.config.scenario.trials,
+            run.config.rate,
+            run.config.overrides or {},
+        )
+        return row if same else None
+
+    def describe(row: dict[str, Any]) -> str:
+        return f"{row['scenario']} seed {row['seed']}: {json.dumps(row['figures'])}"
+
+    outcome = run_study(
+        runs,
+        out,
+        label="bench drift",
+        describe=describe,
+        scheduler=scheduler,
+        jobs=jobs,
+        load_done=load_done,
+        stream=sys.stderr,
+    )
+    results: dict[str, Any] = {}
+    for name in names:
+        done = sorted((r for r in outcome.rows if r["scenario"] == name), key=lambda r: r["seed"])
+        if not done:
+            continue
+        scenario = next(r.config.scenario for r in runs if r.config.name == name)
+        per_seed = [r["figures"] for r in done]
         entry: dict[str, Any] = {
             "detail": scenario.detail,
             "trials": scenario.trials,
@@ -512,8 +596,7 @@ async def bench_drift(
             "seeds": per_seed,
         }
         if plot_dir is not None:
-            entry["plot"] = str(
-                plot_drift(plot_dir / f"drift_{name}.png", name, scenario, traces_all)
-            )
+            traces = [{arm: ArmTrace(**t) for arm, t in r["traces"].items()} for r in done]
+            entry["plot"] = str(plot_drift(plot_dir / f"drift_{name}.png", name, scenario, traces))
         results[name] = entry
-    return results
+    return results, outcome

@@ -28,6 +28,7 @@ from delgrad.tools._bench_fleet import bench_fleet, median_of
 from delgrad.tools._chaos import run_chaos
 from delgrad.tools._mosquitto import mosquitto_binary
 from delgrad.tools._soak import run_soak
+from delgrad.tools._studies import add_study_arguments, exit_code
 from delgrad.tools.bench_core import bench_core, bench_core_sweep, bench_thread_scaling
 from delgrad.tools.bench_drivers import bench_drivers
 from delgrad.tools.bench_protocol import bench_protocol
@@ -240,12 +241,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     drift.add_argument("--plot-dir", type=Path, default=Path("."), help="where the PNGs go")
     drift.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench-drift"),
+        help="one JSON file per scenario and seed (a rerun skips those)",
+    )
+    drift.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="run-config field of both arms, e.g. learning.lr_scale=0.3 (repeatable)",
     )
+    add_study_arguments(drift, jobs_default="1: a run uses both cores of a small machine")
     _json(drift)
     fleet = sub.add_parser(
         "fleet",
@@ -342,27 +350,28 @@ def _drift(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     args.plot_dir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(
-        bench_drift(
-            names,
-            seeds=seeds,
-            rate=args.rate,
-            trials=args.trials,
-            networks=args.networks,
-            plot_dir=args.plot_dir,
-            overrides=overrides,
-            log=log,
-        )
+    result, outcome = bench_drift(
+        names,
+        seeds=seeds,
+        rate=args.rate,
+        trials=args.trials,
+        networks=args.networks,
+        out=args.out,
+        plot_dir=args.plot_dir,
+        overrides=overrides,
+        log=log,
+        jobs=args.jobs or 1,
+        scheduler=args.scheduler,
     )
     for name, entry in result.items():
         if args.json:
             print(json.dumps({"scenario": name, **entry}), flush=True)
         else:
-            title = f"bench drift {name}: {entry['detail']}, median of {len(seeds)} seeds"
+            title = f"bench drift {name}: {entry['detail']}, median of {len(entry['seeds'])} seeds"
             print(table(entry["median"], title), flush=True)
             if "plot" in entry:
                 print(f"plot: {entry['plot']}", flush=True)
-    return 0
+    return exit_code("bench drift", outcome)
 
 
 def _soak(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 Trains ``yinyang_hw_W`` / ``yinyang_hw_WA`` chip in the loop on emulated
 BrainScaleS-2 chips with ``training.backward_threshold`` = observed / nominal,
-optionally with the emulator's mismatch extension, and writes one JSON file per
-run into ``--out`` (finished runs are skipped, so an interrupted study resumes).
+optionally with the emulator's mismatch extension (the mismatch study), and writes
+one JSON file and the last network per run into ``--out``; a study on Dask
+(:mod:`delgrad.tools._studies`: finished runs are skipped, so an interrupted study
+resumes; ``--scheduler`` spreads it over a cluster).
 ``--table`` prints the markdown tables of docs/results.md from such a folder.
 
 Per run: test accuracy on the chip it was trained on as the mean of 5 passes over
@@ -13,7 +15,7 @@ validation accuracy over the last 20 epochs, for the last network and for the
 best-validation one (``training.select``).
 
     delgrad hwstudy --out /tmp/hw13/main --chips 0 1 2 --seeds 0 1 2
-    delgrad hwstudy --out /tmp/hw13/mm --mismatch 0.05 0.15 --seeds 0 --shard 0/2
+    delgrad hwstudy --out /tmp/hw13/mm --mismatch 0.05 0.15 --seeds 0 --jobs 2
     delgrad hwstudy --out /tmp/hw13/main --table
 """
 
@@ -32,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from delgrad.drivers import BSS2Params, EmulatorDriver
-from delgrad.runtime import DriverObserver, Trainer, predict, resolve_config, save_network
+from delgrad.runtime import (
+    DriverObserver,
+    Trainer,
+    atomic_write,
+    predict,
+    resolve_config,
+    save_network,
+)
+from delgrad.tools._studies import StudyRun, add_study_arguments, exit_code, run_study
 
 RECIPES = {"W": "yinyang_hw_W", "WA": "yinyang_hw_WA"}
 RULES = ("observed", "nominal")
@@ -54,6 +64,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--shard", default="0/1", help="k/n: run every n-th job from the k-th")
+    add_study_arguments(parser, jobs_default="one per core")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and exit")
 
 
@@ -139,6 +150,24 @@ def cell_path(out: Path, net: str, rule: str, chip: int, seed: int, mismatch: fl
     return out / f"{net}_{rule}_chip{chip}_seed{seed}_mm{mismatch:g}.json"
 
 
+def _train_cell(cell: tuple[Any, ...], folder: Path) -> dict[str, Any]:
+    """One study run: the cell's network and JSON file under ``folder``."""
+    net, rule, chip, seed, mismatch, epochs = cell
+    path = cell_path(folder, net, rule, chip, seed, mismatch)
+    row = run_one(net, rule, chip, seed, mismatch, epochs, save=path.with_suffix(".npz"))
+    atomic_write(path, lambda fh: fh.write(json.dumps(row, indent=1).encode()))
+    return row
+
+
+def _describe(row: dict[str, Any]) -> str:
+    name = cell_path(Path(), row["net"], row["rule"], row["chip"], row["seed"], row["mismatch"])
+    return (
+        f"{name}: test {100 * row['test']:.1f} %, val last 20 "
+        f"{100 * row['val_last20']:.1f} %, silent label {100 * row['silent_label']:.1f} %, "
+        f"{row['seconds']:.0f} s"
+    )
+
+
 def load_rows(out: Path) -> list[dict[str, Any]]:
     """Every finished cell in ``out``."""
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
@@ -195,17 +224,22 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    for index, cell in enumerate(jobs(args)):
-        path = cell_path(args.out, *cell)
-        if index % n != k or path.is_file():
-            continue
-        row = run_one(*cell, epochs=args.epochs, save=path.with_suffix(".npz"))
-        path.write_text(json.dumps(row, indent=1))
-        print(
-            f"{path.name}: test {100 * row['test']:.1f} %, val last 20 "
-            f"{100 * row['val_last20']:.1f} %, silent label {100 * row['silent_label']:.1f} %, "
-            f"{row['seconds']:.0f} s",
-            flush=True,
+    cells = [cell for index, cell in enumerate(jobs(args)) if index % n == k]
+    runs = [
+        StudyRun(
+            cell_path(Path(), *cell).stem,
+            _train_cell,
+            (*cell, args.epochs),
+            cell_path(Path(), *cell).name,
         )
-    return 0
+        for cell in cells
+    ]
+    outcome = run_study(
+        runs,
+        args.out,
+        label="hwstudy",
+        describe=_describe,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+    )
+    return exit_code("hwstudy", outcome)

@@ -1,4 +1,4 @@
-"""``delgrad sweep``: hidden size x delay kind x seed, in parallel processes, resumable."""
+"""``delgrad sweep``: hidden size x delay kind x seed, a resumable study on Dask."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from delgrad.tools._plots import sweep_summary
+from delgrad.tools._studies import add_study_arguments, exit_code
 from delgrad.tools._sweep import run_sweep
 
 
@@ -31,29 +32,22 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)"
     )
     parser.add_argument("--epochs", type=int, help="override the recipes' 300 epochs")
-    parser.add_argument("--jobs", type=int, help="parallel processes (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder")
+    add_study_arguments(parser, jobs_default="one per core")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep and print a summary table."""
-
-    def on_done(row, done, total):
-        print(
-            f"[{done:3d}/{total}] {row['delay']:>9} H{row['hidden']:<3d} seed {row['seed']}: "
-            f"test {100 * row['test_accuracy']:.1f} %  ({row['wall_time_s']:.0f} s)",
-            flush=True,
-        )
-
-    rows = run_sweep(
+    outcome = run_sweep(
         args.out,
         hidden=args.hidden,
         delays=args.delays,
         seeds=args.seeds,
         epochs=args.epochs,
         jobs=args.jobs,
-        on_done=on_done,
+        scheduler=args.scheduler,
     )
+    rows = outcome.rows
     print(
         f"\nmedian test error (%) [25-75 %], {len(rows)} runs; table {args.out / 'sweep.csv'}, "
         f"figure {args.out / 'sweep.png'}"
@@ -61,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
     for delay, points in sweep_summary(rows).items():
         cells = "  ".join(f"H{h}: {m:.1f} [{lo:.1f}-{hi:.1f}]" for h, _, m, lo, hi in points)
         print(f"{delay:>9}  {cells}")
-    return 0
+    return exit_code("sweep", outcome)

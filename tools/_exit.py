@@ -10,7 +10,8 @@ code  name                   when
 2     USAGE                  bad arguments, configuration, input file or checkpoint
                              (nothing was started; the message says what to change)
 3     UNREACHABLE            the broker cannot be reached, refused us, or its port is
-                             taken (for the embedded broker)
+                             taken (for the embedded broker); a study's Dask scheduler
+                             cannot be reached or runs other versions
 4     TIMEOUT                no answer in time (``delgrad cmd`` without a reply)
 130   INTERRUPTED            a batch job (train, sweep, bench) stopped by Ctrl-C
 ====  =====================  ==========================================================

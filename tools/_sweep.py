@@ -1,9 +1,11 @@
-"""The DelGrad size sweep: hidden sizes x delay kinds x seeds, in parallel, resumable.
+"""The DelGrad size sweep: hidden sizes x delay kinds x seeds, a study on Dask.
 
 Each run uses the H30 recipe of its delay kind (weights only: yinyang_H30_W,
 axonal: _WA, dendritic: _WD, synaptic: _WS) with the hidden size replaced, and
-writes its own folder ``{delay}_H{hidden}_seed{seed}``; a finished run (its
-``results.json`` exists) is skipped, an interrupted one resumes from its checkpoint.
+writes its own folder ``{delay}_H{hidden}_seed{seed}`` (``results.json``,
+``network.npz``); a finished run (its ``results.json`` exists, same epochs) is
+skipped, an interrupted one resumes from its checkpoint on a shared disk
+(:mod:`delgrad.tools._studies`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from delgrad.runtime import atomic_write, resolve_config
 from delgrad.tools._plots import plot_sweep
-from delgrad.tools._process_pool import run_in_processes
+from delgrad.tools._studies import StudyOutcome, StudyRun, run_study
 from delgrad.tools._train_run import run_training
 
 RECIPES = {
@@ -55,14 +56,14 @@ class SweepRun:
         return f"{self.delay}_H{self.hidden}_seed{self.seed}"
 
 
-def _run_one(run: SweepRun, out: str) -> dict[str, Any]:
+def _run_one(run: SweepRun, out: Path) -> dict[str, Any]:
     overrides = [f"network.hidden=[{run.hidden}]"]
     if run.epochs is not None:
         overrides.append(f"training.epochs={run.epochs}")
     # runs go in parallel processes, one core each
     config = resolve_config(RECIPES[run.delay], ["training.threads=1", *overrides])
     config = config.replace(seed=run.seed)
-    folder = Path(out) / run.name
+    folder = out / run.name
     results = run_training(config, folder, plots=False)
     return _row(run, results)
 
@@ -80,6 +81,14 @@ def _row(run: SweepRun, results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def describe(row: dict[str, Any]) -> str:
+    """One line for a finished run."""
+    return (
+        f"{row['delay']:>9} H{row['hidden']:<3d} seed {row['seed']}: "
+        f"test {100 * row['test_accuracy']:.1f} %  ({row['wall_time_s']:.0f} s)"
+    )
+
+
 def run_sweep(
     out: Path,
     *,
@@ -88,34 +97,37 @@ def run_sweep(
     seeds: Sequence[int] = (0, 1, 2),
     epochs: int | None = None,
     jobs: int | None = None,
-    on_done: Callable[[dict[str, Any], int, int], None] | None = None,
-) -> list[dict[str, Any]]:
+    scheduler: str | None = None,
+    stream: TextIO | None = None,
+) -> StudyOutcome:
     """Run (or finish) the sweep into ``out``; write ``sweep.csv`` and ``sweep.png``.
 
+    Args:
+        jobs, scheduler: where the runs go (:func:`delgrad.tools._studies.run_study`).
+
     Returns:
-        One row per run (see ``CSV_FIELDS``), sorted by delay, hidden and seed.
+        The outcome; its rows (see ``CSV_FIELDS``) sorted by delay, hidden and seed.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [SweepRun(h, d, s, epochs) for d in delays for h in hidden for s in seeds]
-    rows: list[dict[str, Any]] = []
-    todo = []
-    for run in runs:
-        done = out / run.name / "results.json"
-        results = json.loads(done.read_text()) if done.is_file() else None
-        if results is not None and (epochs is None or results["epochs"] == epochs):
-            rows.append(_row(run, results))
-        else:
-            todo.append(run)
-    total = len(runs)
-    if on_done is not None:
-        for row in rows:
-            on_done(row, len(rows), total)
-    if todo:
-        workers = jobs or os.cpu_count() or 1
-        for row in run_in_processes(_run_one, [(run, str(out)) for run in todo], workers):
-            rows.append(row)
-            if on_done is not None:
-                on_done(rows[-1], len(rows), total)
+    points = [SweepRun(h, d, s, epochs) for d in delays for h in hidden for s in seeds]
+    runs = [StudyRun(p.name, _run_one, p, f"{p.name}/results.json") for p in points]
+
+    def load_done(run: StudyRun, path: Path) -> dict[str, Any] | None:
+        results = json.loads(path.read_text())
+        if epochs is not None and results["epochs"] != epochs:
+            return None
+        return _row(run.config, results)
+
+    outcome = run_study(
+        runs,
+        out,
+        label="sweep",
+        describe=describe,
+        scheduler=scheduler,
+        jobs=jobs,
+        load_done=load_done,
+        stream=stream,
+    )
+    rows = outcome.rows
     order = {d: i for i, d in enumerate(RECIPES)}
     rows.sort(key=lambda r: (order.get(r["delay"], 9), r["hidden"], r["seed"]))
 
@@ -128,4 +140,4 @@ def run_sweep(
 
     atomic_write(out / "sweep.csv", write_csv)
     plot_sweep(out / "sweep.png", rows)
-    return rows
+    return outcome

@@ -1,6 +1,6 @@
 """The user-facing docs stay true: every shipped recipe is in training.md's table,
 docs/index.md links resolve, and every ``delgrad ...`` command in the code blocks
-of the getting-started guide, the NIR page, performance.md, sensors.md and the
+of the getting-started guide, the cluster page, the NIR page, performance.md, sensors.md and the
 README parses with the real command's parser."""
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DOCUMENTED = [
     (path.name, line)
     for path in (
         DOCS / "getting-started.md",
+        DOCS / "cluster.md",
         DOCS / "fleet.md",
         DOCS / "nir.md",
         DOCS / "performance.md",
