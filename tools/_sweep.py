@@ -60,7 +60,7 @@ def _run_one(run: SweepRun, out: Path) -> dict[str, Any]:
     overrides = [f"network.hidden=[{run.hidden}]"]
     if run.epochs is not None:
         overrides.append(f"training.epochs={run.epochs}")
-    # runs go in parallel processes, one core each
+    # runs go to single-threaded Dask workers, one core each
     config = resolve_config(RECIPES[run.delay], ["training.threads=1", *overrides])
     config = config.replace(seed=run.seed)
     folder = out / run.name
