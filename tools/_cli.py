@@ -56,7 +56,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EPILOG = """exit codes (every command): 0 done (also a service stopped by Ctrl-C),
 1 failed while running, 2 bad arguments, configuration or input file,
-3 broker unreachable or port taken, 4 no reply in time, 130 interrupted batch job
+3 broker (or Dask scheduler) unreachable or port taken, 4 no reply in time,
+130 interrupted batch job
 
 Add -v for more detail (tracebacks), -q for warnings only; docs/getting-started.md"""
 
