@@ -9,7 +9,7 @@
 * ``--scheduler tcp://HOST:PORT``: a running scheduler (``dask scheduler``, a
   dask-jobqueue ``SLURMCluster``...). Reaching it is bounded by ``timeout_s``; the
   dask, distributed, cloudpickle, msgpack and Python versions of client, scheduler
-  and workers must agree, and every worker must have delgrad installed.
+  and workers must agree, and every worker must run this delgrad-runtime version.
 
 Results are gathered straight from the worker that holds them
 (``direct_to_workers``): the scheduler only sees task keys and small configs.
@@ -193,6 +193,13 @@ def _check_versions(client: Any, address: str) -> None:
             raise TransportError(
                 f"the Dask {who} at {address} has no delgrad-runtime installed: "
                 "install it on every worker"
+            )
+        if who != "scheduler" and packages["delgrad-runtime"] != mine.get("delgrad-runtime"):
+            # other code, other figures
+            raise TransportError(
+                f"the Dask {who} at {address} runs delgrad-runtime "
+                f"{packages['delgrad-runtime']}, this client {mine.get('delgrad-runtime')}: "
+                "install the same version on every worker"
             )
 
 

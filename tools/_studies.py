@@ -10,9 +10,10 @@ at any point resumes where it was.
 Where the files are made: on the embedded cluster the workers share this
 machine's disk, so a run works in ``--out`` itself (a run that was interrupted
 resumes from its checkpoint there). On a running scheduler nothing is assumed
-about the workers' disks: a run works in a temporary folder on its worker and
-returns every file it made (except checkpoints) as bytes in its result; the
-client fetches that result straight from the worker and writes the files.
+about the workers' disks: a run works in a temporary folder in its worker's
+scratch space and returns every file it made (except checkpoints) as bytes in its
+result; the client fetches that result straight from the worker and writes the
+files.
 
 Faults: a run whose function raises fails once (no retry: a bad config stays
 bad) and is reported with its error; the others go on. A run whose worker dies
@@ -117,12 +118,23 @@ def exit_code(command: str, outcome: StudyOutcome) -> int:
     return 1 if outcome.failed else 0
 
 
+def _scratch() -> str | None:
+    """The worker's own scratch folder (``--local-directory``: node-local on a
+    cluster, and what a killed worker leaves goes with it), else the temp dir."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return None
+
+
 def execute(run: StudyRun, folder: str | None) -> RunOutput:
     """Run on a worker: in ``folder`` (shared disk) or in a temporary folder whose
     files come back in the result."""
     if folder is not None:
         return RunOutput(run.name, run.fn(run.config, Path(folder)))
-    with tempfile.TemporaryDirectory(prefix="delgrad-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="delgrad-run-", dir=_scratch()) as tmp:
         row = run.fn(run.config, Path(tmp))
         files = {
             p.relative_to(tmp).as_posix(): p.read_bytes()
