@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import signal
 import tempfile
@@ -36,7 +37,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from delgrad.errors import TransportError
+from delgrad.errors import ConfigError, TransportError
 
 __all__ = ["ALLOWED_FAILURES", "Cluster", "NumbaCache", "open_cluster"]
 
@@ -213,16 +214,19 @@ def _running(address: str, timeout_s: float) -> Any:
             warnings.simplefilter("ignore", VersionMismatchWarning)
             client = Client(address, timeout=timeout_s, direct_to_workers=True)
     except (OSError, TimeoutError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # Dask's own text repeats the address and the timeout; its cause says why
+        cause = re.sub(r"^in <[^>]*>: ", "", str(exc.__cause__ or "")) or "no answer"
         raise TransportError(
-            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({reason})"
+            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({cause})"
         ) from None
     except ValueError as exc:
-        raise TransportError(f"bad Dask scheduler address {address}: {exc}") from None
+        raise ConfigError(f"bad --scheduler address {address}: {exc}") from None
     except Exception as exc:  # a handshake that fails: another protocol or version
+        from distributed import __version__
+
         raise TransportError(
-            f"the Dask scheduler at {address} refused this client ({type(exc).__name__}: "
-            f"{exc}); is it the same dask and distributed version?"
+            f"{address} does not answer as a Dask scheduler ({type(exc).__name__}: "
+            f"{str(exc)[:80]}); is it one, of distributed {__version__}?"
         ) from None
     try:
         _check_versions(client, address)
@@ -242,6 +246,7 @@ def open_cluster(
     Raises:
         TransportError: the scheduler cannot be reached in ``timeout_s`` or runs
             incompatible versions.
+        ConfigError: ``scheduler`` is no Dask address.
     """
     from distributed import Client
 

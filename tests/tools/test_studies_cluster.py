@@ -200,6 +200,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3(tmp_path: Path) -> None
     assert done.returncode == 3, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in done.stderr
+    assert "Connection refused" in done.stderr
     assert "Traceback" not in done.stderr
 
 
