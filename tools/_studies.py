@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, TextIO
 
 from delgrad.errors import ParameterError
 from delgrad.runtime import atomic_write
+from delgrad.tools._dask_cluster import open_cluster
 from delgrad.tools._study_progress import StudyProgress
 
 __all__ = [
@@ -228,11 +229,7 @@ def run_study(
         workers = min(jobs, len(todo)) if jobs else None
         if scheduler is None and workers is None:
             workers = min(os.cpu_count() or 1, len(todo))
-        # distributed is imported only when there is work: `--help`, a finished study
-        # and the other commands start faster
         from distributed import as_completed
-
-        from delgrad.tools._dask_cluster import open_cluster
 
         with open_cluster(scheduler, workers, timeout_s=timeout_s) as cluster:
             folder = str(out.resolve()) if cluster.shared_disk else None
