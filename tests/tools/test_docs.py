@@ -1,7 +1,7 @@
 """The user-facing docs stay true: every shipped recipe is in training.md's table,
 docs/index.md links resolve, and every ``delgrad ...`` command in the code blocks
-of the getting-started guide, the cluster page, the NIR page, performance.md, sensors.md and the
-README parses with the real command's parser."""
+of the getting-started guide, the cluster and fleet pages, the NIR page,
+performance.md, sensors.md and the README parses with the real command's parser."""
 
 from __future__ import annotations
 
