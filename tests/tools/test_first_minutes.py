@@ -568,11 +568,13 @@ async def test_twenty_simulated_devices_on_one_bus_stay_readable() -> None:
     assert "(parameters of 17 more devices: delgrad monitor DEVICE)" in text
 
 
-def test_an_error_a_command_lets_through_is_one_line_and_its_traceback_needs_v(tmp_path) -> None:
-    argv = ["sweep", "--hidden", "0", "--out", str(tmp_path / "sweep")]
-    out = delgrad(*argv)
-    assert out.returncode == ExitCode.USAGE
+def test_a_run_that_fails_in_a_study_is_one_line_naming_the_run(tmp_path) -> None:
+    """A study reports a failed run (here a bad hidden size) once, with its error and
+    no traceback, goes on with the others and exits 1 (issue 21; this test once saw
+    the error escape the command as exit 2)."""
+    argv = ["sweep", "--hidden", "0", "--delays", "none", "--seeds", "0"]
+    out = delgrad(*argv, "--out", str(tmp_path / "sweep"))
+    assert out.returncode == ExitCode.FAILED
     line = _one_line(out.stderr)
-    assert "ERROR delgrad.tools: delgrad sweep: network.hidden" in line
-    out = delgrad(*argv, "-v")  # after the command name works too
-    assert out.returncode == ExitCode.USAGE and "Traceback" in out.stderr
+    assert line.startswith("delgrad sweep: run none_H0_seed0 failed: ConfigError: network.hidden")
+    assert "[1/1] none_H0_seed0: failed: ConfigError" in out.stdout
