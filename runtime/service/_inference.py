@@ -2,7 +2,8 @@
 
 The inference loop takes a batch when ``inference.max_batch`` trials wait, or
 once the oldest has waited ``inference.max_latency_ms``; runs it on the driver
-in the worker thread; publishes the predictions; hands the observed rows to the
+in the driver's worker thread (beside the learner's, which may be taking a step
+meanwhile); publishes the predictions; hands the observed rows to the
 label join; and then lets the learning pipeline learn from what was joined.
 It owns the batch statistics (latency from message received to predictions
 published, processed-trial rate, silent neurons, spikes per trial).
@@ -34,8 +35,9 @@ class Inference:
     Args:
         config: the ``[inference]`` section.
         predictions: publish predictions (``publish.predictions``).
-        online, ingest, join, learning, worker, outbox, counters, state: the
-            service's parts this stage takes from and hands on to.
+        worker: the driver's worker thread (driver runs for predictions).
+        online, ingest, join, learning, outbox, counters, state: the service's
+            parts this stage takes from and hands on to.
         clock: monotonic clock in seconds.
     """
 

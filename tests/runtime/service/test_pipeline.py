@@ -1,0 +1,144 @@
+"""The pipeline: predictions run on the driver while a step learns, and learning stays
+exact (docs/runtime.md, "Pipeline and parameter versions")."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from delgrad.drivers import RecordingDriver, driver_from_config
+from delgrad.runtime import Learner, forward, resolve_config
+from delgrad.runtime.service import OnlineLearner
+
+STEP = 20
+SIZES = [7, 13, 31, 20, 5, 44, 9, 26, 15]  # 170 trials: 8 steps, 10 left in the buffer
+
+
+def make_online(driver: RecordingDriver | None = None) -> OnlineLearner:
+    learner = Learner(resolve_config("yinyang_H30_WS"))
+    return OnlineLearner(
+        learner, driver or driver_from_config("emulator-ideal"), step_every=STEP, refresh=True
+    )
+
+
+def trials(n: int, n_inputs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.15, 2.0, (n, n_inputs)), rng.integers(0, 3, n)
+
+
+class Versions:
+    """Copies of the forward parameters of every version the learner reaches (wraps
+    ``sync``), and a check of every step: its spike times are those of its parameters."""
+
+    def __init__(self, online: OnlineLearner) -> None:
+        learner = online.learner
+        self.nets = {learner.version: learner.net_forward.copy()}
+        self.steps_checked = 0
+        sync, learn = learner.sync, learner.learn
+
+        def syncing() -> None:
+            sync()
+            self.nets[learner.version] = learner.net_forward.copy()
+
+        def learning(t_in, times, arrivals, labels, *, loss=None):  # type: ignore[no-untyped-def]
+            expected = forward(learner.net_forward, t_in)
+            for got, want in zip(times, expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+            self.steps_checked += 1
+            return learn(t_in, times, arrivals, labels, loss=loss)
+
+        learner.sync = syncing  # type: ignore[method-assign]
+        learner.learn = learning  # type: ignore[method-assign]
+
+
+def test_pipelined_steps_equal_one_step_at_a_time_and_use_their_own_times() -> None:
+    online = make_online()
+    versions = Versions(online)
+    t_all, labels = trials(sum(SIZES), online.n_inputs)
+    cuts = np.cumsum([0, *SIZES])
+    # predictions on one thread, steps on another: batch k+1 runs while step k learns
+    with (
+        ThreadPoolExecutor(1, "driver") as driver_thread,
+        ThreadPoolExecutor(1, "learner") as learner_thread,
+    ):
+        observed = [
+            driver_thread.submit(online.observe, t_all[a:b])
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
+        jobs = []
+        for (a, b), future in zip(zip(cuts[:-1], cuts[1:], strict=True), observed, strict=True):
+            observation, version = future.result()
+            # each batch ran with the parameters of the version it is tagged with
+            want = forward(versions.nets[version], t_all[a:b])
+            np.testing.assert_array_equal(observation.output, want[-1])
+            rows = online.pack(t_all[a:b], observation, version)
+            jobs.append(learner_thread.submit(online.learn_rows, rows, labels[a:b]))
+        reports = [job.result() for job in jobs]
+    n_steps = sum(SIZES) // STEP
+    assert sum(r.steps + r.bumps for r in reports) == n_steps == versions.steps_checked
+    assert online.refreshed <= n_steps * STEP  # never more than the trials learned from
+
+    # the same trials, one step at a time: observed with the current parameters, learned
+    plain = make_online()
+    for start in range(0, n_steps * STEP, STEP):
+        t_in = t_all[start : start + STEP]
+        observation, version = plain.observe(t_in)
+        plain.learn_rows(plain.pack(t_in, observation, version), labels[start : start + STEP])
+    assert plain.refreshed == 0
+    for ours, theirs in zip(
+        [*online.learner.net.w, *online.learner.raw],
+        [*plain.learner.net.w, *plain.learner.raw],
+        strict=True,
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_a_step_re_observes_only_its_stale_rows() -> None:
+    driver = RecordingDriver(driver_from_config("emulator-ideal"))
+    online = make_online(driver)
+    t_in, labels = trials(2 * STEP, online.n_inputs, seed=1)
+    first, v1 = online.observe(t_in[:30])  # 30 trials, version v1
+    rows = online.pack(t_in[:30], first, v1)
+    online.learn_rows(rows[:STEP], labels[:STEP])  # step 1: its rows are fresh
+    assert online.refreshed == 0 and online.version != v1
+    second, v2 = online.observe(t_in[30:])  # 10 trials with the new version
+    assert v2 == online.version
+    runs = len(driver.methods())
+    online.learn_rows(rows[STEP:], labels[STEP:30])  # 10 stale rows of v1 ...
+    online.learn_rows(online.pack(t_in[30:], second, v2), labels[30:])  # ... + 10 fresh
+    # step 2 ran the driver once more, for exactly the 10 stale trials
+    new = driver.calls[runs:]
+    assert [c.method for c in new if c.method == "run"] == ["run"]
+    (rerun,) = [c for c in new if c.method == "run"]
+    assert rerun.t_in is not None
+    np.testing.assert_array_equal(rerun.t_in, t_in[STEP:30])
+    assert online.refreshed == 10
+
+
+def test_a_prediction_does_not_wait_for_a_running_step() -> None:
+    online = make_online()
+    t_in, labels = trials(STEP + 5, online.n_inputs, seed=2)
+    observation, version = online.observe(t_in[:STEP])
+    rows = online.pack(t_in[:STEP], observation, version)
+    in_step, release = threading.Event(), threading.Event()
+    learn = online.learner.learn
+
+    def slow_learn(*args, **kwargs):  # type: ignore[no-untyped-def]
+        in_step.set()
+        assert release.wait(10.0)
+        return learn(*args, **kwargs)
+
+    online.learner.learn = slow_learn  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1) as learner_thread:
+        step = learner_thread.submit(online.learn_rows, rows, labels[:STEP])
+        assert in_step.wait(10.0)
+        with ThreadPoolExecutor(1) as driver_thread:
+            # the step holds its parameters: the batch runs with the version before it
+            _, during = driver_thread.submit(online.observe, t_in[STEP:]).result(timeout=10.0)
+        assert during == version
+        release.set()
+        assert step.result(timeout=10.0).steps + step.result().bumps == 1
+    _, after = online.observe(t_in[STEP:])
+    assert after == online.version != version
