@@ -88,10 +88,11 @@ class LearningSection:
         refresh: before a step, re-observe on the driver the buffered trials whose
             spike times were observed with older parameters (the step then uses
             times of the network it changes; costs one extra driver run for them).
-        threads: threads sharing each learning step's backward pass (0 = one per
-            core). Default 1: the step runs beside the event loop and the driver,
-            and at the paper's network size a step is too short to gain from more;
-            sensor-sized networks (hundreds of inputs and hidden neurons) gain.
+        threads: kernel threads sharing each learning step's backward pass and, on
+            the ``emulator-ideal`` driver, each driver run (0 = one per core).
+            Default 1: steps run on the learner's thread beside the driver's and
+            the event loop, which already fill two cores; more gain where cores
+            are left over and the network is sensor-sized.
         lr_policy: ``constant`` (default) or ``boost``: while the degradation alarm
             holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
             100), and set back when it clears (unless an ``lr`` command changed it).

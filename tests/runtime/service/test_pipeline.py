@@ -7,10 +7,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
-from delgrad.drivers import RecordingDriver, driver_from_config
+from delgrad.drivers import EmulatorDriver, RecordingDriver, driver_from_config
+from delgrad.errors import ParameterError
 from delgrad.runtime import Learner, forward, resolve_config
 from delgrad.runtime.service import OnlineLearner
+from delgrad.runtime.service._run_config import run_config_from_dict
+from delgrad.tools._run_app import build_online
 
 STEP = 20
 SIZES = [7, 13, 31, 20, 5, 44, 9, 26, 15]  # 170 trials: 8 steps, 10 left in the buffer
@@ -142,3 +146,15 @@ def test_a_prediction_does_not_wait_for_a_running_step() -> None:
         assert step.result(timeout=10.0).steps + step.result().bumps == 1
     _, after = online.observe(t_in[STEP:])
     assert after == online.version != version
+
+
+def test_learning_threads_reach_the_backward_pass_and_the_ideal_driver() -> None:
+    config = run_config_from_dict({"learning": {"threads": 2}})
+    online = build_online(config)
+    assert online.learner.threads == 2
+    assert isinstance(online.driver, EmulatorDriver) and online.driver.threads == 2
+    t_in, _ = trials(9, online.n_inputs, seed=3)
+    two, _ = online.observe(t_in)
+    np.testing.assert_array_equal(two.output, forward(online.learner.net_forward, t_in)[-1])
+    with pytest.raises(ParameterError, match="threads must be an integer >= 1"):
+        EmulatorDriver("ideal", threads=0)
