@@ -3,6 +3,7 @@ exact (docs/runtime.md, "Pipeline and parameter versions")."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -68,11 +69,10 @@ def test_pipelined_steps_equal_one_step_at_a_time_and_use_their_own_times() -> N
         ThreadPoolExecutor(1, "learner") as learner_thread,
     ):
         observed = [
-            driver_thread.submit(online.observe, t_all[a:b])
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+            driver_thread.submit(online.observe, t_all[a:b]) for a, b in itertools.pairwise(cuts)
         ]
         jobs = []
-        for (a, b), future in zip(zip(cuts[:-1], cuts[1:], strict=True), observed, strict=True):
+        for (a, b), future in zip(itertools.pairwise(cuts), observed, strict=True):
             observation, version = future.result()
             # each batch ran with the parameters of the version it is tagged with
             want = forward(versions.nets[version], t_all[a:b])
