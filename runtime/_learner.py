@@ -249,11 +249,14 @@ class Learner:
             raw[...] = self.delay_param.raw_from_effective(d)
         self.sync()
 
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
+    def state_arrays(self, *, copy: bool = True) -> dict[str, np.ndarray]:
+        """Parameters, optimiser and bumping state as arrays (for one ``.npz``); the
+        optimiser's arrays are copies, or with ``copy=False`` the live arrays (to read
+        before the next change only). Parameter arrays are always the live ones."""
         arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
         arrays.update({f"raw.{i}": r for i, r in enumerate(self.raw)})
-        arrays.update({f"adam.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        adam = self.optimizer.state_dict(copy=copy)
+        arrays.update({f"adam.{k}": np.asarray(v) for k, v in adam.items()})
         arrays.update({f"bump.{k}": np.asarray(v) for k, v in self.bumper.state_dict().items()})
         return arrays
 

@@ -99,6 +99,7 @@ class OnlineLearner:
         # is never configured from parameters half-way through a change.
         self._params_lock = threading.Lock()
         self._driver_version: int | None = None  # the parameter version the driver holds
+        self._saved: dict[str, np.ndarray] = {}  # the state before a step (rollback)
         self.step_every = int(step_every)
         self.refresh = bool(refresh)
         self.rows = TrialRows(learner.net_forward.layers)
@@ -277,10 +278,10 @@ class OnlineLearner:
         back before the lock is released: the driver never holds rejected parameters.
         """
         t_in, times, arrivals, loss = self._fresh_rows(loss)
-        saved = {k: np.array(v, copy=True) for k, v in self.state_arrays().items()}
+        saved = self._save_state()
         with self._params_lock:
             loss_sum, bumped = self._learn_buffer(t_in, times, arrivals, loss)
-            problem = state_problem(self.state_arrays())
+            problem = state_problem(self.learner.state_arrays(copy=False))
             if problem is not None:
                 # never run, publish or checkpoint such parameters: back to the
                 # state before the step; learning goes on from there, at the
@@ -299,6 +300,21 @@ class OnlineLearner:
         report.loss_sum += loss_sum
         report.steps += not bumped
         report.bumps += bumped
+
+    def _save_state(self) -> dict[str, np.ndarray]:
+        """The learner's state before a step (to roll back to), copied into buffers
+        kept from step to step: megabytes at sensor scale, and fresh allocations of
+        that size cost a page fault per 4 KiB (the service maps big buffers anew)."""
+        live = self.learner.state_arrays(copy=False)
+        saved = self._saved
+        if saved.keys() != live.keys() or any(
+            saved[k].shape != v.shape or saved[k].dtype != v.dtype for k, v in live.items()
+        ):
+            saved = self._saved = {k: np.array(v, copy=True) for k, v in live.items()}
+            return saved
+        for key, value in live.items():
+            np.copyto(saved[key], value)
+        return saved
 
     def _fresh_rows(
         self, loss: LossResult | None
