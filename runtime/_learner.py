@@ -249,10 +249,16 @@ class Learner:
             raw[...] = self.delay_param.raw_from_effective(d)
         self.sync()
 
-    def state_arrays(self, *, copy: bool = True) -> dict[str, np.ndarray]:
-        """Parameters, optimiser and bumping state as arrays (for one ``.npz``); the
-        optimiser's arrays are copies, or with ``copy=False`` the live arrays (to read
-        before the next change only). Parameter arrays are always the live ones."""
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
+        return self._state(copy=True)
+
+    def state_views(self) -> dict[str, np.ndarray]:
+        """:meth:`state_arrays` without copying the optimiser's arrays: the live ones,
+        to read (or copy) before the next change only."""
+        return self._state(copy=False)
+
+    def _state(self, *, copy: bool) -> dict[str, np.ndarray]:
         arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
         arrays.update({f"raw.{i}": r for i, r in enumerate(self.raw)})
         adam = self.optimizer.state_dict(copy=copy)

@@ -281,7 +281,7 @@ class OnlineLearner:
         saved = self._save_state()
         with self._params_lock:
             loss_sum, bumped = self._learn_buffer(t_in, times, arrivals, loss)
-            problem = state_problem(self.learner.state_arrays(copy=False))
+            problem = state_problem(self.learner.state_views())
             if problem is not None:
                 # never run, publish or checkpoint such parameters: back to the
                 # state before the step; learning goes on from there, at the
@@ -305,7 +305,7 @@ class OnlineLearner:
         """The learner's state before a step (to roll back to), copied into buffers
         kept from step to step: megabytes at sensor scale, and fresh allocations of
         that size cost a page fault per 4 KiB (the service maps big buffers anew)."""
-        live = self.learner.state_arrays(copy=False)
+        live = self.learner.state_views()
         saved = self._saved
         if saved.keys() != live.keys() or any(
             saved[k].shape != v.shape or saved[k].dtype != v.dtype for k, v in live.items()
