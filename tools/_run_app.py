@@ -48,11 +48,18 @@ def build_online(config: RunConfig) -> OnlineLearner:
         options["chip_seed"] = config.driver.chip_seed
         if config.driver.drift.active:
             options["drift"] = config.driver.drift
+    twin = None
     if config.driver.name == "emulator-ideal":
         options["threads"] = learner.threads
+        # deterministic: a twin re-observes exactly as the driver would, beside its runs
+        twin = driver_from_config(config.driver.name, **options)
     driver = driver_from_config(config.driver.name, **options)
     online = OnlineLearner(
-        learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh
+        learner,
+        driver,
+        step_every=config.learning.step_every,
+        refresh=config.learning.refresh,
+        reobserve=twin,
     )
     online.set_lr_scale(config.learning.lr_scale)
     return online

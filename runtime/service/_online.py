@@ -82,10 +82,19 @@ class OnlineLearner:
         refresh: before a step, re-observe the buffered trials observed with another
             parameter version than the current one (one extra driver run for exactly
             those rows; the others are learned from as observed).
+        reobserve: a second driver that runs exactly as ``driver`` does (a twin of a
+            deterministic emulator), for the re-observations, so they need not wait
+            for the predictions' runs; None: the one driver, taking turns.
     """
 
     def __init__(
-        self, learner: Learner, driver: Driver, *, step_every: int, refresh: bool = True
+        self,
+        learner: Learner,
+        driver: Driver,
+        *,
+        step_every: int,
+        refresh: bool = True,
+        reobserve: Driver | None = None,
     ) -> None:
         problems = fit_problems(learner.config, driver.capabilities)
         if problems:  # refused at startup, never a device that sits at chance
@@ -100,6 +109,7 @@ class OnlineLearner:
         self._params_lock = threading.Lock()
         self._driver_version: int | None = None  # the parameter version the driver holds
         self._saved: dict[str, np.ndarray] = {}  # the state before a step (rollback)
+        self._twin = DriverObserver(reobserve) if reobserve is not None else None
         self.step_every = int(step_every)
         self.refresh = bool(refresh)
         self.rows = TrialRows(learner.net_forward.layers)
@@ -199,7 +209,10 @@ class OnlineLearner:
 
     def run(self, t_in: np.ndarray) -> Observation:
         """Run one batch of trials on the driver with the current parameters (the
-        learner's thread, or while no step runs)."""
+        learner's thread, or while no step runs); on the twin driver if there is one
+        (only the learner's thread uses it, so it takes no turns)."""
+        if self._twin is not None:
+            return self._twin.observe(self.learner.net_forward, t_in, self.learner.version)
         with self._driver_lock:
             self._load_current()
             return self.driver.run(t_in)

@@ -21,10 +21,14 @@ STEP = 20
 SIZES = [7, 13, 31, 20, 5, 44, 9, 26, 15]  # 170 trials: 8 steps, 10 left in the buffer
 
 
-def make_online(driver: RecordingDriver | None = None) -> OnlineLearner:
+def make_online(driver: RecordingDriver | None = None, *, twin: bool = False) -> OnlineLearner:
     learner = Learner(resolve_config("yinyang_H30_WS"))
     return OnlineLearner(
-        learner, driver or driver_from_config("emulator-ideal"), step_every=STEP, refresh=True
+        learner,
+        driver or driver_from_config("emulator-ideal"),
+        step_every=STEP,
+        refresh=True,
+        reobserve=driver_from_config("emulator-ideal") if twin else None,
     )
 
 
@@ -58,8 +62,9 @@ class Versions:
         learner.learn = learning  # type: ignore[method-assign]
 
 
-def test_pipelined_steps_equal_one_step_at_a_time_and_use_their_own_times() -> None:
-    online = make_online()
+@pytest.mark.parametrize("twin", [False, True], ids=["one driver", "twin re-observes"])
+def test_pipelined_steps_equal_one_step_at_a_time_and_use_their_own_times(twin: bool) -> None:
+    online = make_online(twin=twin)
     versions = Versions(online)
     t_all, labels = trials(sum(SIZES), online.n_inputs)
     cuts = np.cumsum([0, *SIZES])
@@ -153,6 +158,9 @@ def test_learning_threads_reach_the_backward_pass_and_the_ideal_driver() -> None
     online = build_online(config)
     assert online.learner.threads == 2
     assert isinstance(online.driver, EmulatorDriver) and online.driver.threads == 2
+    twin = online._twin  # the ideal emulator's re-observations run on a twin
+    assert twin is not None and isinstance(twin.driver, EmulatorDriver)
+    assert twin.driver is not online.driver and twin.driver.threads == 2
     t_in, _ = trials(9, online.n_inputs, seed=3)
     two, _ = online.observe(t_in)
     np.testing.assert_array_equal(two.output, forward(online.learner.net_forward, t_in)[-1])
