@@ -7,9 +7,10 @@ Random trials (20-30 % of the inputs spike once, 100 per batch, labels 0-9) go
 through an :class:`OnlineLearner` on the ideal emulator with ``step_every`` 150:
 ``one`` runs each batch's driver run and then its learning in one thread, in order
 (the service before the pipeline); ``two`` runs the driver runs in one thread and
-the learning in another, at most 2 batches apart (the service's driver and learner
-threads at full speed). Prints one JSON line: thread CPU seconds per trial (us),
-the share of learned trials re-observed, and wall-clock trials/s (load-sensitive).
+the learning in another, at most 2 batches apart, the re-observations on a twin
+driver (the service's driver and learner threads at full speed). Prints one JSON
+line: thread CPU seconds per trial (us), the share of learned trials re-observed,
+and wall-clock trials/s (load-sensitive).
 
 Not a test (no ``test_`` prefix).
 """
@@ -37,7 +38,12 @@ def main() -> None:
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     learner = Learner(resolve_config(recipe), threads=threads)
     options = {"threads": threads} if threads > 1 else {}  # runs on checkouts without it
-    online = OnlineLearner(learner, driver_from_config("emulator-ideal", **options), step_every=150)
+    driver = driver_from_config("emulator-ideal", **options)
+    if mode == "two":  # re-observations on a twin, as delgrad run does for the ideal emulator
+        twin = driver_from_config("emulator-ideal", **options)
+        online = OnlineLearner(learner, driver, step_every=150, reobserve=twin)
+    else:
+        online = OnlineLearner(learner, driver, step_every=150)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(20):
