@@ -97,7 +97,8 @@ class Service:
         self._started_s = clock()
         self._state = RunState(config.learning.mode)
         self._worker = Worker("delgrad-learner")
-        self._driver_worker = Worker("delgrad-driver")
+        # learning.pipeline = false: one thread in order, as a one-core device wants
+        self._driver_worker = Worker("delgrad-driver") if config.learning.pipeline else self._worker
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         counters, state, worker = self.counters, self._state, self._worker
         storage = self._storage = Storage(counters, clock=clock)
@@ -299,8 +300,8 @@ class Service:
                 await self.transport.flush(timeout=5.0)
         finally:
             wait = self._supervisor.failure is None
-            self._driver_worker.shutdown(wait=wait)
-            self._worker.shutdown(wait=wait)
+            for worker in {self._driver_worker, self._worker}:
+                worker.shutdown(wait=wait)
         if self._supervisor.failure is not None:
             raise ServiceFailed(self._supervisor.failure)
 

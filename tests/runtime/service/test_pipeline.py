@@ -3,6 +3,7 @@ exact (docs/runtime.md, "Pipeline and parameter versions")."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -12,10 +13,13 @@ import pytest
 
 from delgrad.drivers import EmulatorDriver, RecordingDriver, driver_from_config
 from delgrad.errors import ParameterError
+from delgrad.protocols import InProcessBus
 from delgrad.runtime import Learner, forward, resolve_config
-from delgrad.runtime.service import OnlineLearner
+from delgrad.runtime.service import OnlineLearner, Service
 from delgrad.runtime.service._run_config import run_config_from_dict
 from delgrad.tools._run_app import build_online
+
+from .test_service import Client, make_config, stop_service, stream
 
 STEP = 20
 SIZES = [7, 13, 31, 20, 5, 44, 9, 26, 15]  # 170 trials: 8 steps, 10 left in the buffer
@@ -166,3 +170,29 @@ def test_learning_threads_reach_the_backward_pass_and_the_ideal_driver() -> None
     np.testing.assert_array_equal(two.output, forward(online.learner.net_forward, t_in)[-1])
     with pytest.raises(ParameterError, match="threads must be an integer >= 1"):
         EmulatorDriver("ideal", threads=0)
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+async def test_predictions_run_in_the_drivers_thread_unless_the_pipeline_is_off(
+    pipeline: bool,
+) -> None:
+    config = make_config(learning={"pipeline": pipeline})
+    learner = Learner(resolve_config(config.model.recipe))
+    driver = RecordingDriver()
+    online = OnlineLearner(learner, driver, step_every=config.learning.step_every)
+    bus = InProcessBus()
+    async with Client(bus) as client:
+        transport = bus.transport("service")
+        await transport.__aenter__()
+        service = Service(config, transport, online)
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.ready.wait(), 30)
+        await stream(client, 1000)
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 1000)
+        await stop_service(service, transport, task)
+    m = service.metrics()
+    assert m["join.joined"] == 1000
+    assert m["learning.steps"] + m["learning.bumps"] == 1000 // config.learning.step_every
+    threads = {call.thread.rsplit("_", 1)[0] for call in driver.calls if call.method == "run"}
+    assert threads <= {"delgrad-driver", "delgrad-learner"}
+    assert ("delgrad-driver" in threads) == pipeline
