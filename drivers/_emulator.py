@@ -76,6 +76,8 @@ class EmulatorDriver(Driver):
         drift: how the chip drifts (``"bss2"`` only), or None.
         wall_clock_s: the wall clock of the ``"seconds"`` drift clock (Unix time in s;
             tests pass their own).
+        threads: kernel threads sharing each ``"ideal"`` run (its batch split into
+            row ranges, results bit-identical); ``"bss2"`` runs use one.
     """
 
     def __init__(
@@ -86,8 +88,12 @@ class EmulatorDriver(Driver):
         drift: DriftSpec | None = None,
         *,
         wall_clock_s: Callable[[], float] = time.time,
+        threads: int = 1,
     ) -> None:
         super().__init__()
+        if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+            raise ParameterError(f"threads must be an integer >= 1, got {threads!r}")
+        self.threads = int(threads)
         if mode not in ("ideal", "bss2"):
             raise ParameterError(f"mode must be 'ideal' or 'bss2', got {mode!r}")
         if params is not None and not isinstance(params, BSS2Params):
@@ -240,7 +246,7 @@ class EmulatorDriver(Driver):
         assert net is not None
         self.runs += 1
         if self.mode == "ideal":
-            times = forward(net, t_in)
+            times = forward(net, t_in, threads=self.threads)
             arrivals: list[np.ndarray | None] = []
             t_pre = t_in
             for index, layer in enumerate(net.layers):

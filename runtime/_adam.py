@@ -177,12 +177,13 @@ class Adam:
                     self._eps,
                 )
 
-    def state_dict(self) -> StateDict:
+    def state_dict(self, *, copy: bool = True) -> StateDict:
         """Optimiser state as a flat dict of arrays and scalars (npz-friendly).
 
         Keys: ``step``, ``lr_scale``, ``beta1``, ``beta2``, ``eps``,
         ``{group}.lr``, ``{group}.{k}.exp_avg``, ``{group}.{k}.exp_avg_sq``.
-        The parameters themselves are not included. Arrays are copies.
+        The parameters themselves are not included. Arrays are copies, or with
+        ``copy=False`` the live arrays (to read before the next step only).
         """
         d: StateDict = {
             "step": self._step,
@@ -194,8 +195,9 @@ class Adam:
         for gi, g in enumerate(self._groups):
             d[f"{g.name}.lr"] = self._lrs[gi]
             for k in range(len(g.params)):
-                d[f"{g.name}.{k}.exp_avg"] = self._exp_avg[gi][k].copy()
-                d[f"{g.name}.{k}.exp_avg_sq"] = self._exp_avg_sq[gi][k].copy()
+                avg, avg_sq = self._exp_avg[gi][k], self._exp_avg_sq[gi][k]
+                d[f"{g.name}.{k}.exp_avg"] = avg.copy() if copy else avg
+                d[f"{g.name}.{k}.exp_avg_sq"] = avg_sq.copy() if copy else avg_sq
         return d
 
     def load_state_dict(self, d: Mapping[str, object]) -> None:

@@ -33,11 +33,15 @@ class DriverObserver:
             t_in: (B, n_inputs) input spike times, units of tau_s.
             version: the learner's parameter version.
         """
+        self.load(net, version)
+        return self.driver.run(t_in)
+
+    def load(self, net: Network, version: int) -> None:
+        """Configure the driver with ``net`` unless it holds ``(net, version)`` already."""
         key = (id(net), int(version))
         if key != self._loaded:
             self.driver.configure(net)
             self._loaded = key
-        return self.driver.run(t_in)
 
     def __call__(
         self, net: Network, t_in: np.ndarray, version: int

@@ -251,9 +251,18 @@ class Learner:
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Parameters, optimiser and bumping state as arrays (for one ``.npz``)."""
+        return self._state(copy=True)
+
+    def state_views(self) -> dict[str, np.ndarray]:
+        """:meth:`state_arrays` without copying the optimiser's arrays: the live ones,
+        to read (or copy) before the next change only."""
+        return self._state(copy=False)
+
+    def _state(self, *, copy: bool) -> dict[str, np.ndarray]:
         arrays = {f"net.{k}": v for k, v in network_arrays(self.net).items()}
         arrays.update({f"raw.{i}": r for i, r in enumerate(self.raw)})
-        arrays.update({f"adam.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        adam = self.optimizer.state_dict(copy=copy)
+        arrays.update({f"adam.{k}": np.asarray(v) for k, v in adam.items()})
         arrays.update({f"bump.{k}": np.asarray(v) for k, v in self.bumper.state_dict().items()})
         return arrays
 

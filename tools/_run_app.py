@@ -51,6 +51,8 @@ def build_online(config: RunConfig) -> OnlineLearner:
         ConfigError: unknown recipe or driver, or a network file that does not fit.
     """
     recipe = resolve_config(config.model.recipe).replace(seed=config.model.seed)
+    # learning.threads: the backward pass, and the ideal emulator's runs (predictions
+    # and the re-observations before a step)
     learner = Learner(recipe, threads=config.learning.threads)
     if config.model.network_file:
         learner.load_network(load_network(config.model.network_file))
@@ -59,9 +61,18 @@ def build_online(config: RunConfig) -> OnlineLearner:
         options["chip_seed"] = config.driver.chip_seed
         if config.driver.drift.active:
             options["drift"] = config.driver.drift
+    twin = None
+    if config.driver.name == "emulator-ideal":
+        options["threads"] = learner.threads
+        # deterministic: a twin re-observes exactly as the driver would, beside its runs
+        twin = driver_from_config(config.driver.name, **options)
     driver = driver_from_config(config.driver.name, **options)
     online = OnlineLearner(
-        learner, driver, step_every=config.learning.step_every, refresh=config.learning.refresh
+        learner,
+        driver,
+        step_every=config.learning.step_every,
+        refresh=config.learning.refresh,
+        reobserve=twin,
     )
     online.set_lr_scale(config.learning.lr_scale)
     return online

@@ -5,7 +5,7 @@ optimiser, bumping state) and a ``service`` entry, the JSON of the update
 number, the envelope sequence numbers per topic (for the record), the learner's
 step and bump counts, the counters and the mode. It is written to a temporary
 file and renamed, so a crash leaves old or new files, never a torn one. Saving
-and loading run in the worker thread, between batches.
+and loading run in the learner's worker thread, between learning steps.
 
 Only valid state is written: every array finite, weights and delays within
 bounds (:func:`~._limits.state_problem`); otherwise the save is refused

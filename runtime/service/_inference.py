@@ -2,7 +2,8 @@
 
 The inference loop takes a batch when ``inference.max_batch`` trials wait, or
 once the oldest has waited ``inference.max_latency_ms``; runs it on the driver
-in the worker thread; publishes the predictions; hands the observed rows to the
+in the driver's worker thread (beside the learner's, which may be taking a step
+meanwhile); publishes the predictions; hands the observed rows to the
 label join; and then lets the learning pipeline learn from what was joined.
 It owns the batch statistics (latency from message received to predictions
 published, processed-trial rate, silent neurons, spikes per trial).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,14 +30,28 @@ from delgrad.runtime.service._stats import Counters, LatencyTracker, RateMeter
 from delgrad.runtime.service._worker import Worker
 
 
+@dataclass(frozen=True)
+class _Ran:
+    """One batch after its driver run: (B, n_out) output times and classes, (B, width)
+    packed rows, silent-output trials, per-layer silent fraction, spikes in all."""
+
+    output: np.ndarray
+    classes: np.ndarray
+    rows: np.ndarray
+    silent_outputs: int
+    silent: np.ndarray
+    spikes: float
+
+
 class Inference:
     """Batching and the inference step.
 
     Args:
         config: the ``[inference]`` section.
         predictions: publish predictions (``publish.predictions``).
-        online, ingest, join, learning, worker, outbox, counters, state: the
-            service's parts this stage takes from and hands on to.
+        worker: the driver's worker thread (driver runs for predictions).
+        online, ingest, join, learning, outbox, counters, state: the service's
+            parts this stage takes from and hands on to.
         clock: monotonic clock in seconds.
     """
 
@@ -125,24 +141,36 @@ class Inference:
         if not self._ingest.pending_trials:
             return
         ids, t_in, received = self._ingest.take(self.batch_limit())
-        observation, version = await self._worker.call(lambda: self._online.observe(t_in))
-        out = observation.output
+        ran = await self._worker.call(lambda: self._run(t_in))
         if self._predictions:
             await self._outbox.publish(
-                "predictions", Predictions(ids, predict(out), out.astype(np.float32))
+                "predictions", Predictions(ids, ran.classes, ran.output.astype(np.float32))
             )
         now = self._clock()
         self.latency.add(now - received)
         self.trial_rate.add(now, len(ids))
         self._counters.inc("trials.processed", len(ids))
-        self._counters.inc("trials.silent_output", int(np.isinf(out).all(axis=1).sum()))
-        self.silent = np.array([float(np.isinf(t).mean()) for t in observation.times])
-        spikes = sum(np.isfinite(t).sum() for t in observation.times)
-        self.spikes_per_trial = float(spikes) / len(ids)
-        rows = self._online.pack(t_in, observation, version)
+        self._counters.inc("trials.silent_output", ran.silent_outputs)
+        self.silent = ran.silent
+        self.spikes_per_trial = ran.spikes / len(ids)
+        rows = ran.rows
         self._learning.add(self._join.join_trials(ids, rows, now))
         self._join.expire(now)
         await self._learn()
+
+    def _run(self, t_in: np.ndarray) -> _Ran:
+        """Driver's thread: the batch's driver run, packed rows and statistics (kept
+        off the event loop, which decodes and joins meanwhile)."""
+        observation, version = self._online.observe(t_in)
+        out = observation.output
+        return _Ran(
+            output=out,
+            classes=predict(out),
+            rows=self._online.pack(t_in, observation, version),
+            silent_outputs=int(np.isinf(out).all(axis=1).sum()),
+            silent=np.array([float(np.isinf(t).mean()) for t in observation.times]),
+            spikes=float(sum(np.isfinite(t).sum() for t in observation.times)),
+        )
 
     async def drain(self) -> None:
         """Process what is already queued (in-flight batches) before shutting down."""

@@ -1,8 +1,13 @@
 """Online learner: prequential learning on a driver (predict every trial, learn from labelled).
 
-Synchronous and thread-confined: the service calls :meth:`OnlineLearner.observe`
-and :meth:`OnlineLearner.learn_rows` from one worker thread only, so the driver
-is reconfigured *between* batches, never during one. Observed trials are packed
+Two threads use it (docs/runtime.md, "Pipeline and parameter versions"): the
+driver's worker calls :meth:`OnlineLearner.observe` (predictions), the learner's
+worker calls the learning methods and :meth:`OnlineLearner.restore`. The driver
+is one device, so its runs take turns (a lock), and it is configured *between*
+runs, never during one, from parameters no step is changing (a second lock,
+held while they change); a batch observed while a step runs uses the version
+the driver holds. Every row keeps the version it was observed with, and a step
+re-observes exactly its rows of another version. Observed trials are packed
 into flat float64 rows (input times, spike times of every layer, observed
 arrivals of physical delays) so a trial waiting for its label costs one small
 array, whatever batch it came in. The learner owns its counters (steps, bumps,
@@ -11,6 +16,7 @@ re-observed trials); others read them and restore them through its methods.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,12 +79,22 @@ class OnlineLearner:
         learner: parameters, optimiser and stabilisers (see :class:`Learner`).
         driver: the backend that runs trials (``configure`` / ``run``).
         step_every: labelled trials per optimiser step; the buffer holds at most this many.
-        refresh: re-observe buffered trials whose spike times predate the last step
-            before learning from them (one extra driver run for those trials).
+        refresh: before a step, re-observe the buffered trials observed with another
+            parameter version than the current one (one extra driver run for exactly
+            those rows; the others are learned from as observed).
+        reobserve: a second driver that runs exactly as ``driver`` does (a twin of a
+            deterministic emulator), for the re-observations, so they need not wait
+            for the predictions' runs; None: the one driver, taking turns.
     """
 
     def __init__(
-        self, learner: Learner, driver: Driver, *, step_every: int, refresh: bool = True
+        self,
+        learner: Learner,
+        driver: Driver,
+        *,
+        step_every: int,
+        refresh: bool = True,
+        reobserve: Driver | None = None,
     ) -> None:
         problems = fit_problems(learner.config, driver.capabilities)
         if problems:  # refused at startup, never a device that sits at chance
@@ -86,6 +102,14 @@ class OnlineLearner:
         self.learner = learner
         self.driver = driver
         self._loop = DriverObserver(driver)
+        # One device: predictions and re-observations take turns on it.
+        self._driver_lock = threading.Lock()
+        # Held while the parameters change (step, rollback, restore), so the driver
+        # is never configured from parameters half-way through a change.
+        self._params_lock = threading.Lock()
+        self._driver_version: int | None = None  # the parameter version the driver holds
+        self._saved: dict[str, np.ndarray] = {}  # the state before a step (rollback)
+        self._twin = DriverObserver(reobserve) if reobserve is not None else None
         self.step_every = int(step_every)
         self.refresh = bool(refresh)
         self.rows = TrialRows(learner.net_forward.layers)
@@ -176,21 +200,47 @@ class OnlineLearner:
 
     def restore(self, arrays: dict[str, np.ndarray], *, steps: int, bumps: int) -> None:
         """Return to a checkpoint: :meth:`state_arrays` and :meth:`counters` as saved."""
-        self.learner.load_state_arrays(arrays)
+        with self._params_lock:
+            self.learner.load_state_arrays(arrays)
         self._steps = int(steps)
         self._bumps = int(bumps)
 
     # -- inference ----------------------------------------------------------------
 
     def run(self, t_in: np.ndarray) -> Observation:
-        """Run one batch of trials on the driver with the current parameters."""
-        return self._loop.observe(self.learner.net_forward, t_in, self.learner.version)
+        """Run one batch of trials on the driver with the current parameters (the
+        learner's thread, or while no step runs); on the twin driver if there is one
+        (only the learner's thread uses it, so it takes no turns)."""
+        if self._twin is not None:
+            return self._twin.observe(self.learner.net_forward, t_in, self.learner.version)
+        with self._driver_lock:
+            self._load_current()
+            return self.driver.run(t_in)
+
+    def _load_current(self) -> None:
+        """Configure the driver with the current parameters if it holds others (the
+        driver lock held; the parameters not changing)."""
+        version = self.learner.version
+        self._loop.load(self.learner.net_forward, version)
+        self._driver_version = version
 
     def observe(self, t_in: np.ndarray) -> tuple[Observation, int]:
-        """:meth:`run`, and the parameter version it ran with (worker thread)."""
-        version = self.learner.version
-        observation = self._loop.observe(self.learner.net_forward, t_in, version)
-        self.driver.stream_trials(len(t_in))
+        """Run a batch for predictions; returns it and the parameter version it ran with.
+
+        The driver's worker: the newest parameters, unless a step is changing them
+        right now; then the version the driver holds already (a step older, or
+        more), so a prediction never waits for a step to end.
+        """
+        with self._driver_lock:
+            if self._params_lock.acquire(blocking=self._driver_version is None):
+                try:  # not changing: bring the driver up to date (it keeps a copy)
+                    self._load_current()
+                finally:
+                    self._params_lock.release()
+            version = self._driver_version
+            assert version is not None
+            observation = self.driver.run(t_in)
+            self.driver.stream_trials(len(t_in))
         return observation, version
 
     def pack(self, t_in: np.ndarray, observation: Observation, version: int) -> np.ndarray:
@@ -231,51 +281,103 @@ class OnlineLearner:
                 self._filled += take
                 at += take
                 if self._filled == self.step_every:
-                    saved = {k: np.array(v, copy=True) for k, v in self.state_arrays().items()}
-                    loss_sum, bumped = self._step(loss if whole else None)
-                    problem = state_problem(self.state_arrays())
-                    if problem is not None:
-                        # never run, publish or checkpoint such parameters: back to
-                        # the state before the step; learning goes on from there, at
-                        # the learning rate set meanwhile (an lr command during the step)
-                        scale = self.learner.optimizer.lr_scale
-                        self.learner.load_state_arrays(saved)
-                        if LR_SCALE_MIN <= scale <= LR_SCALE_MAX:
-                            self.learner.optimizer.lr_scale = scale
-                        self._rejected += 1
-                        self._steps -= not bumped
-                        self._bumps -= bumped
-                        report.rejected += 1
-                        report.last_rejection = problem
-                        continue
-                    report.loss_sum += loss_sum
-                    report.steps += not bumped
-                    report.bumps += bumped
+                    self._take_step(loss if whole else None, report)
         return report
 
-    def _step(self, loss: LossResult | None) -> tuple[float, bool]:
-        """One step from the full buffer (``loss``: its loss, if already computed).
+    def _take_step(self, loss: LossResult | None, report: StepReport) -> None:
+        """One step from the full buffer, into ``report`` (``loss``: its loss, if known).
+
+        The parameters change under the parameter lock, and a rejected step is rolled
+        back before the lock is released: the driver never holds rejected parameters.
+        """
+        t_in, times, arrivals, loss = self._fresh_rows(loss)
+        saved = self._save_state()
+        with self._params_lock:
+            loss_sum, bumped = self._learn_buffer(t_in, times, arrivals, loss)
+            problem = state_problem(self.learner.state_views())
+            if problem is not None:
+                # never run, publish or checkpoint such parameters: back to the
+                # state before the step; learning goes on from there, at the
+                # learning rate set meanwhile (an lr command during the step)
+                scale = self.learner.optimizer.lr_scale
+                self.learner.load_state_arrays(saved)
+                if LR_SCALE_MIN <= scale <= LR_SCALE_MAX:
+                    self.learner.optimizer.lr_scale = scale
+        if problem is not None:
+            self._rejected += 1
+            self._steps -= not bumped
+            self._bumps -= bumped
+            report.rejected += 1
+            report.last_rejection = problem
+            return
+        report.loss_sum += loss_sum
+        report.steps += not bumped
+        report.bumps += bumped
+
+    def _save_state(self) -> dict[str, np.ndarray]:
+        """The learner's state before a step (to roll back to), copied into buffers
+        kept from step to step: megabytes at sensor scale, and fresh allocations of
+        that size cost a page fault per 4 KiB (the service maps big buffers anew)."""
+        live = self.learner.state_views()
+        saved = self._saved
+        if saved.keys() != live.keys() or any(
+            saved[k].shape != v.shape or saved[k].dtype != v.dtype for k, v in live.items()
+        ):
+            saved = self._saved = {k: np.array(v, copy=True) for k, v in live.items()}
+            return saved
+        for key, value in live.items():
+            np.copyto(saved[key], value)
+        return saved
+
+    def _fresh_rows(
+        self, loss: LossResult | None
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None], LossResult | None]:
+        """The buffer's input times, spike times and arrivals, with ``refresh`` those of
+        the current parameters: exactly the rows observed with another version are
+        observed again (one driver run for them); rows of the current version (e.g.
+        the predictions' own run, if no step came between) are used as they are.
+
+        Returns:
+            (t_in, times per layer, arrivals per layer, ``loss`` or None if re-observed).
+        """
+        t_in, times, arrivals = self.rows.unpack(self._rows)
+        t_in = np.ascontiguousarray(t_in)
+        times = [np.ascontiguousarray(t) for t in times]
+        arrivals = [None if a is None else np.ascontiguousarray(a) for a in arrivals]
+        stale = self._rows[:, -1] != self.version
+        if self.refresh and stale.any():
+            # Times observed before the last step: observe them again with the
+            # current parameters, so the step is taken at spike times of the
+            # network it changes (stale times: 1.5-3 points worse in simulation).
+            every = bool(stale.all())
+            observation = self.run(t_in if every else np.ascontiguousarray(t_in[stale]))
+            for mine, new in zip(times, observation.times, strict=True):
+                mine[stale] = new
+            for index, new_arrivals in enumerate(observation.arrivals):
+                mine_arrivals = arrivals[index]
+                if new_arrivals is not None and mine_arrivals is not None:
+                    mine_arrivals[stale] = new_arrivals
+            self._refreshed += int(stale.sum())
+            loss = None  # the loss of other times
+        return t_in, times, arrivals, loss
+
+    def _learn_buffer(
+        self,
+        t_in: np.ndarray,
+        times: list[np.ndarray],
+        arrivals: list[np.ndarray | None],
+        loss: LossResult | None,
+    ) -> tuple[float, bool]:
+        """The learner's step (or bump) from the buffered rows; empties the buffer.
 
         Returns:
             (the sum of the per-trial losses, whether it was a weight bump).
         """
-        t_in, times, arrivals = self.rows.unpack(self._rows)
-        t_in = np.ascontiguousarray(t_in)
-        if self.refresh and np.any(self._rows[:, -1] != self.version):
-            # Times observed before the last step: observe them again with the
-            # current parameters, so the step is taken at spike times of the
-            # network it changes (stale times: 1.5-3 points worse in simulation).
-            observation = self.run(t_in)
-            times, arrivals = observation.times, observation.arrivals
-            self._refreshed += self.step_every
-            loss = None  # the loss of other times
         has_arrivals = any(a is not None for a in arrivals)
         result, bumped = self.learner.learn(
             t_in,
-            [np.ascontiguousarray(t) for t in times],
-            [None if a is None else np.ascontiguousarray(a) for a in arrivals]
-            if has_arrivals
-            else None,
+            times,
+            arrivals if has_arrivals else None,
             self._labels.copy(),
             loss=loss,
         )

@@ -89,10 +89,15 @@ class LearningSection:
         refresh: before a step, re-observe on the driver the buffered trials whose
             spike times were observed with older parameters (the step then uses
             times of the network it changes; costs one extra driver run for them).
-        threads: threads sharing each learning step's backward pass (0 = one per
-            core). Default 1: the step runs beside the event loop and the driver,
-            and at the paper's network size a step is too short to gain from more;
-            sensor-sized networks (hundreds of inputs and hidden neurons) gain.
+        pipeline: run the driver runs for predictions in their own thread beside the
+            learner's (default), so the service uses two cores; false: one thread
+            for both, in order (predictions wait for the steps queued before them,
+            whose trials are then mostly fresh: less work in all, on one core).
+        threads: kernel threads sharing each learning step's backward pass and, on
+            the ``emulator-ideal`` driver, each driver run (0 = one per core).
+            Default 1: steps run on the learner's thread beside the driver's and
+            the event loop, which already fill two cores; more gain where cores
+            are left over and the network is sensor-sized.
         lr_policy: ``constant`` (default) or ``boost``: while the degradation alarm
             holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
             100), and set back when it clears (unless an ``lr`` command changed it).
@@ -110,6 +115,7 @@ class LearningSection:
     step_every: int = 150
     lr_scale: float = 1.0
     refresh: bool = True
+    pipeline: bool = True
     threads: int = 1
     lr_policy: Literal["constant", "boost"] = "constant"
     lr_boost: float = 2.0

@@ -6,8 +6,11 @@ part has its module and is asked, never reached into: ``_ingest`` (pending-trial
 queue), ``_inference`` (batches, driver runs, predictions, join), ``_learning``
 (scoring, learning jobs in order), ``_param_stream`` (snapshots, deltas,
 high-water), ``_metrics``, ``_commands`` and ``_control`` (what commands ask),
-``_checkpoints``. Blocking work runs in one worker thread (``_worker``), so
-parameters reach the driver between batches, never during one.
+``_checkpoints``. Blocking work runs in two worker threads (``_worker``): the
+driver's (driver runs for predictions) and the learner's (learning steps,
+checkpoints), so batch k+1 runs on the driver while step k learns; parameters
+reach the driver between batches, never during one (docs/runtime.md, "Pipeline
+and parameter versions").
 """
 
 from __future__ import annotations
@@ -93,7 +96,9 @@ class Service:
         self._stop = asyncio.Event()
         self._started_s = clock()
         self._state = RunState(config.learning.mode)
-        self._worker = Worker()
+        self._worker = Worker("delgrad-learner")
+        # learning.pipeline = false: one thread in order, as a one-core device wants
+        self._driver_worker = Worker("delgrad-driver") if config.learning.pipeline else self._worker
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         counters, state, worker = self.counters, self._state, self._worker
         storage = self._storage = Storage(counters, clock=clock)
@@ -135,7 +140,7 @@ class Service:
             ingest=ingest,
             join=self.join,
             learning=learning,
-            worker=worker,
+            worker=self._driver_worker,
             outbox=outbox,
             counters=counters,
             state=state,
@@ -294,7 +299,9 @@ class Service:
             with contextlib.suppress(TransportError, TimeoutError):
                 await self.transport.flush(timeout=5.0)
         finally:
-            self._worker.shutdown(wait=self._supervisor.failure is None)
+            wait = self._supervisor.failure is None
+            for worker in {self._driver_worker, self._worker}:
+                worker.shutdown(wait=wait)
         if self._supervisor.failure is not None:
             raise ServiceFailed(self._supervisor.failure)
 

@@ -1,9 +1,12 @@
-"""Worker: the one thread that runs the service's blocking work, in submission order.
+"""Worker: one thread that runs blocking work of the service, in submission order.
 
-Driver runs, learning steps and checkpoints go through :class:`Worker`, so the
-event loop never blocks on them and parameters change between batches only:
-with one thread, a job starts after every job submitted before it has ended.
-The kernels are compiled ``nogil``, so the thread really runs beside the loop.
+The service has two (docs/runtime.md, "Pipeline and parameter versions"): the
+learner's worker (learning steps with their re-observations, checkpoints,
+commands that load parameters) and the driver's worker (driver runs for
+predictions), so batch k+1 is run on the driver while step k learns. Each runs
+its jobs in order: with one thread, a job starts after every job submitted
+before it has ended. The kernels are compiled ``nogil``, so the threads really
+run beside each other and beside the event loop.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ T = TypeVar("T")
 
 
 class Worker:
-    """One worker thread for blocking calls, bridged onto the running event loop."""
+    """One worker thread for blocking calls, bridged onto the running event loop.
 
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delgrad-worker")
+    Args:
+        name: the thread's name prefix (seen in profilers and thread dumps).
+    """
+
+    def __init__(self, name: str = "delgrad-worker") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn()`` behind the jobs already submitted; returns its future at once."""

@@ -52,12 +52,14 @@ async def test_replay_is_bounded_learned_from_and_kept_in_checkpoints(tmp_path):
         m = service.metrics()
         refreshed = m["learning.refreshed_trials"]
         await stop_service(service, transport, task)  # the final checkpoint
+    # the learner may be up to two jobs behind the driver until the drain at stop
+    steps = service.counters["learning.steps"] + service.counters["learning.bumps"]
     assert m["replay.trials"] == m["replay.capacity_trials"] == 1310
     assert m["replay.bytes"] <= bound_mb * (1 << 20)
     # replayed trials are observed again before their step: about one per new trial
     assert refreshed >= 0.5 * 4000
     # a step holds new and replayed trials: about twice the steps of the new ones alone
-    assert m["learning.steps"] + m["learning.bumps"] >= 1.6 * 4000 / 50
+    assert steps >= 1.6 * 4000 / 50
     held = service.replay.state_arrays() if service.replay else {}
     restarted = Service(config, bus.transport("again"), build_online(config))
     assert restarted.load_checkpoint() and restarted.replay is not None

