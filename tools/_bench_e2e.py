@@ -136,6 +136,12 @@ def write_random_trials(path: Path, n_inputs: int, n_trials: int, *, seed: int =
     return path
 
 
+def _sections(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of a run configuration whose sections can be changed without touching
+    the caller's."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in (config or {}).items()}
+
+
 def _with_network(
     network: str, folder: Path, config: dict[str, Any] | None, source: str
 ) -> tuple[dict[str, Any], str]:
@@ -144,9 +150,7 @@ def _with_network(
         spec = NETWORKS[network]
     except KeyError:
         raise ValueError(f"unknown network {network!r}: one of {', '.join(NETWORKS)}") from None
-    merged: dict[str, Any] = {
-        k: dict(v) if isinstance(v, dict) else v for k, v in (config or {}).items()
-    }
+    merged = _sections(config)
     if spec is None:
         return merged, source
     merged.setdefault("model", {}).setdefault("recipe", spec.recipe)
@@ -279,6 +283,38 @@ class Sample:
     cpu: dict[str, float]
 
 
+class SentLog:
+    """The latest ``capacity`` (key, sensor timestamp ns) pairs of the event messages a
+    watcher saw, keys non-decreasing, as arrays ready for ``np.searchsorted``.
+
+    Appending is amortised O(1) (the older half is dropped when full) and reading is
+    a view, so a predictions message costs a binary search, not a copy of the log.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._keys = np.empty(2 * capacity)
+        self._stamps = np.empty(2 * capacity, dtype=np.int64)
+        self._capacity = capacity
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, key: float, stamp_ns: int) -> None:
+        if self._n == self._keys.size:  # keep the newest half
+            keep = self._capacity
+            self._keys[:keep] = self._keys[self._n - keep : self._n]
+            self._stamps[:keep] = self._stamps[self._n - keep : self._n]
+            self._n = keep
+        self._keys[self._n] = key
+        self._stamps[self._n] = stamp_ns
+        self._n += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, stamps) of the kept messages, oldest first (views)."""
+        return self._keys[: self._n], self._stamps[: self._n]
+
+
 def window_latency_ms(
     latest_us: np.ndarray,
     stamps_ns: np.ndarray,
@@ -323,11 +359,11 @@ class Watcher:
         # (period, length) of the device's windows, us: a windowed event stream
         self.window_us = window_us
         # (latest event time us, sensor timestamp ns) of recent sensor_events messages
-        self._events: deque[tuple[float, int]] = deque(maxlen=100_000)
+        self._events = SentLog(100_000)
         self.samples: list[Sample] = []
         self.rss_peak = 0
         # (first trial id, n, sensor timestamp ns) of recent event messages (bounded)
-        self._sent: deque[tuple[int, int, int]] = deque(maxlen=10_000)
+        self._sent = SentLog(10_000)
         self.subscriber_latency_ms: deque[float] = deque(maxlen=200_000)
         # sensor timestamp -> this subscriber received the event message (the path
         # without the runtime: sensor and broker)
@@ -381,16 +417,15 @@ class Watcher:
             elif isinstance(m, Status) and m.state == "birth":
                 self.birth.set()
             elif isinstance(m, SpikeBatch) and m.n_trials:
-                self._sent.append((int(m.trial_ids[0]), m.n_trials, env.timestamp_ns))
+                self._sent.append(int(m.trial_ids[0]), env.timestamp_ns)
                 self.transit_ms.append((received_ns - env.timestamp_ns) / 1e6)
             elif isinstance(m, SensorEvents) and m.times.size and m.time_unit == "us":
-                self._events.append((float(m.times.max()), env.timestamp_ns))
+                self._events.append(float(m.times.max()), env.timestamp_ns)
                 self.transit_ms.append((received_ns - env.timestamp_ns) / 1e6)
             elif isinstance(m, Predictions) and m.trial_ids.size and self._events:
                 self.subscriber_latency_ms.extend(self._window_latency_ms(m, received_ns))
             elif isinstance(m, Predictions) and m.trial_ids.size and self._sent:
-                starts = np.array([s[0] for s in self._sent])
-                stamps = np.array([s[2] for s in self._sent])
+                starts, stamps = self._sent.arrays()
                 at = np.searchsorted(starts, m.trial_ids, side="right") - 1
                 ok = at >= 0
                 lat = (received_ns - stamps[at[ok]]) / 1e6
@@ -399,8 +434,7 @@ class Watcher:
     def _window_latency_ms(self, m: Predictions, received_ns: int) -> list[float]:
         if self.window_us is None:
             return []
-        latest = np.array([e[0] for e in self._events])
-        stamps = np.array([e[1] for e in self._events], dtype=np.int64)
+        latest, stamps = self._events.arrays()
         return window_latency_ms(latest, stamps, m.trial_ids, *self.window_us, received_ns)
 
     async def wait(self, predicate: Callable[[dict[str, float]], bool], timeout_s: float) -> Sample:
@@ -605,9 +639,7 @@ async def live(
     recipe, mapping = LIVE_NETWORKS[network]
     per_message = batch or max(1, round(rate / LIVE_MESSAGES_PER_S))
     window_us = LIVE_WINDOW_TAU * LIVE_US_PER_TAU
-    merged: dict[str, Any] = {
-        k: dict(v) if isinstance(v, dict) else v for k, v in (config or {}).items()
-    }
+    merged = _sections(config)
     merged.setdefault("model", {}).setdefault("recipe", recipe)
     merged.setdefault("ingest", {}).update(
         us_per_tau=LIVE_US_PER_TAU, window_length=LIVE_WINDOW_TAU, window_period=0.0

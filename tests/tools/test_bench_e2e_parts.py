@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from delgrad.runtime import read_trial_file, resolve_config
-from delgrad.tools._bench_e2e import NETWORKS, _with_network, window_latency_ms, write_random_trials
+from delgrad.tools._bench_e2e import (
+    NETWORKS,
+    SentLog,
+    _with_network,
+    window_latency_ms,
+    write_random_trials,
+)
 
 
 @pytest.mark.parametrize("network", ["784-350-10", "2312-400-10"])
@@ -81,3 +87,13 @@ def test_live_without_a_recording_is_one_line_and_exit_2() -> None:
         timeout=60,
     )
     assert wrong.returncode == 2 and "is not one of digits, 784" in wrong.stderr
+
+
+def test_the_watchers_log_keeps_the_newest_messages_within_its_bound() -> None:
+    log = SentLog(4)
+    for k in range(11):
+        log.append(float(k), 100 + k)
+        keys, stamps = log.arrays()
+        assert len(log) <= 8 and keys[-1] == k and stamps[-1] == 100 + k
+        assert np.all(np.diff(keys) == 1)  # oldest first, nothing lost inside the kept run
+    assert len(log) >= 4  # at least the capacity is kept once it was reached
