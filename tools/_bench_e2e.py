@@ -58,6 +58,7 @@ __all__ = [
     "BENCHMARKS",
     "LIVE_NETWORKS",
     "NETWORKS",
+    "check_live",
     "latency",
     "live",
     "memory",
@@ -612,6 +613,24 @@ LIVE_WINDOW_TAU = 3.0
 LIVE_MESSAGES_PER_S = 2_000.0
 
 
+def check_live(rate: float, source: str, network: str) -> None:
+    """Refuse what :func:`live` cannot run, before anything starts.
+
+    Raises:
+        ValueError: an unknown network, a source that is not an existing recording,
+            or a rate that is not finite and > 0 windows/s.
+    """
+    if network not in LIVE_NETWORKS:
+        raise ValueError(f"unknown live network {network!r}: one of {', '.join(LIVE_NETWORKS)}")
+    if source == "yinyang" or not Path(source).exists():
+        raise ValueError(
+            f"live streams an event recording, not {source!r}: make one with "
+            "`delgrad digits events --out ev`, then --source ev/digits_train.aedat4"
+        )
+    if not (rate > 0 and np.isfinite(rate)):
+        raise ValueError(f"live needs a finite rate > 0 windows/s, got {rate}")
+
+
 async def live(
     rate: float = 1_000.0,
     batch: int = 0,
@@ -627,15 +646,7 @@ async def live(
     publishing the events that complete a window to the window's prediction arriving
     at a subscriber beside the device (``subscriber_ms``), and the service's own
     (``service_ms``: events received -> prediction published)."""
-    if network not in LIVE_NETWORKS:
-        raise ValueError(f"unknown live network {network!r}: one of {', '.join(LIVE_NETWORKS)}")
-    if source == "yinyang" or not Path(source).exists():
-        raise ValueError(
-            f"live streams an event recording, not {source!r}: make one with "
-            "`delgrad digits events --out ev`, then --source ev/digits_train.aedat4"
-        )
-    if not (rate > 0 and np.isfinite(rate)):
-        raise ValueError(f"live needs a finite rate > 0 windows/s, got {rate}")
+    check_live(rate, source, network)
     recipe, mapping = LIVE_NETWORKS[network]
     per_message = batch or max(1, round(rate / LIVE_MESSAGES_PER_S))
     window_us = LIVE_WINDOW_TAU * LIVE_US_PER_TAU

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from delgrad.tools._bench_drift import SCENARIOS, bench_drift
-from delgrad.tools._bench_e2e import BENCHMARKS, LIVE_NETWORKS, NETWORKS, parse_overrides
+from delgrad.tools._bench_e2e import (
+    BENCHMARKS,
+    LIVE_NETWORKS,
+    NETWORKS,
+    check_live,
+    parse_overrides,
+)
 from delgrad.tools._bench_fleet import bench_fleet, median_of
 from delgrad.tools._chaos import run_chaos
 from delgrad.tools._mosquitto import mosquitto_binary
@@ -469,11 +475,13 @@ def _e2e(args: argparse.Namespace) -> int:
             kwargs["last"] = args.last
     elif args.measure is not None:
         kwargs["measure_s"] = args.measure
-    try:
-        result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
-    except ValueError as exc:
-        print(f"delgrad bench e2e {args.kind}: {exc}", file=sys.stderr)
-        return 2
+    if args.kind == "live":
+        try:
+            check_live(kwargs.get("rate", 1000.0), args.source, kwargs.get("network", "digits"))
+        except ValueError as exc:
+            print(f"delgrad bench e2e live: {exc}", file=sys.stderr)
+            return 2
+    result = asyncio.run(BENCHMARKS[args.kind](**kwargs))
     _emit(result, "e2e", f"bench e2e {args.kind}", args.json)
     return 0
 
