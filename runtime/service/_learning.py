@@ -110,6 +110,12 @@ class LearningPipeline:
         """Whether new trials go unlearned while the learner is behind (``sample``)."""
         return self._sample
 
+    @property
+    def filled(self) -> int:
+        """Labelled trials the learner's step buffer will hold once the queued jobs
+        are done (0 .. ``step_every - 1``)."""
+        return self._filled
+
     def sampled_fraction(self) -> float:
         """Share of the labelled trials since boot that were learned from (``sample``:
         the rest came while the learner was behind); 1.0 before any."""

@@ -46,7 +46,7 @@ from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
 from delgrad.runtime.service._limits import byte_bounds_note, join_capacity
-from delgrad.runtime.service._memory import tame_allocator, trim
+from delgrad.runtime.service._memory import mmap_threshold, tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
 from delgrad.runtime.service._outbox import Outbox, next_boot_epoch
@@ -246,7 +246,9 @@ class Service:
         Raises:
             ServiceFailed: a task failed more often than allowed.
         """
-        tame_allocator()  # big transient buffers go back to the system (case 6)
+        # big transient buffers go back to the system (case 6); a step's do not
+        largest = max(w.nbytes for w in self.online.learner.net_forward.w)
+        tame_allocator(mmap_threshold(largest))
         for kind in ("events/in", "labels"):
             await self.transport.subscribe(topic(self.device, kind))
         await self.transport.subscribe(subscription(self.device, "cmd"))

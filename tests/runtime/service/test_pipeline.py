@@ -13,13 +13,14 @@ import pytest
 
 from delgrad.drivers import EmulatorDriver, RecordingDriver, driver_from_config
 from delgrad.errors import ParameterError
-from delgrad.protocols import InProcessBus
+from delgrad.protocols import InProcessBus, Labels, SpikeBatch, topic
 from delgrad.runtime import Learner, forward, resolve_config
 from delgrad.runtime.service import OnlineLearner, Service
 from delgrad.runtime.service._run_config import run_config_from_dict
 from delgrad.tools._run_app import build_online
+from delgrad.tools._sensor import YinYangSource
 
-from .test_service import Client, make_config, stop_service, stream
+from .test_service import DEVICE, Client, make_config, start_service, stop_service, stream
 
 STEP = 20
 SIZES = [7, 13, 31, 20, 5, 44, 9, 26, 15]  # 170 trials: 8 steps, 10 left in the buffer
@@ -196,3 +197,28 @@ async def test_predictions_run_in_the_drivers_thread_unless_the_pipeline_is_off(
     threads = {call.thread.rsplit("_", 1)[0] for call in driver.calls if call.method == "run"}
     assert threads <= {"delgrad-driver", "delgrad-learner"}
     assert ("delgrad-driver" in threads) == pipeline
+
+
+async def test_batches_end_where_a_step_does_so_no_trial_is_observed_twice() -> None:
+    """Without the pipeline, a driver run takes at most what the next step still
+    needs: labels sent before their trials make every step of fresh rows, although
+    the messages (100 trials) do not divide ``step_every`` (150). A 256-trial batch,
+    as before issue 24's alignment, left the rest of a message a step old."""
+    config = make_config(learning={"pipeline": False, "step_every": 150})
+    source = YinYangSource("train")
+    bus = InProcessBus()
+    async with Client(bus) as client:
+        service, transport, task = await start_service(bus, config)
+        for _ in range(10):
+            tb = source.take(100)
+            await client.publisher.publish(topic(DEVICE, "labels"), Labels(tb.trial_ids, tb.labels))
+            await client.publisher.publish(
+                topic(DEVICE, "events/in"),
+                SpikeBatch(tb.trial_ids, tb.offsets, tb.channels, tb.times, "tau_s"),
+            )
+        await client.wait_for(lambda: service.counters["trials.processed"] >= 1000)
+        await stop_service(service, transport, task)
+    m = service.metrics()
+    assert m["join.joined"] == 1000
+    assert m["learning.steps"] + m["learning.bumps"] == 6
+    assert m["learning.refreshed_trials"] == 0
