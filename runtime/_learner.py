@@ -42,8 +42,14 @@ class Observer(Protocol):
 
 
 def resolve_threads(threads: int) -> int:
-    """``threads``, or the machine's core count for 0."""
-    return threads if threads > 0 else max(1, os.cpu_count() or 1)
+    """``threads``, or for 0 the cores this process may run on (its CPU affinity,
+    which containers and ``taskset`` narrow; the machine's count where unknown)."""
+    if threads > 0:
+        return threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class HostObserver:

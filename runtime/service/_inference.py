@@ -1,10 +1,12 @@
 """Inference: pending trials are batched, run on the driver, predicted and joined.
 
-The inference loop takes a batch when ``inference.max_batch`` trials wait, or
-once the oldest has waited ``inference.max_latency_ms``; runs it on the driver
-in the driver's worker thread (beside the learner's, which may be taking a step
-meanwhile); publishes the predictions; hands the observed rows to the
-label join; and then lets the learning pipeline learn from what was joined.
+The inference loop takes a batch when ``inference.max_batch`` trials wait (while
+training, at most what the next step still needs: :meth:`Inference.batch_limit`),
+or once the oldest has waited ``inference.max_latency_ms``; runs it on the driver
+in the driver's worker thread (the learner's, after the steps queued before it;
+with ``learning.pipeline`` its own, beside a step); publishes the predictions;
+hands the observed rows to the label join; and then lets the learning pipeline
+learn from what was joined.
 It owns the batch statistics (latency from message received to predictions
 published, processed-trial rate, silent neurons, spikes per trial).
 """
@@ -12,6 +14,7 @@ published, processed-trial rate, silent neurons, spikes per trial).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +32,12 @@ from delgrad.runtime.service._run_state import RunState
 from delgrad.runtime.service._stats import Counters, LatencyTracker, RateMeter
 from delgrad.runtime.service._worker import Worker
 
+#: Cutting a driver run at a step boundary saves re-observing the rest of a longer
+#: batch (one more driver run for those trials) but makes one more batch (a driver
+#: call, predictions message, join and learning job: about 1 ms of CPU, measured at
+#: Yin-Yang). Runs are cut only while one step's trials take longer than this to run.
+CUT_WORTH_S = 1e-3
+
 
 @dataclass(frozen=True)
 class _Ran:
@@ -41,6 +50,7 @@ class _Ran:
     silent_outputs: int
     silent: np.ndarray
     spikes: float
+    seconds_per_trial: float
 
 
 class Inference:
@@ -88,6 +98,7 @@ class Inference:
             len(online.network_summary().delay_kinds)
         )  # per layer, fraction of silent neurons
         self.spikes_per_trial = 0.0
+        self._seconds_per_trial = 0.0  # driver run time per trial, moving average (s)
 
     def wake(self) -> None:
         """Tell the loop there is work: trials queued, labels joined, or a state change."""
@@ -96,22 +107,26 @@ class Inference:
     def batch_limit(self) -> int:
         """Trials per driver run: ``max_batch``; while training, at most what the
         learner's next step still needs (``step_every`` minus the labelled trials
-        already buffered or queued for it).
+        already buffered or queued for it) where that is worth a batch.
 
         A step learns from spike times observed with some parameters; its rows are
         fresh if they were observed with the version the step starts from. A batch
-        that ended past a step boundary would leave the rest of its rows a step
-        old: re-observed before the next step (``refresh``, one more driver run
-        for each: 85 % of the trials at 784-350-10 with 1,024-trial batches), or
-        learned from stale times without it (measured in simulation, 300k trials,
-        H30_WS: 93.5-95.1 % test accuracy with 1050-trial batches against
-        96.2-97.5 % with fresh times). Cut at the boundary, a batch is learned from
-        as it was observed, unless a label came after a step or the predictions ran
-        beside a step (``pipeline``).
+        that ended past a step boundary leaves the rest of its rows a step old: with
+        ``refresh`` they are observed again before their step (at 784-350-10 with
+        1,024-trial batches, 85 % of the trials), so the run is cut at the boundary
+        when one step's trials cost the driver more than a batch costs the service
+        (:data:`CUT_WORTH_S`: sensor-sized networks; at Yin-Yang size re-running is
+        cheaper than a batch per step). Without ``refresh`` stale rows would be
+        learned as they are (measured in simulation, 300k trials, H30_WS: 93.5-95.1 %
+        test accuracy with 1050-trial batches against 96.2-97.5 % with fresh times),
+        so the run is always cut.
         """
         limit = self._config.max_batch
-        if self._state.learning:
-            limit = min(limit, self._online.step_every - self._learning.filled)
+        if not self._state.learning:
+            return limit
+        step_every = self._online.step_every
+        if not self._online.refresh or self._seconds_per_trial * step_every >= CUT_WORTH_S:
+            limit = min(limit, step_every - self._learning.filled)
         return limit
 
     async def loop(self, stop: asyncio.Event) -> None:
@@ -159,6 +174,7 @@ class Inference:
         self._counters.inc("trials.silent_output", ran.silent_outputs)
         self.silent = ran.silent
         self.spikes_per_trial = ran.spikes / len(ids)
+        self._seconds_per_trial += 0.2 * (ran.seconds_per_trial - self._seconds_per_trial)
         rows = ran.rows
         self._learning.add(self._join.join_trials(ids, rows, now))
         self._join.expire(now)
@@ -167,7 +183,9 @@ class Inference:
     def _run(self, t_in: np.ndarray) -> _Ran:
         """Driver's thread: the batch's driver run, packed rows and statistics (kept
         off the event loop, which decodes and joins meanwhile)."""
+        start = time.perf_counter()
         observation, version = self._online.observe(t_in)
+        seconds = time.perf_counter() - start
         out = observation.output
         return _Ran(
             output=out,
@@ -176,6 +194,7 @@ class Inference:
             silent_outputs=int(np.isinf(out).all(axis=1).sum()),
             silent=np.array([float(np.isinf(t).mean()) for t in observation.times]),
             spikes=float(sum(np.isfinite(t).sum() for t in observation.times)),
+            seconds_per_trial=seconds / max(1, len(t_in)),
         )
 
     async def drain(self) -> None:

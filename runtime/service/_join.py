@@ -8,7 +8,8 @@ trial's object or float row, a label's class) and in two policies named below.
 
 Bounds and policies (``capacity`` = C):
 
-* at most C waiting trials and C waiting labels; adding to a full side evicts
+* at most C waiting trials and C waiting labels (or ``label_capacity`` labels);
+  adding to a full side evicts
   its oldest entry (a trial evicted counts as ``missing_labels``, a label as
   ``orphan_labels``);
 * :meth:`LabelJoin.expire` drops entries older than ``max_age_s`` with the same
@@ -100,13 +101,21 @@ class LabelJoin:
             (also the size of each remembered-id set), >= 1.
         max_age_s: entries waiting longer than this are dropped by :meth:`expire`
             (seconds, > 0).
+        label_capacity: maximum waiting labels if not ``capacity`` (>= 1): the
+            service keeps the labels of every trial its pending queue may hold,
+            which at sensor scale is more trials than the join's row bound.
     """
 
-    def __init__(self, *, capacity: int, max_age_s: float) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer):
-            raise ParameterError(f"capacity must be an int, got {capacity!r}")
-        if capacity < 1:
-            raise ParameterError(f"capacity must be >= 1, got {capacity}")
+    def __init__(
+        self, *, capacity: int, max_age_s: float, label_capacity: int | None = None
+    ) -> None:
+        for name, value in (("capacity", capacity), ("label_capacity", label_capacity)):
+            if value is None and name == "label_capacity":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ParameterError(f"{name} must be an int, got {value!r}")
+            if value < 1:
+                raise ParameterError(f"{name} must be >= 1, got {value}")
         if isinstance(max_age_s, bool) or not isinstance(
             max_age_s, int | float | np.integer | np.floating
         ):
@@ -114,8 +123,9 @@ class LabelJoin:
         if not (math.isfinite(max_age_s) and max_age_s > 0):
             raise ParameterError(f"max_age_s must be finite and > 0, got {max_age_s!r}")
         self.capacity = int(capacity)
+        self.label_capacity = self.capacity if label_capacity is None else int(label_capacity)
         self.max_age_s = float(max_age_s)
-        self._tables = JoinTables(self.capacity)
+        self._tables = JoinTables(self.capacity, self.label_capacity)
         self._now = -math.inf
 
     # ---------------------------------------------------------------- state

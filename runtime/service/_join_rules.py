@@ -139,6 +139,7 @@ class Side:
         settles_missing: bool,
         store: ArrayStore | ObjectStore | None = None,
     ) -> None:
+        self.capacity = capacity
         self.table: OrderedDict[int, int] = OrderedDict()
         self._slots = _Slots(capacity)
         self._t = np.zeros(capacity)
@@ -204,9 +205,11 @@ class JoinTables:
 
     Args:
         capacity: most waiting entries per side, and most ids per remembered set.
+        label_capacity: most waiting labels, if not ``capacity``.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, label_capacity: int | None = None) -> None:
+        labels = capacity if label_capacity is None else label_capacity
         self.capacity = capacity
         self.trials = Side(
             capacity,
@@ -218,14 +221,14 @@ class JoinTables:
             settles_missing=False,
         )
         self.labels = Side(
-            capacity,
+            labels,
             received="labels_in",
             duplicate="duplicate_labels",
             evicted="orphan_labels",
             after_missing="late_labels",
             remembers_evicted=False,
             settles_missing=True,
-            store=ArrayStore(np.zeros(capacity, dtype=np.int64), "labels"),
+            store=ArrayStore(np.zeros(labels, dtype=np.int64), "labels"),
         )
         self.missing = BoundedIdSet(capacity)  # trials evicted or expired, not yet labelled
         self.labelled = BoundedIdSet(capacity)  # trials joined (or closed by a late label)
@@ -266,7 +269,7 @@ class JoinTables:
                     self.missing.discard(key)
                     self.labelled.add(key)
             else:
-                if len(own.table) >= self.capacity:
+                if len(own.table) >= own.capacity:
                     self.evicted(own, own.pop_oldest(1))
                 own.insert(ids, values, np.array([i]), now)
         return joined, slots
@@ -289,7 +292,7 @@ class JoinTables:
             self.counts["joined"] += len(joined_keys)
             self.labelled.add_new(joined_keys)
         # insert the rest; the oldest waiting entries (then the first new ones) are evicted
-        over = len(own.table) + rest.size - self.capacity
+        over = len(own.table) + rest.size - own.capacity
         if over > 0:
             old = min(over, len(own.table))
             gone = own.pop_oldest(old)

@@ -54,6 +54,16 @@ def join_capacity(join: JoinSection, n_inputs: int) -> int:
     return trials_within(join.capacity, join.max_mb, n_inputs)
 
 
+def label_capacity(config: RunConfig, n_inputs: int) -> int:
+    """Waiting labels the label join holds: ``[join] capacity``, or more where the
+    pending-trial queue and one batch in flight hold more trials (from about 800
+    inputs up, ``max_pending_mb`` lets the queue hold more trials than ``join.max_mb``
+    lets the join hold), so a backlog's labels wait for their trials instead of
+    being evicted as orphans just before the trials come. A label costs ~100 bytes."""
+    in_flight = pending_bound(config.ingest, n_inputs) + config.inference.max_batch
+    return max(config.join.capacity, in_flight)
+
+
 def byte_bounds_note(config: RunConfig, n_inputs: int) -> str | None:
     """One line for the log when the MiB bounds cap the trial counts at ``n_inputs``
     inputs (sensor-sized networks), else None."""

@@ -90,14 +90,17 @@ class LearningSection:
             spike times were observed with older parameters (the step then uses
             times of the network it changes; costs one extra driver run for them).
         pipeline: run the driver runs for predictions in their own thread beside the
-            learner's (default), so the service uses two cores; false: one thread
-            for both, in order (predictions wait for the steps queued before them,
-            whose trials are then mostly fresh: less work in all, on one core).
-        threads: kernel threads sharing each learning step's backward pass and, on
-            the ``emulator-ideal`` driver, each driver run (0 = one per core).
-            Default 1: steps run on the learner's thread beside the driver's and
-            the event loop, which already fill two cores; more gain where cores
-            are left over and the network is sensor-sized.
+            learner's, so a prediction never waits for a step; every trial learned
+            is then observed twice (the prediction ran with the parameters the step
+            was changing). Pays where the driver's runs cost no host CPU (a chip) or
+            the predictions' latency must not include a step. Default false: one
+            thread in order, each driver run ending where a step does, so every
+            trial is observed once and the step uses those times (docs/runtime.md,
+            "Pipeline and parameter versions"; measured in docs/performance.md).
+        threads: kernel threads sharing each driver run on the ``emulator-ideal``
+            driver and each learning step's backward pass; 0 (default): one per
+            core this process may use. Bit-identical for a given count (rows are
+            split and summed in a fixed order), equal to rounding across counts.
         lr_policy: ``constant`` (default) or ``boost``: while the degradation alarm
             holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
             100), and set back when it clears (unless an ``lr`` command changed it).
@@ -115,8 +118,8 @@ class LearningSection:
     step_every: int = 150
     lr_scale: float = 1.0
     refresh: bool = True
-    pipeline: bool = True
-    threads: int = 1
+    pipeline: bool = False
+    threads: int = 0
     lr_policy: Literal["constant", "boost"] = "constant"
     lr_boost: float = 2.0
     when_behind: Literal["wait", "sample"] = "wait"

@@ -45,7 +45,7 @@ from delgrad.runtime.service._inference import Inference
 from delgrad.runtime.service._ingest import Ingest
 from delgrad.runtime.service._join import LabelJoin
 from delgrad.runtime.service._learning import LearningPipeline
-from delgrad.runtime.service._limits import byte_bounds_note, join_capacity
+from delgrad.runtime.service._limits import byte_bounds_note, join_capacity, label_capacity
 from delgrad.runtime.service._memory import mmap_threshold, tame_allocator, trim
 from delgrad.runtime.service._metrics import MetricsReporter
 from delgrad.runtime.service._online import OnlineLearner
@@ -90,14 +90,16 @@ class Service:
         self.clock = clock
         self.counters = Counters()
         self.join = LabelJoin(
-            capacity=join_capacity(config.join, online.n_inputs), max_age_s=config.join.max_age_s
+            capacity=join_capacity(config.join, online.n_inputs),
+            max_age_s=config.join.max_age_s,
+            label_capacity=label_capacity(config, online.n_inputs),
         )
         self.ready = asyncio.Event()  # set once subscribed and announced
         self._stop = asyncio.Event()
         self._started_s = clock()
         self._state = RunState(config.learning.mode)
         self._worker = Worker("delgrad-learner")
-        # learning.pipeline = false: one thread in order, as a one-core device wants
+        # learning.pipeline = false (default): one thread in order, each trial observed once
         self._driver_worker = Worker("delgrad-driver") if config.learning.pipeline else self._worker
         folder = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         counters, state, worker = self.counters, self._state, self._worker

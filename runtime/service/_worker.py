@@ -1,9 +1,10 @@
 """Worker: one thread that runs blocking work of the service, in submission order.
 
-The service has two (docs/runtime.md, "Pipeline and parameter versions"): the
-learner's worker (learning steps with their re-observations, checkpoints,
-commands that load parameters) and the driver's worker (driver runs for
-predictions), so batch k+1 is run on the driver while step k learns. Each runs
+The service has one, the learner's worker (driver runs, learning steps with their
+re-observations, checkpoints, commands that load parameters), and with
+``learning.pipeline`` a second, the driver's worker (driver runs for predictions),
+so batch k+1 is run on the driver while step k learns (docs/runtime.md, "Pipeline
+and parameter versions"). Each runs
 its jobs in order: with one thread, a job starts after every job submitted
 before it has ended. The kernels are compiled ``nogil``, so the threads really
 run beside each other and beside the event loop.

@@ -23,11 +23,15 @@ def small(threads: int):
     return config_from_dict(data)
 
 
-def test_zero_threads_means_one_per_core(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
+def test_zero_threads_means_one_per_core_the_process_may_use(monkeypatch):
+    # the CPU affinity (a container's or taskset's cores), not the machine's count
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 2, 4, 5, 7, 9}, raising=False)
     assert resolve_threads(0) == 6
     assert resolve_threads(3) == 3
     assert Trainer(small(0)).threads == 6
+    monkeypatch.delattr("os.sched_getaffinity", raising=False)  # not on Linux
+    assert resolve_threads(0) == 64
 
 
 def test_training_with_two_and_three_threads_equals_one_thread():
@@ -74,4 +78,4 @@ def test_thread_counts_are_checked():
         small(-1)
     with pytest.raises(ConfigError, match=r"learning\.threads"):
         run_config_from_dict({"learning": {"threads": -2}})
-    assert run_config_from_dict({}).learning.threads == 1
+    assert run_config_from_dict({}).learning.threads == 0  # one per core

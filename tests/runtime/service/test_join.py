@@ -347,3 +347,29 @@ def test_drop_labels_of_trials_that_will_not_come():
     got = j.join_trials(np.arange(5), np.ones((5, 2)), 1.0)
     assert got.trial_ids.tolist() == [0, 2, 4]
     _conserved(j)
+
+
+def test_the_label_side_may_hold_more_than_the_trial_side():
+    join = LabelJoin(capacity=10, max_age_s=60.0, label_capacity=25)
+    ids = np.arange(25)
+    join.add_labels(ids, ids % 3, 0.0)
+    assert join.waiting_labels == 25 and join.counters()["orphan_labels"] == 0
+    join.add_labels(np.array([25]), np.array([1]), 0.0)  # full: the oldest goes
+    assert join.waiting_labels == 25 and join.counters()["orphan_labels"] == 1
+    rows = np.zeros((12, 3))
+    joined = join.join_trials(np.arange(1, 13), rows, 1.0)
+    assert list(joined.trial_ids) == list(range(1, 13))  # more than `capacity` at once
+    with pytest.raises(ParameterError, match="label_capacity must be >= 1"):
+        LabelJoin(capacity=10, max_age_s=1.0, label_capacity=0)
+
+
+def test_a_backlog_s_labels_are_kept_for_every_trial_the_queue_may_hold():
+    from delgrad.runtime.service._limits import join_capacity, label_capacity, pending_bound
+    from delgrad.runtime.service._run_config import run_config_from_dict
+
+    config = run_config_from_dict({})
+    for n_inputs in (4, 784, 2312):
+        pending = pending_bound(config.ingest, n_inputs) + config.inference.max_batch
+        assert label_capacity(config, n_inputs) == max(config.join.capacity, pending)
+    # at 784 inputs the queue's byte bound lets it hold more trials than the join
+    assert pending_bound(config.ingest, 784) > join_capacity(config.join, 784)

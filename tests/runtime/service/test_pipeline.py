@@ -199,11 +199,17 @@ async def test_predictions_run_in_the_drivers_thread_unless_the_pipeline_is_off(
     assert ("delgrad-driver" in threads) == pipeline
 
 
-async def test_batches_end_where_a_step_does_so_no_trial_is_observed_twice() -> None:
+@pytest.mark.parametrize("cut_worth_s", [0.0, float("inf")], ids=["cut", "not worth it"])
+async def test_batches_end_where_a_step_does_so_no_trial_is_observed_twice(
+    cut_worth_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the pipeline, a driver run takes at most what the next step still
-    needs: labels sent before their trials make every step of fresh rows, although
-    the messages (100 trials) do not divide ``step_every`` (150). A 256-trial batch,
-    as before issue 24's alignment, left the rest of a message a step old."""
+    needs where one step's trials cost the driver more than ``CUT_WORTH_S``: labels
+    sent before their trials make every step of fresh rows, although the messages
+    (100 trials) do not divide ``step_every`` (150). Where it is not worth a batch
+    (256-trial batches, as for every network before issue 24), the rest of a
+    message is a step old and observed again."""
+    monkeypatch.setattr("delgrad.runtime.service._inference.CUT_WORTH_S", cut_worth_s)
     config = make_config(learning={"pipeline": False, "step_every": 150})
     source = YinYangSource("train")
     bus = InProcessBus()
@@ -221,4 +227,7 @@ async def test_batches_end_where_a_step_does_so_no_trial_is_observed_twice() -> 
     m = service.metrics()
     assert m["join.joined"] == 1000
     assert m["learning.steps"] + m["learning.bumps"] == 6
-    assert m["learning.refreshed_trials"] == 0
+    if cut_worth_s == 0.0:
+        assert m["learning.refreshed_trials"] == 0
+    else:
+        assert m["learning.refreshed_trials"] > 100
