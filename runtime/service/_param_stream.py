@@ -4,9 +4,21 @@ Subscribers keep a replica of the parameters the driver runs: a full retained
 snapshot (``params/latest``) at start, on request and every
 ``publish.snapshot_every`` deltas, and a delta (``params/delta``) every
 ``publish.delta_every`` optimiser steps or bumps. Each delta advances the update
-number ``seq``. With a checkpoint folder, every snapshot also writes a small
-high-water file: a number above every update number that can be published
-before the next snapshot, so after a crash the numbers continue *above* it and
+number ``seq``.
+
+Deltas are encoded off the inference loop's path (issue 24): a step hands its
+parameters over (:meth:`ParameterStream.after_steps` returns at once) and the
+stream's own task (:meth:`ParameterStream.loop`) encodes them in a thread of its
+own (quantising and the BLAKE2b checksum release the GIL) and publishes. At most
+one set of parameters waits: if steps come faster than deltas can be encoded,
+the waiting set is replaced by the newer one, and the next delta covers all their
+steps (error feedback makes a delta the change from what subscribers hold to the
+newest parameters, so nothing is lost). An asyncio lock keeps a snapshot from
+reading the encoder while a delta is made.
+
+With a checkpoint folder, every snapshot also writes a small high-water file: a
+number above every update number that can be published before the next
+snapshot, so after a crash the numbers continue *above* it and
 never go backwards for a subscriber (docs/runtime.md, "Restarts").
 
 When the high-water cannot be written (full, read-only or vanished folder, see
@@ -25,6 +37,7 @@ When the high-water cannot be written (full, read-only or vanished folder, see
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +51,7 @@ from delgrad.runtime.service._outbox import Outbox
 from delgrad.runtime.service._run_config import PublishSection
 from delgrad.runtime.service._stats import Counters
 from delgrad.runtime.service._storage import Storage
+from delgrad.runtime.service._worker import Worker
 
 HIGHWATER_NAME = "sequence_highwater.json"
 UNRECORDED_NAME = "sequence_highwater.unrecorded.json"
@@ -81,6 +95,10 @@ class ParameterStream:
         self._deltas_since_snapshot = 0
         self._unrecorded = False  # the last high-water write failed
         self._limit = MAX_UNRECORDED  # the highest number this boot may publish unrecorded
+        self._lock = asyncio.Lock()  # one delta or snapshot at a time reads the encoder
+        self._due: Layers | None = None  # parameters whose delta is due (the newest wins)
+        self._wake = asyncio.Event()
+        self._encoding = Worker("delgrad-params")
         start = self._boot_start() if folder is not None else 0
         self._encoder = DeltaEncoder(
             online.published_layers(), seq=start, encoding=config.delta_encoding
@@ -101,7 +119,12 @@ class ParameterStream:
         return self._encoder.seq
 
     async def snapshot(self) -> None:
-        """Publish a full retained snapshot now (and write the high-water file)."""
+        """Publish a full retained snapshot now (and write the high-water file), after
+        the delta being encoded, if any."""
+        async with self._lock:
+            await self._snapshot()
+
+    async def _snapshot(self) -> None:
         summary = self._online.network_summary()
         neuron = summary.neuron
         snapshot = self._encoder.snapshot(
@@ -115,23 +138,53 @@ class ParameterStream:
 
     async def after_steps(self, steps: int, layers: Layers | None = None) -> None:
         """Account ``steps`` optimiser steps or bumps that led to ``layers`` (a copy of
-        the parameters; default: the current ones) and publish what is due."""
+        the parameters, not changed afterwards; default: a copy of the current ones);
+        when a delta is due, hand them to :meth:`loop` and return at once."""
         if not steps:
             return
         self._steps_since_delta += steps
         if self._steps_since_delta < self._config.delta_every:
             return
         self._steps_since_delta = 0
-        if self._unrecorded and self._storage.due():
-            self._write_highwater()
-        if self._encoder.seq + 1 > self._limit:  # nothing recorded covers it: merged later
-            self._counters.inc("params.withheld")
-            return
-        current = layers if layers is not None else self._online.published_layers()
-        await self._outbox.publish("params/delta", self._encoder.delta(current))
-        self._deltas_since_snapshot += 1
-        if self._deltas_since_snapshot >= self._config.snapshot_every:
-            await self.snapshot()
+        self._due = layers if layers is not None else self._online.published_copy()
+        self._wake.set()
+
+    async def loop(self, stop: asyncio.Event) -> None:
+        """Publish the deltas handed over by :meth:`after_steps` until ``stop`` is set
+        (seen between deltas, never during one: a delta encoded is published)."""
+        while not stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            await self.publish_due()
+
+    def wake(self) -> None:
+        """Let :meth:`loop` see the stop flag."""
+        self._wake.set()
+
+    async def publish_due(self) -> None:
+        """Encode and publish the delta that is due, if any (and a snapshot when
+        ``snapshot_every`` deltas have gone out)."""
+        async with self._lock:
+            current, self._due = self._due, None
+            if current is None:
+                return
+            if self._unrecorded and self._storage.due():
+                self._write_highwater()
+            if self._encoder.seq + 1 > self._limit:  # nothing recorded covers it: merged later
+                self._counters.inc("params.withheld")
+                return
+            encoder = self._encoder
+            delta = await self._encoding.call(lambda: encoder.delta(current))
+            if encoder is not self._encoder:  # resumed meanwhile: its snapshot re-syncs
+                return
+            await self._outbox.publish("params/delta", delta)
+            self._deltas_since_snapshot += 1
+            if self._deltas_since_snapshot >= self._config.snapshot_every:
+                await self._snapshot()
+
+    def close(self) -> None:
+        """Stop the encoding thread (after the delta it is making, if any)."""
+        self._encoding.shutdown(wait=True)
 
     def retry(self) -> None:
         """Write the high-water again if the last write failed and its backoff elapsed."""
@@ -193,6 +246,7 @@ class ParameterStream:
         subscriber."""
         seq = max(seq, self._encoder.seq) + 1  # a reset never goes back either
         limit = self._limit
+        self._due = None  # of parameters before the reset: the next snapshot re-syncs
         self._encoder = DeltaEncoder(
             self._online.published_layers(), seq=seq, encoding=self._config.delta_encoding
         )

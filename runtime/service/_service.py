@@ -259,6 +259,7 @@ class Service:
         self.ready.set()
         start = self._supervisor.task
         inference = start("inference", lambda: self._inference.loop(self._stop))
+        params = start("params", lambda: self._params.loop(self._stop))
         announce_alive = lambda: self._control.announce("alive")  # noqa: E731
         tasks = [
             start("receive", lambda: self._receiver.loop(self.transport)),
@@ -268,7 +269,9 @@ class Service:
         if self._checkpoints is not None:
             tasks.append(start("checkpoint", self._checkpoint_loop))
         stopper = asyncio.create_task(self._stop.wait())
-        await asyncio.wait([stopper, inference, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [stopper, inference, params, *tasks], return_when=asyncio.FIRST_COMPLETED
+        )
         self._stop.set()  # whatever ended first, everything ends now
         for task in tasks:
             task.cancel()
@@ -277,11 +280,13 @@ class Service:
         # The inference loop is never cancelled mid-batch: it sees the stop flag
         # between batches, so an in-flight batch (and its learning step) completes.
         self._inference.wake()
-        await asyncio.gather(inference, return_exceptions=True)
+        self._params.wake()  # as the inference loop: a delta being encoded is published
+        await asyncio.gather(inference, params, return_exceptions=True)
         try:
             if self._supervisor.failure is None:
                 try:
                     await self._inference.drain()
+                    await self._params.publish_due()  # the last steps' delta
                     if self._checkpoints is not None:
                         try:
                             await self._worker.call(self._checkpoints.save)
@@ -306,6 +311,7 @@ class Service:
             wait = self._supervisor.failure is None
             for worker in {self._driver_worker, self._worker}:
                 worker.shutdown(wait=wait)
+            self._params.close()
         if self._supervisor.failure is not None:
             raise ServiceFailed(self._supervisor.failure)
 
