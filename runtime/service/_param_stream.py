@@ -98,7 +98,7 @@ class ParameterStream:
         self._lock = asyncio.Lock()  # one delta or snapshot at a time reads the encoder
         self._due: Layers | None = None  # parameters whose delta is due (the newest wins)
         self._wake = asyncio.Event()
-        self._encoding = Worker("delgrad-params")
+        self._encoding = Worker("delgrad-params", nice=10)  # yields to the kernels
         start = self._boot_start() if folder is not None else 0
         self._encoder = DeltaEncoder(
             online.published_layers(), seq=start, encoding=config.delta_encoding

@@ -13,6 +13,9 @@ run beside each other and beside the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -25,10 +28,15 @@ class Worker:
 
     Args:
         name: the thread's name prefix (seen in profilers and thread dumps).
+        nice: added to the thread's scheduling niceness on Linux (0: as the process;
+            > 0: work that should yield a core to the others, e.g. parameter deltas
+            beside the kernels' threads).
     """
 
-    def __init__(self, name: str = "delgrad-worker") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    def __init__(self, name: str = "delgrad-worker", *, nice: int = 0) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=name, initializer=_renice, initargs=(nice,)
+        )
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn()`` behind the jobs already submitted; returns its future at once."""
@@ -42,3 +50,11 @@ class Worker:
         """Stop the thread: after the queued jobs (``wait``), or at once, dropping the
         jobs not started (after a failure; a running job is not interrupted)."""
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _renice(nice: int) -> None:
+    """The calling thread's niceness + ``nice`` (Linux schedules threads one by one)."""
+    if nice and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # not permitted, or not Linux: as it is
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)

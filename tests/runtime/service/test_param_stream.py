@@ -99,3 +99,19 @@ async def test_a_snapshot_waits_for_the_delta_being_encoded() -> None:
     assert kinds == [ParameterDelta, ParameterSnapshot]
     assert outbox.sent[1].seq == outbox.sent[0].seq == 1  # the snapshot is of the delta's view
     params.close()
+
+
+async def test_the_encoding_thread_yields_to_the_kernels() -> None:
+    import os
+
+    from delgrad.runtime.service._worker import Worker
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    plain, low = Worker("plain"), Worker("low", nice=10)
+    try:
+        assert await low.call(niceness) == await plain.call(niceness) + 10
+    finally:
+        plain.shutdown()
+        low.shutdown()
