@@ -36,6 +36,7 @@ import numpy as np
 from delgrad.protocols import Metrics, ProtocolError, decode, topic, transport_from_url
 from delgrad.runtime import atomic_write
 from delgrad.tools._bench_e2e import DELGRAD, stop_process
+from delgrad.tools._logging import stderr_line
 from delgrad.tools._mosquitto import Mosquitto
 from delgrad.tools._studies import StudyOutcome, StudyRun, run_study
 from delgrad.tools._toml import write_toml
@@ -468,14 +469,10 @@ class DriftRun:
     overrides: dict[str, dict[str, Any]] | None = None
 
 
-def _log_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run_seed(run: DriftRun, folder: Path) -> dict[str, Any]:
     """Both arms of one scenario and seed in a temporary work folder; the figures
     and traces, also written to ``folder/NAME_seedS.json``."""
-    _log_stderr(f"{run.name} seed {run.seed}: {run.scenario.trials:,} trials at {run.rate:g}/s")
+    stderr_line(f"{run.name} seed {run.seed}: {run.scenario.trials:,} trials at {run.rate:g}/s")
     with tempfile.TemporaryDirectory(prefix=f"delgrad-drift-{run.name}-") as tmp:
         work = Path(tmp)
         network = work / "network.npz"
@@ -487,7 +484,7 @@ def run_seed(run: DriftRun, folder: Path) -> dict[str, Any]:
                 network,
                 rate=run.rate,
                 work=work,
-                log=_log_stderr,
+                log=stderr_line,
                 overrides=run.overrides,
             )
         )

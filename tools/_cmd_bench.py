@@ -32,6 +32,7 @@ from delgrad.tools._bench_e2e import (
 )
 from delgrad.tools._bench_fleet import bench_fleet, median_of
 from delgrad.tools._chaos import run_chaos
+from delgrad.tools._logging import stderr_line
 from delgrad.tools._mosquitto import mosquitto_binary
 from delgrad.tools._soak import run_soak
 from delgrad.tools._studies import add_study_arguments, exit_code
@@ -352,9 +353,6 @@ def _drift(args: argparse.Namespace) -> int:
         print(f"delgrad bench drift: error: {exc}", file=sys.stderr)
         return 2
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     args.plot_dir.mkdir(parents=True, exist_ok=True)
     result, outcome = bench_drift(
         names,
@@ -365,7 +363,7 @@ def _drift(args: argparse.Namespace) -> int:
         out=args.out,
         plot_dir=args.plot_dir,
         overrides=overrides,
-        log=log,
+        log=stderr_line,
         jobs=args.jobs or 1,
         scheduler=args.scheduler,
     )
@@ -389,10 +387,6 @@ def _soak(args: argparse.Namespace) -> int:
         )
         return 2
 
-    # the event log goes to stderr in both modes (stdout: the table or the JSON line)
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     try:
         report = asyncio.run(
             run_soak(
@@ -401,7 +395,7 @@ def _soak(args: argparse.Namespace) -> int:
                 disk_mb=args.disk_mb,
                 warm_up_s=args.warm_up_s,
                 folder=args.out,
-                log=log,
+                log=stderr_line,  # stderr in both modes (stdout: the table or the JSON line)
             )
         )
     except PermissionError as exc:

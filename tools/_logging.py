@@ -27,7 +27,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.logging import RichHandler
 
-__all__ = ["LEVELS", "PLAIN_FORMAT", "logging_above", "setup_logging"]
+__all__ = ["LEVELS", "PLAIN_FORMAT", "logging_above", "setup_logging", "stderr_line"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -59,6 +59,11 @@ class _ThirdPartyTracebacks(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def stderr_line(line: str) -> None:
+    """Print one progress line to stderr at once (benchmarks: stdout holds the result)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def setup_logging(
