@@ -93,6 +93,14 @@ def _as_id(name: str, value: object) -> int:
     return int(value)
 
 
+def _as_capacity(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ParameterError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ParameterError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 class LabelJoin:
     """Pair trials with labels that arrive in any order, within bounded memory.
 
@@ -109,21 +117,18 @@ class LabelJoin:
     def __init__(
         self, *, capacity: int, max_age_s: float, label_capacity: int | None = None
     ) -> None:
-        for name, value in (("capacity", capacity), ("label_capacity", label_capacity)):
-            if value is None and name == "label_capacity":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise ParameterError(f"{name} must be an int, got {value!r}")
-            if value < 1:
-                raise ParameterError(f"{name} must be >= 1, got {value}")
+        self.capacity = _as_capacity("capacity", capacity)
+        self.label_capacity = (
+            self.capacity
+            if label_capacity is None
+            else _as_capacity("label_capacity", label_capacity)
+        )
         if isinstance(max_age_s, bool) or not isinstance(
             max_age_s, int | float | np.integer | np.floating
         ):
             raise ParameterError(f"max_age_s must be a number, got {max_age_s!r}")
         if not (math.isfinite(max_age_s) and max_age_s > 0):
             raise ParameterError(f"max_age_s must be finite and > 0, got {max_age_s!r}")
-        self.capacity = int(capacity)
-        self.label_capacity = self.capacity if label_capacity is None else int(label_capacity)
         self.max_age_s = float(max_age_s)
         self._tables = JoinTables(self.capacity, self.label_capacity)
         self._now = -math.inf

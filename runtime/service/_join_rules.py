@@ -210,7 +210,6 @@ class JoinTables:
 
     def __init__(self, capacity: int, label_capacity: int | None = None) -> None:
         labels = capacity if label_capacity is None else label_capacity
-        self.capacity = capacity
         self.trials = Side(
             capacity,
             received="trials_in",
