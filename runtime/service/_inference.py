@@ -35,8 +35,11 @@ from delgrad.runtime.service._worker import Worker
 #: Cutting a driver run at a step boundary saves re-observing the rest of a longer
 #: batch (one more driver run for those trials) but makes one more batch (a driver
 #: call, predictions message, join and learning job: about 1 ms of CPU, measured at
-#: Yin-Yang). Runs are cut only while one step's trials take longer than this to run.
-CUT_WORTH_S = 1e-3
+#: Yin-Yang, more on a busy host). Runs are cut only while one step's trials take
+#: longer than this to run: 784-350-10's 150 take 5-7 ms in the service; at 1 ms the
+#: bss2 emulator's 40-trial steps of yinyang_hw_WA were cut too, and at 10,000
+#: trials/s it shed about half of them (tests/tools/test_e2e.py).
+CUT_WORTH_S = 3e-3
 
 
 @dataclass(frozen=True)
