@@ -262,6 +262,35 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+@dataclass(frozen=True)
+class SplitCost:
+    """Estimated single-thread seconds of one pass: ``rows * (row_s + synapse_s *
+    synapses)``; a batch is split only into chunks of at least ``min_chunk_s``.
+
+    Handing a chunk to a pool thread and waiting for it costs 0.1-0.3 ms on a
+    2-core host, and the backward pass sums every chunk's weight gradients; below
+    these sizes a split was slower than one thread (measured 2026-12-06 on this
+    2-core host: yinyang_hw_WA, 40 trials, backward 47 us on one thread, 415 us
+    on two; 784-350-10, 150 trials, 13.5 ms and 11.2 ms).
+    """
+
+    row_s: float
+    synapse_s: float
+    min_chunk_s: float
+
+    def chunks(self, net: Network, n_rows: int, threads: int) -> int:
+        """How many row ranges a batch of ``n_rows`` is split into (1 .. threads)."""
+        synapses = sum(layer.n_pre * layer.n_out for layer in net.layers)
+        seconds = n_rows * (self.row_s + self.synapse_s * synapses)
+        return max(1, min(threads, n_rows, int(seconds / self.min_chunk_s)))
+
+
+#: When forward and backward passes are split over threads (fitted to one-thread
+#: times of yinyang_H30_WS, yinyang_hw_WA, 784-350-10 and 2312-400-10).
+FORWARD_SPLIT = SplitCost(row_s=2.5e-6, synapse_s=0.22e-9, min_chunk_s=0.5e-3)
+BACKWARD_SPLIT = SplitCost(row_s=1.5e-6, synapse_s=0.3e-9, min_chunk_s=2.5e-3)
+
+
 def _run_chunks(fn: Callable[[int, int], _T], n_rows: int, threads: int) -> list[_T]:
     """``fn(lo, hi)`` over ``threads`` contiguous row ranges; results in row order.
 
@@ -299,8 +328,9 @@ def forward(net: Network, t_in: np.ndarray, *, threads: int = 1) -> list[np.ndar
     Args:
         net: the network.
         t_in: (B, n_inputs) input spike times in units of tau_s; inf = no spike.
-        threads: split the batch into this many row ranges computed in parallel
-            (the result does not depend on it).
+        threads: split the batch into at most this many row ranges computed in
+            parallel, where each is worth a thread (:data:`FORWARD_SPLIT`; the result
+            does not depend on it).
 
     Returns:
         One array (B, n_out) per layer, inf where a neuron does not fire.
@@ -309,7 +339,7 @@ def forward(net: Network, t_in: np.ndarray, *, threads: int = 1) -> list[np.ndar
         ParameterError: on a wrong shape, nan / -inf times or threads < 1.
     """
     t = _check_times(t_in, net.n_inputs, "t_in")
-    threads = _check_threads(threads)
+    threads = FORWARD_SPLIT.chunks(net, len(t), _check_threads(threads))
     times = [np.empty((t.shape[0], layer.n_out)) for layer in net.layers]
     if threads == 1:
         _forward_rows(net, t, times)
@@ -380,10 +410,11 @@ def backward(
             axonal-delay layer's inputs (t_pre + d as measured on a chip). The
             gradient is then evaluated at those arrivals, and dL/d(arrival) flows
             both to the delay and to the presynaptic time, as if arrival = t + d.
-        threads: split the batch into this many row ranges computed in parallel;
-            their parameter gradients are summed in row order, so results for
-            different thread counts agree up to rounding (and are identical
-            for the same count).
+        threads: split the batch into at most this many row ranges computed in
+            parallel, where each is worth a thread (:data:`BACKWARD_SPLIT`); their
+            parameter gradients are summed in row order, so results for different
+            splits agree up to rounding (and are identical for the same count and
+            batch size).
         rule: ``"observed"`` (1/V'(T) at the observed times, no threshold needed)
             or ``"nominal"``: the DelGrad authors' hardware rule, 1/(a(1 + W0(z)))
             at the configured theta over the observed causal set, 0 where W0 is
@@ -404,7 +435,7 @@ def backward(
     if g.shape != (n_batch, net.n_outputs):
         raise ParameterError(f"grad_out must have shape {(n_batch, net.n_outputs)}, got {g.shape}")
     max_dw = 0.0 if max_dw_norm is None else float(max_dw_norm)
-    threads = _check_threads(threads)
+    threads = BACKWARD_SPLIT.chunks(net, n_batch, _check_threads(threads))
     rule = check_rule(rule, net.neuron)
     if arrivals is not None and len(arrivals) != len(net.layers):
         raise ParameterError(f"arrivals needs one entry per layer, got {len(arrivals)}")

@@ -44,3 +44,15 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def always_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split every forward and backward pass over the threads asked for, however
+    small the batch: test networks are below the sizes where a split pays
+    (``delgrad.runtime._network.FORWARD_SPLIT``), and the split is what is tested."""
+    from delgrad.runtime import _network
+
+    split = _network.SplitCost(row_s=1.0, synapse_s=0.0, min_chunk_s=1e-9)
+    monkeypatch.setattr(_network, "FORWARD_SPLIT", split)
+    monkeypatch.setattr(_network, "BACKWARD_SPLIT", split)

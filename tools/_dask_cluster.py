@@ -28,6 +28,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -204,10 +205,37 @@ def _check_versions(client: Any, address: str) -> None:
             )
 
 
+def _refuse_early(address: str, timeout_s: float) -> None:
+    """Say at once when nothing listens at a ``tcp://`` address.
+
+    Dask's client retries a refused connection until its timeout, and on a busy
+    host that timeout can end before a refusal is seen; one plain connect tells
+    "nothing listens there" (a typo, a stopped scheduler) from "no answer".
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "tcp":
+            return
+        host, port = parse_host_port(location)
+    except ValueError:
+        return  # Client says what is wrong with it
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except ConnectionRefusedError as exc:
+        raise TransportError(
+            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({exc.strerror})"
+        ) from None
+    except OSError:
+        pass  # unresolvable or silent: Client's retries and its text cover these
+
+
 def _running(address: str, timeout_s: float) -> Any:
     from distributed import Client
     from distributed.versions import VersionMismatchWarning
 
+    _refuse_early(address, timeout_s)
     try:
         with warnings.catch_warnings():
             # its table is many lines; _check_versions says it in one

@@ -157,7 +157,8 @@ class Inference:
             await self.step()
 
     async def _learn(self) -> None:
-        await self._learning.learn(learning=self._state.learning)
+        behind = self._ingest.pending_trials > self._config.max_batch
+        await self._learning.learn(learning=self._state.learning, behind=behind)
 
     async def step(self) -> None:
         """Run one batch of pending trials, publish its predictions, join, learn."""

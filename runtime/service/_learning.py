@@ -70,7 +70,8 @@ class LearningPipeline:
         replay: rehearses past labelled trials (None: no replay).
         replay_fraction: share of replayed trials among those learned (< 1).
         when_behind: ``wait`` for a learning job to end when :data:`MAX_LEARNING_IN_FLIGHT`
-            are queued, or ``sample``: score the new trials but leave them unlearned.
+            are queued, or ``sample``: score the new trials but leave them unlearned
+            while that many are queued or inference is behind (:meth:`learn`).
     """
 
     def __init__(
@@ -130,8 +131,15 @@ class LearningPipeline:
         self._labelled.append(joined)
         return True
 
-    async def learn(self, *, learning: bool) -> None:
-        """Score the joined trials; with ``learning``, submit them to the learner."""
+    async def learn(self, *, learning: bool, behind: bool = False) -> None:
+        """Score the joined trials; with ``learning``, submit them to the learner.
+
+        ``behind``: inference has more trials waiting than one batch takes. With
+        ``sample`` the new trials are then left unlearned too: where driver runs and
+        steps share one thread (``learning.pipeline`` false), jobs never pile up,
+        since every driver run waits for the jobs before it, and only the waiting
+        trials tell that the learner holds inference back.
+        """
         if not self._labelled:
             return
         joined, self._labelled = self._labelled, []
@@ -149,7 +157,7 @@ class LearningPipeline:
         step_every = self._online.step_every
         if learning and self._sample:
             await self.collect(block=False)
-            if len(self._jobs) >= MAX_LEARNING_IN_FLIGHT:
+            if behind or len(self._jobs) >= MAX_LEARNING_IN_FLIGHT:
                 learning = False  # behind: score them, learn from the next ones
                 self._counters.inc("learning.unlearned_trials", len(labels))
                 if self.replay is not None:

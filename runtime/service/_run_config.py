@@ -106,9 +106,10 @@ class LearningSection:
             100), and set back when it clears (unless an ``lr`` command changed it).
         lr_boost: the factor of ``boost`` (1 .. 100).
         when_behind: what happens to new labelled trials while the learner is behind
-            (its queue of learning jobs full): ``wait`` (default) holds the inference
+            (its queue of learning jobs full, or more than ``inference.max_batch``
+            trials waiting for inference): ``wait`` (default) holds the inference
             loop until a job ends, so every labelled trial is learned and, past the
-            learner's speed, labels wait in the join until its bound drops them;
+            learner's speed, the pending queue sheds its oldest trials;
             ``sample`` scores them (accuracy, the degradation detector, replay) but
             does not learn from them, so the device keeps up with a fast sensor and
             learns from the share it can (``learning.sampled_fraction``).

@@ -34,6 +34,7 @@ def test_zero_threads_means_one_per_core_the_process_may_use(monkeypatch):
     assert resolve_threads(0) == 64
 
 
+@pytest.mark.usefixtures("always_split")
 def test_training_with_two_and_three_threads_equals_one_thread():
     runs = {}
     for threads in (1, 2, 3):

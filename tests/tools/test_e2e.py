@@ -152,11 +152,13 @@ async def test_ideal_emulator_learns_yinyang_to_95_percent_within_300k_trials(
 
 #: bss2 emulator, recipe yinyang_hw_WA: (trials, lr scale before them).
 HW_SCHEDULE = ((200_000, None), (200_000, 0.3), (200_000, 0.1))
-#: Test accuracy on the emulated chip this test asserts. Measured with fresh spike
-#: times for every step (learning.refresh): 91.1 % and 92.0 % after 600k trials
-#: (before it: 88.8-90.3 %); the goal is >= 90 %, asserted with a one-point margin
-#: for run-to-run noise of a noisy chip.
-HW_MIN_ACCURACY = 0.89
+#: Test accuracy on the emulated chip this test asserts. At 10,000 trials/s the
+#: learner (every step re-observes its trials on the emulated chip) keeps up with
+#: most of them on this 2-core host (83 % in one run), and ``when_behind = "sample"``
+#: learns from that share while every trial is predicted. Measured 2026-12-06:
+#: 87.9, 88.7, 89.2 and 89.9 % (with every trial learned, 600k: 91.1 and 92.0 %; at
+#: 6,000 trials/s, 360k all learned, 88.5 % in both of two runs).
+HW_MIN_ACCURACY = 0.87
 
 
 @pytest.mark.slow
@@ -169,8 +171,8 @@ async def test_bss2_emulator_learns_yinyang_hardware_recipe(
     streamed: the runtime's own predictions on the noisy chip are the measure (its
     prequential window then holds test trials only).
 
-    Measured (2 cores, 10,000 - 12,000 trials/s): 90.3 % test accuracy on the chip
-    after 600k trials in 55 s (prequential 83.7 % at 200k, 89.3 % at 400k, 89.5 % at 600k).
+    The sensor is faster than the learner: with ``when_behind = "sample"`` no trial
+    is shed and the share learned is in ``learning.sampled_fraction``.
     """
     device = "e2e-bss2"
     rate, batch = 10_000, 1_000
@@ -180,7 +182,7 @@ async def test_bss2_emulator_learns_yinyang_hardware_recipe(
         device,
         driver={"name": "emulator-bss2"},
         model={"recipe": "yinyang_hw_WA"},
-        learning={"step_every": 40},
+        learning={"step_every": 40, "when_behind": "sample"},
     )
     async with Subscriber(mosquitto.port, device) as sub:
         rt.start()
@@ -251,8 +253,11 @@ async def test_bss2_emulator_learns_yinyang_hardware_recipe(
         f"\nbss2: chip test accuracy {100 * test_acc:.1f} % ({seen} predictions), runtime "
         f"window {100 * m['accuracy']:.1f} %, after {sent} trials in {train_s:.0f} s "
         f"(prequential at the end of training {100 * trained['accuracy']:.1f} %, "
-        f"dropped.overload {trained.get('dropped.overload', 0):.0f})"
+        f"dropped.overload {trained.get('dropped.overload', 0):.0f}, learned "
+        f"{100 * trained['learning.sampled_fraction']:.0f} % of the trials)"
     )
+    assert trained.get("dropped.overload", 0) == 0  # inference kept up with the sensor
+    assert 0.2 < trained["learning.sampled_fraction"] <= 1.0
     assert seen == n_test
     assert m["learning.steps"] == steps  # infer mode: no learning
     assert abs(m["accuracy"] - test_acc) < 0.02  # the window holds test trials only

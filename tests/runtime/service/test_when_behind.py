@@ -103,3 +103,23 @@ async def test_wait_holds_the_loop_until_the_learner_has_learned_every_trial() -
 def test_an_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="when_behind"):
         _pipeline(_slow_learner(threading.Event()), "drop")
+
+
+async def test_sample_leaves_trials_unlearned_while_inference_is_behind() -> None:
+    """Where driver runs and steps share one thread, jobs never pile up: the inference
+    loop's backlog (``behind``) is what says the learner holds it back."""
+    online = _slow_learner(threading.Event())
+    online.learn_scored = OnlineLearner.learn_scored.__get__(online)  # type: ignore[method-assign]
+    for policy, learned in (("sample", STEP), ("wait", 2 * STEP)):
+        pipe, counters, _ = _pipeline(online, policy)
+        rng = np.random.default_rng(1)
+        for behind in (False, True):
+            t_in = rng.uniform(0.15, 2.0, (STEP, online.n_inputs))
+            observation, version = online.observe(t_in)
+            labels = rng.integers(0, online.n_outputs, STEP)
+            pipe.add(JoinedRows(np.arange(STEP), online.pack(t_in, observation, version), labels))
+            await pipe.learn(learning=True, behind=behind)
+            await pipe.collect(block=True)  # no job in flight when the next comes
+        assert counters["learning.learned_trials"] == learned, policy
+        assert counters["learning.unlearned_trials"] == 2 * STEP - learned, policy
+        assert pipe.accuracy.total == 2 * STEP
