@@ -99,8 +99,10 @@ class LearningSection:
             "Pipeline and parameter versions"; measured in docs/performance.md).
         threads: kernel threads sharing each driver run on the ``emulator-ideal``
             driver and each learning step's backward pass; 0 (default): one per
-            core this process may use. Bit-identical for a given count (rows are
-            split and summed in a fixed order), equal to rounding across counts.
+            core this process may use; a pass is split only into parts worth a
+            thread (``delgrad.runtime._network.SplitCost``). Bit-identical for a
+            given count and batch size (rows are split and summed in a fixed
+            order), equal to rounding across counts.
         lr_policy: ``constant`` (default) or ``boost``: while the degradation alarm
             holds, the learning-rate factor is multiplied by ``lr_boost`` (at most
             100), and set back when it clears (unless an ``lr`` command changed it).
