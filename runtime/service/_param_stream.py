@@ -3,8 +3,8 @@
 Subscribers keep a replica of the parameters the driver runs: a full retained
 snapshot (``params/latest``) at start, on request and every
 ``publish.snapshot_every`` deltas, and a delta (``params/delta``) every
-``publish.delta_every`` optimiser steps or bumps. Each delta advances the update
-number ``seq``.
+``publish.delta_every`` optimiser steps or bumps, at most one per
+``publish.delta_interval_ms``. Each delta advances the update number ``seq``.
 
 Deltas are encoded off the inference loop's path (issue 24): a step hands its
 parameters over (:meth:`ParameterStream.after_steps` returns at once) and the
@@ -38,6 +38,7 @@ When the high-water cannot be written (full, read-only or vanished folder, see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -151,11 +152,17 @@ class ParameterStream:
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Publish the deltas handed over by :meth:`after_steps` until ``stop`` is set
-        (seen between deltas, never during one: a delta encoded is published)."""
+        (seen between deltas, never during one: a delta encoded is published), at
+        least ``publish.delta_interval_ms`` apart."""
+        interval_s = self._config.delta_interval_ms / 1000.0
         while not stop.is_set():
             await self._wake.wait()
             self._wake.clear()
             await self.publish_due()
+            if interval_s > 0 and not stop.is_set():
+                # steps meanwhile replace the parameters due: one delta covers them
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
 
     def wake(self) -> None:
         """Let :meth:`loop` see the stop flag."""

@@ -120,7 +120,7 @@ async def stop_service(service, transport, task):
 
 async def test_online_learning_predictions_and_parameter_stream():
     bus = InProcessBus()
-    config = make_config()
+    config = make_config(publish={"delta_interval_ms": 0})  # a delta per step: many to apply
     async with Client(bus) as client:
         service, transport, task = await start_service(bus, config)
         stats = await stream_trials(
