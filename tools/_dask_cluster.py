@@ -30,6 +30,7 @@ import shlex
 import signal
 import socket
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -205,8 +206,9 @@ def _check_versions(client: Any, address: str) -> None:
             )
 
 
-def _refuse_early(address: str, timeout_s: float) -> None:
-    """Say at once when nothing listens at a ``tcp://`` address.
+def _refuse_early(address: str, timeout_s: float) -> float:
+    """Say at once when nothing listens at a ``tcp://`` address; returns the seconds
+    of ``timeout_s`` left for Dask's client (so the two stay within ``timeout_s``).
 
     Dask's client retries a refused connection until its timeout, and on a busy
     host that timeout can end before a refusal is seen; one plain connect tells
@@ -214,39 +216,45 @@ def _refuse_early(address: str, timeout_s: float) -> None:
     """
     from distributed.comm.addressing import parse_address, parse_host_port
 
+    started = time.monotonic()
     try:
         scheme, location = parse_address(address)
         if scheme != "tcp":
-            return
+            return timeout_s
         host, port = parse_host_port(location)
     except ValueError:
-        return  # Client says what is wrong with it
+        return timeout_s  # Client says what is wrong with it
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except ConnectionRefusedError as exc:
-        raise TransportError(
-            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({exc.strerror})"
-        ) from None
+        raise _unreachable(address, timeout_s, str(exc.strerror)) from None
+    except TimeoutError:
+        raise _unreachable(address, timeout_s, "no answer") from None
     except OSError:
-        pass  # unresolvable or silent: Client's retries and its text cover these
+        pass  # e.g. unresolvable: Client's text covers it
+    return max(0.01, timeout_s - (time.monotonic() - started))
+
+
+def _unreachable(address: str, timeout_s: float, cause: str) -> TransportError:
+    return TransportError(
+        f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({cause})"
+    )
 
 
 def _running(address: str, timeout_s: float) -> Any:
     from distributed import Client
     from distributed.versions import VersionMismatchWarning
 
-    _refuse_early(address, timeout_s)
+    left_s = _refuse_early(address, timeout_s)
     try:
         with warnings.catch_warnings():
             # its table is many lines; _check_versions says it in one
             warnings.simplefilter("ignore", VersionMismatchWarning)
-            client = Client(address, timeout=timeout_s, direct_to_workers=True)
+            client = Client(address, timeout=left_s, direct_to_workers=True)
     except (OSError, TimeoutError) as exc:
         # Dask's own text repeats the address and the timeout; its cause says why
         cause = re.sub(r"^in <[^>]*>: ", "", str(exc.__cause__ or "")) or "no answer"
-        raise TransportError(
-            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({cause})"
-        ) from None
+        raise _unreachable(address, timeout_s, cause) from None
     except ValueError as exc:
         raise ConfigError(f"bad --scheduler address {address}: {exc}") from None
     except Exception as exc:  # a handshake that fails: another protocol or version
