@@ -32,13 +32,17 @@ class _Deltas:
         self.steps += n
 
 
-def _slow_learner(gate: threading.Event) -> OnlineLearner:
-    online = OnlineLearner(
+def _learner() -> OnlineLearner:
+    return OnlineLearner(
         Learner(resolve_config("yinyang_H30_WS")),
         driver_from_config("emulator-ideal"),
         step_every=STEP,
         refresh=False,
     )
+
+
+def _slow_learner(gate: threading.Event) -> OnlineLearner:
+    online = _learner()
     learn = online.learn_scored
     online.learn_scored = lambda pieces: (gate.wait(20), learn(pieces))[1]  # type: ignore[method-assign]
     return online
@@ -108,8 +112,7 @@ def test_an_unknown_policy_is_refused() -> None:
 async def test_sample_leaves_trials_unlearned_while_inference_is_behind() -> None:
     """Where driver runs and steps share one thread, jobs never pile up: the inference
     loop's backlog (``behind``) is what says the learner holds it back."""
-    online = _slow_learner(threading.Event())
-    online.learn_scored = OnlineLearner.learn_scored.__get__(online)  # type: ignore[method-assign]
+    online = _learner()
     for policy, learned in (("sample", STEP), ("wait", 2 * STEP)):
         pipe, counters, _ = _pipeline(online, policy)
         rng = np.random.default_rng(1)
